@@ -1,0 +1,120 @@
+//! Running external programs with captured output and a deadline.
+//!
+//! Every child gets its own process group so that a timeout can kill the
+//! whole tree (Terraform and the provider processes it started), not just the
+//! direct child.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How long to wait for output after the child exited: a daemon it started
+/// may hold the pipe open forever, and what was printed so far is enough.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// What a finished program printed.
+#[derive(Debug)]
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Captured {
+    /// The exit code, or -1 when the program died from a signal.
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured. Panics if it
+/// cannot be started or runs longer than `timeout` (after killing its
+/// process group), showing what it printed.
+pub fn run_captured(cmd: &mut Command, timeout: Duration) -> Captured {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn_in_own_group(cmd);
+    let stdout = PipeCollector::start(child.stdout.take().expect("stdout is piped"));
+    let stderr = PipeCollector::start(child.stderr.take().expect("stderr is piped"));
+
+    let status = wait_with_deadline(&mut child, timeout);
+    let (stdout, stderr) = (stdout.finish(), stderr.finish());
+    match status {
+        Some(status) => Captured { status, stdout, stderr },
+        None => panic!(
+            "{cmd:?} timed out after {timeout:?} and was killed\n\
+             --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        ),
+    }
+}
+
+/// Starts `cmd` as the leader of a new process group; panics with the
+/// command line if it cannot be started.
+pub fn spawn_in_own_group(cmd: &mut Command) -> Child {
+    cmd.process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
+
+/// SIGKILLs every process in the group led by `child` (see
+/// [`spawn_in_own_group`]); processes that already exited are fine.
+pub fn kill_process_group(child: &Child) {
+    let group = i32::try_from(child.id()).expect("pid fits in pid_t");
+    // SAFETY: killpg has no memory-safety preconditions.
+    unsafe {
+        libc::killpg(group, libc::SIGKILL);
+    }
+}
+
+/// Waits for `child` to exit; on timeout kills its group, reaps it and
+/// returns None.
+fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("waitpid on our own child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            kill_process_group(child);
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Reads a pipe on a thread into a shared buffer, so that output is not lost
+/// even when the reader has to be abandoned.
+struct PipeCollector {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    /// Disconnects when the reader thread ends (end of file or error).
+    finished: mpsc::Receiver<()>,
+}
+
+impl PipeCollector {
+    fn start(mut pipe: impl Read + Send + 'static) -> PipeCollector {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let (done, finished) = mpsc::channel::<()>();
+        let sink = Arc::clone(&buffer);
+        thread::spawn(move || {
+            let _done = done;
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                sink.lock().expect("pipe buffer lock").extend_from_slice(&chunk[..n]);
+            }
+        });
+        PipeCollector { buffer, finished }
+    }
+
+    fn finish(self) -> String {
+        let _ = self.finished.recv_timeout(OUTPUT_GRACE);
+        let bytes = self.buffer.lock().expect("pipe buffer lock");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}

@@ -1,0 +1,183 @@
+//! Reusable attribute validators. The framework calls them only with known,
+//! non-null values, so unknown inputs (a value coming from another resource
+//! in the same apply) are planned instead of rejected.
+
+use super::diag::{AttrPath, Diagnostics};
+use crate::cty::Value;
+
+pub trait Validator: Send + Sync {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics);
+}
+
+/// An integer in an inclusive range (ports, shard counts, ...).
+pub struct IntBetween {
+    pub min: i64,
+    pub max: i64,
+}
+
+pub fn int_between(min: i64, max: i64) -> IntBetween {
+    IntBetween { min, max }
+}
+
+impl Validator for IntBetween {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        match value.as_i64() {
+            Some(n) if (self.min..=self.max).contains(&n) => {}
+            _ => diags.error_at(
+                path.clone(),
+                "Value out of range",
+                format!("{path} must be a whole number between {} and {}, got {}.", self.min, self.max, display(value)),
+            ),
+        }
+    }
+}
+
+/// A TCP port.
+pub fn port() -> IntBetween {
+    int_between(1, 65535)
+}
+
+/// A string that is not empty and not only whitespace.
+pub struct NotBlank;
+
+pub fn not_blank() -> NotBlank {
+    NotBlank
+}
+
+impl Validator for NotBlank {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        if value.as_str().is_some_and(|s| s.trim().is_empty()) {
+            diags.error_at(path.clone(), "Empty value", format!("{path} must not be empty."));
+        }
+    }
+}
+
+/// One of a fixed set of strings.
+pub struct OneOf {
+    pub allowed: &'static [&'static str],
+}
+
+pub fn one_of(allowed: &'static [&'static str]) -> OneOf {
+    OneOf { allowed }
+}
+
+impl Validator for OneOf {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        if let Some(s) = value.as_str() {
+            if !self.allowed.contains(&s) {
+                diags.error_at(
+                    path.clone(),
+                    "Invalid value",
+                    format!("{path} must be one of {}, got {s:?}.", quoted_list(self.allowed)),
+                );
+            }
+        }
+    }
+}
+
+/// A string whose every character satisfies a predicate, with a length limit;
+/// used for names that end up in identifiers, file names or URLs.
+pub struct NameLike {
+    pub max_len: usize,
+    pub allowed: fn(char) -> bool,
+    pub explain: &'static str,
+}
+
+impl Validator for NameLike {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        let Some(s) = value.as_str() else { return };
+        if s.is_empty() || s.chars().count() > self.max_len || !s.chars().all(self.allowed) {
+            diags.error_at(
+                path.clone(),
+                "Invalid name",
+                format!("{path} must be 1 to {} characters of {}, got {s:?}.", self.max_len, self.explain),
+            );
+        }
+    }
+}
+
+/// A Go-style duration as Terraform users write timeouts: "30s", "10m", "1h30m".
+pub struct Duration;
+
+pub fn duration() -> Duration {
+    Duration
+}
+
+impl Validator for Duration {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        if let Some(s) = value.as_str() {
+            if parse_duration(s).is_none() {
+                diags.error_at(
+                    path.clone(),
+                    "Invalid duration",
+                    format!("{path} must be a duration such as \"30s\", \"10m\" or \"1h30m\", got {s:?}."),
+                );
+            }
+        }
+    }
+}
+
+/// Parses "1h30m", "90s", "2m30s", "500ms".
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += number * seconds;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
+}
+
+fn display(value: &Value) -> String {
+    match value {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("1h30m"), Some(std::time::Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45s"), Some(std::time::Duration::from_secs(45)));
+        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn port_out_of_range_names_the_path() {
+        let mut diags = Diagnostics::new();
+        let path = AttrPath::root("coordinator").attr("port");
+        port().validate(&Value::int(70000), &path, &mut diags);
+        let d = diags.iter().next().expect("a diagnostic");
+        assert_eq!(d.path.as_ref(), Some(&path));
+        assert!(d.detail.contains("coordinator.port must be a whole number between 1 and 65535, got 70000"));
+    }
+}
