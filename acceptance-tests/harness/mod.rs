@@ -17,9 +17,13 @@ pub mod tempdir;
 pub mod terraform;
 pub mod wait;
 
+// Re-exports for the tests; not every test binary build uses all of them.
+#[allow(unused_imports)]
 pub use postgres::{citus_installed, require_citus, CitusCluster, PgInstance, PgOptions};
+#[allow(unused_imports)]
 pub use terraform::{
     provider_binaries, required_providers_hcl, terraform_binary, ProviderBinary, TfOutput,
     Workdir,
 };
+#[allow(unused_imports)]
 pub use wait::wait_until;

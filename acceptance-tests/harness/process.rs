@@ -4,7 +4,8 @@
 //! whole tree (Terraform and the provider processes it started), not just the
 //! direct child.
 
-use std::io::Read;
+use std::fmt;
+use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -32,26 +33,51 @@ impl Captured {
     }
 }
 
-/// Runs `cmd` to completion with stdout and stderr captured. Panics if it
-/// cannot be started or runs longer than `timeout` (after killing its
-/// process group), showing what it printed.
-pub fn run_captured(cmd: &mut Command, timeout: Duration) -> Captured {
+/// Why a program did not run to completion.
+#[derive(Debug)]
+pub enum RunError {
+    Spawn { command: String, error: io::Error },
+    TimedOut { command: String, after: Duration, stdout: String, stderr: String },
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Spawn { command, error } => write!(f, "cannot start {command}: {error}"),
+            RunError::TimedOut { command, after, stdout, stderr } => write!(
+                f,
+                "{command} timed out after {after:?} and was killed\n\
+                 --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+            ),
+        }
+    }
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured, killing its
+/// process group if it runs longer than `timeout`.
+pub fn try_run_captured(cmd: &mut Command, timeout: Duration) -> Result<Captured, RunError> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = spawn_in_own_group(cmd);
+    let command = format!("{cmd:?}");
+    let mut child = cmd
+        .process_group(0)
+        .spawn()
+        .map_err(|error| RunError::Spawn { command: command.clone(), error })?;
     let stdout = PipeCollector::start(child.stdout.take().expect("stdout is piped"));
     let stderr = PipeCollector::start(child.stderr.take().expect("stderr is piped"));
 
     let status = wait_with_deadline(&mut child, timeout);
     let (stdout, stderr) = (stdout.finish(), stderr.finish());
     match status {
-        Some(status) => Captured { status, stdout, stderr },
-        None => panic!(
-            "{cmd:?} timed out after {timeout:?} and was killed\n\
-             --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-        ),
+        Some(status) => Ok(Captured { status, stdout, stderr }),
+        None => Err(RunError::TimedOut { command, after: timeout, stdout, stderr }),
     }
+}
+
+/// [`try_run_captured`] for callers that can only fail the test.
+pub fn run_captured(cmd: &mut Command, timeout: Duration) -> Captured {
+    try_run_captured(cmd, timeout).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Starts `cmd` as the leader of a new process group; panics with the

@@ -9,7 +9,7 @@ mod msgpack;
 mod number;
 mod types;
 
-pub use json::{decode_json, JsonError};
+pub use json::{decode_json, encode_json, JsonError};
 pub use msgpack::{decode_msgpack, encode_msgpack, MsgpackError};
 pub use number::Number;
 pub use types::{Type, TypeError};
@@ -115,6 +115,12 @@ impl Value {
     /// `Some(s)` -> string, `None` -> null.
     pub fn opt_string(s: Option<impl Into<String>>) -> Value {
         s.map(|s| Value::String(s.into())).unwrap_or(Value::Null)
+    }
+}
+
+impl Default for Value {
+    fn default() -> Self {
+        Value::Null
     }
 }
 

@@ -45,7 +45,11 @@ impl Number {
     pub fn parse(s: &str) -> Option<Number> {
         let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
         if unsigned.eq_ignore_ascii_case("inf") {
-            let inf = if s.starts_with('-') { f64::NEG_INFINITY } else { f64::INFINITY };
+            let inf = if s.starts_with('-') {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            };
             return Some(Number(Repr::Float(inf)));
         }
         Decimal::parse(s).map(Number::from_decimal)
@@ -184,7 +188,9 @@ impl fmt::Display for Number {
             Repr::Int(i) => write!(f, "{i}"),
             Repr::UInt(u) => write!(f, "{u}"),
             // Go's big.Float spelling, which Terraform parses back.
-            Repr::Float(x) if x.is_infinite() => f.write_str(if *x > 0.0 { "+Inf" } else { "-Inf" }),
+            Repr::Float(x) if x.is_infinite() => {
+                f.write_str(if *x > 0.0 { "+Inf" } else { "-Inf" })
+            }
             // Rust's Display is the shortest text that round-trips, never in
             // exponent form: the same as Go's `Text('f', -1)` for a float64.
             Repr::Float(x) => write!(f, "{x}"),
@@ -213,7 +219,8 @@ impl Decimal {
         };
         let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
         let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-        if int_part.len() + frac_part.len() == 0 || !all_digits(int_part) || !all_digits(frac_part) {
+        if int_part.len() + frac_part.len() == 0 || !all_digits(int_part) || !all_digits(frac_part)
+        {
             return None;
         }
         let mut exponent: i64 = match exp_text {
@@ -229,16 +236,26 @@ impl Decimal {
         };
         exponent = exponent.checked_sub(i64::try_from(frac_part.len()).ok()?)?;
 
-        let mut digits: String = format!("{int_part}{frac_part}").trim_start_matches('0').to_owned();
+        let mut digits: String = format!("{int_part}{frac_part}")
+            .trim_start_matches('0')
+            .to_owned();
         let trimmed = digits.trim_end_matches('0').len();
         exponent = exponent.checked_add((digits.len() - trimmed) as i64)?;
         digits.truncate(trimmed);
         if digits.is_empty() {
-            return Some(Decimal { negative: false, digits, exponent: 0 });
+            return Some(Decimal {
+                negative: false,
+                digits,
+                exponent: 0,
+            });
         }
         // Keep room so that printing and digit arithmetic never overflow.
         exponent.checked_add(i64::try_from(digits.len()).ok()?.checked_mul(2)?)?;
-        Some(Decimal { negative, digits, exponent })
+        Some(Decimal {
+            negative,
+            digits,
+            exponent,
+        })
     }
 
     /// The exact decimal value of a finite f64.
@@ -295,7 +312,10 @@ mod tests {
         assert_eq!(Number::from(0.5), n("0.5"));
         assert_eq!(Number::from(0.5), n(".5"));
         assert_eq!(Number::from(1u64 << 63), n("9223372036854775808"));
-        assert_eq!(Number::from(1u64 << 63), Number::from(9_223_372_036_854_775_808.0));
+        assert_eq!(
+            Number::from(1u64 << 63),
+            Number::from(9_223_372_036_854_775_808.0)
+        );
         assert_eq!(Number::from(7u64), Number::from(7i64));
         assert_eq!(Number::from(1e20), n("100000000000000000000"));
         assert_eq!(Number::from(i64::MIN), n("-9223372036854775808"));
@@ -331,8 +351,14 @@ mod tests {
         assert_eq!(Number::from(1u64 << 63).to_string(), "9223372036854775808");
         assert_eq!(n("1e400").to_string(), format!("1{}", "0".repeat(400)));
         assert_eq!(n("-0.1").to_string(), "-0.1");
-        assert_eq!(n("123.456789012345678901234567890").to_string(), "123.45678901234567890123456789");
-        assert_eq!(n("1.5e-400").to_string(), format!("0.{}15", "0".repeat(399)));
+        assert_eq!(
+            n("123.456789012345678901234567890").to_string(),
+            "123.45678901234567890123456789"
+        );
+        assert_eq!(
+            n("1.5e-400").to_string(),
+            format!("0.{}15", "0".repeat(399))
+        );
         assert_eq!(n("7e5000").to_string(), "7e5000");
         assert_eq!(n("7e-5000").to_string(), "7e-5000");
         assert_eq!(n("-Inf").to_string(), "-Inf");
@@ -342,8 +368,18 @@ mod tests {
     #[test]
     fn display_parses_back_to_the_same_number() {
         for s in [
-            "0", "-7", "0.1", "18446744073709551615", "18446744073709551617", "1e400", "-1.25e-400", "7e5000",
-            "3.14159265358979323846264338327950288", "+Inf", "-Inf", "5e-324",
+            "0",
+            "-7",
+            "0.1",
+            "18446744073709551615",
+            "18446744073709551617",
+            "1e400",
+            "-1.25e-400",
+            "7e5000",
+            "3.14159265358979323846264338327950288",
+            "+Inf",
+            "-Inf",
+            "5e-324",
         ] {
             let x = n(s);
             assert_eq!(n(&x.to_string()), x, "{s}");
@@ -358,7 +394,23 @@ mod tests {
 
     #[test]
     fn rejects_non_numbers() {
-        for s in ["", "-", ".", "e5", "1e", "1e+", "abc", "1.2.3", "0x10", "1_000", " 1", "1 ", "NaN", "--1", "1e99999999999999999999"] {
+        for s in [
+            "",
+            "-",
+            ".",
+            "e5",
+            "1e",
+            "1e+",
+            "abc",
+            "1.2.3",
+            "0x10",
+            "1_000",
+            " 1",
+            "1 ",
+            "NaN",
+            "--1",
+            "1e99999999999999999999",
+        ] {
             assert!(Number::parse(s).is_none(), "{s:?}");
         }
     }
@@ -369,11 +421,32 @@ mod tests {
         assert_eq!(Number::from(2.0).wire_form(), WireNumber::Int(2));
         assert_eq!(Number::from(0.1).wire_form(), WireNumber::Float(0.1));
         // 2^63 is exactly an f64; 2^63 + 1 and u64::MAX are not.
-        assert_eq!(Number::from(1u64 << 63).wire_form(), WireNumber::Float(9_223_372_036_854_775_808.0));
-        assert_eq!(Number::from((1u64 << 63) + 1).wire_form(), WireNumber::Text("9223372036854775809".into()));
-        assert_eq!(Number::from(u64::MAX).wire_form(), WireNumber::Text("18446744073709551615".into()));
-        assert_eq!(n("1e400").wire_form(), WireNumber::Text(format!("1{}", "0".repeat(400))));
+        assert_eq!(
+            Number::from(1u64 << 63).wire_form(),
+            WireNumber::Float(9_223_372_036_854_775_808.0)
+        );
+        assert_eq!(
+            Number::from((1u64 << 63) + 1).wire_form(),
+            WireNumber::Text("9223372036854775809".into())
+        );
+        assert_eq!(
+            Number::from(u64::MAX).wire_form(),
+            WireNumber::Text("18446744073709551615".into())
+        );
+        assert_eq!(
+            n("1e400").wire_form(),
+            WireNumber::Text(format!("1{}", "0".repeat(400)))
+        );
         assert_eq!(n("0.1").wire_form(), WireNumber::Text("0.1".into()));
-        assert_eq!(n("1e300").wire_form(), WireNumber::Float(1e300));
+        // 10^22 is exactly an f64; 10^300 is not (the f64 nearest it differs).
+        assert_eq!(n("1e22").wire_form(), WireNumber::Float(1e22));
+        assert_eq!(
+            n("1e300").wire_form(),
+            WireNumber::Text(format!("1{}", "0".repeat(300)))
+        );
+        assert_eq!(
+            n("1e23").wire_form(),
+            WireNumber::Text(format!("1{}", "0".repeat(23)))
+        );
     }
 }

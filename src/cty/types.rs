@@ -61,9 +61,17 @@ impl Type {
             Type::Map(t) => kind("map", t.to_json()),
             Type::Object(attrs) => kind(
                 "object",
-                Json::Object(attrs.iter().map(|(k, t)| (k.clone(), t.to_json())).collect()),
+                Json::Object(
+                    attrs
+                        .iter()
+                        .map(|(k, t)| (k.clone(), t.to_json()))
+                        .collect(),
+                ),
             ),
-            Type::Tuple(elems) => kind("tuple", Json::Array(elems.iter().map(Type::to_json).collect())),
+            Type::Tuple(elems) => kind(
+                "tuple",
+                Json::Array(elems.iter().map(Type::to_json).collect()),
+            ),
         }
     }
 
@@ -98,7 +106,9 @@ impl Type {
                     ("map", []) => Ok(Type::map(Type::from_json(arg)?)),
                     ("object", [] | [Json::Array(_)]) => {
                         let Json::Object(attrs) = arg else {
-                            return Err(TypeError::new(format!("object type needs an attribute map, got {arg}")));
+                            return Err(TypeError::new(format!(
+                                "object type needs an attribute map, got {arg}"
+                            )));
                         };
                         let attrs = attrs
                             .iter()
@@ -108,9 +118,16 @@ impl Type {
                     }
                     ("tuple", []) => {
                         let Json::Array(elems) = arg else {
-                            return Err(TypeError::new(format!("tuple type needs an element list, got {arg}")));
+                            return Err(TypeError::new(format!(
+                                "tuple type needs an element list, got {arg}"
+                            )));
                         };
-                        Ok(Type::Tuple(elems.iter().map(Type::from_json).collect::<Result<_, _>>()?))
+                        Ok(Type::Tuple(
+                            elems
+                                .iter()
+                                .map(Type::from_json)
+                                .collect::<Result<_, _>>()?,
+                        ))
                     }
                     _ => Err(TypeError::new(format!("malformed type {v}"))),
                 }
@@ -121,8 +138,8 @@ impl Type {
 
     /// Parses the compact JSON type form from bytes (as found in dynamic values).
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Type, TypeError> {
-        let json: Json =
-            serde_json::from_slice(bytes).map_err(|e| TypeError::new(format!("type is not valid JSON: {e}")))?;
+        let json: Json = serde_json::from_slice(bytes)
+            .map_err(|e| TypeError::new(format!("type is not valid JSON: {e}")))?;
         Type::from_json(&json)
     }
 
@@ -190,8 +207,14 @@ mod tests {
         assert_eq!(compact(&Type::list(Type::String)), r#"["list","string"]"#);
         assert_eq!(compact(&Type::set(Type::Number)), r#"["set","number"]"#);
         assert_eq!(compact(&Type::map(Type::Bool)), r#"["map","bool"]"#);
-        assert_eq!(compact(&Type::object([("a", Type::Number)])), r#"["object",{"a":"number"}]"#);
-        assert_eq!(compact(&Type::tuple([Type::String, Type::Bool])), r#"["tuple",["string","bool"]]"#);
+        assert_eq!(
+            compact(&Type::object([("a", Type::Number)])),
+            r#"["object",{"a":"number"}]"#
+        );
+        assert_eq!(
+            compact(&Type::tuple([Type::String, Type::Bool])),
+            r#"["tuple",["string","bool"]]"#
+        );
         assert_eq!(compact(&Type::object::<&str>([])), r#"["object",{}]"#);
         assert_eq!(compact(&Type::tuple([])), r#"["tuple",[]]"#);
     }
@@ -217,7 +240,10 @@ mod tests {
             Type::Bool,
             Type::Dynamic,
             Type::set(Type::list(Type::map(Type::Number))),
-            Type::object([("a", Type::tuple([Type::String, Type::object([("b", Type::Bool)])]))]),
+            Type::object([(
+                "a",
+                Type::tuple([Type::String, Type::object([("b", Type::Bool)])]),
+            )]),
         ];
         for t in types {
             assert_eq!(Type::from_json(&t.to_json()).unwrap(), t);
@@ -228,7 +254,10 @@ mod tests {
     #[test]
     fn object_with_optional_attribute_list_is_accepted() {
         let json = serde_json::json!(["object", {"a": "string"}, ["a"]]);
-        assert_eq!(Type::from_json(&json).unwrap(), Type::object([("a", Type::String)]));
+        assert_eq!(
+            Type::from_json(&json).unwrap(),
+            Type::object([("a", Type::String)])
+        );
     }
 
     #[test]

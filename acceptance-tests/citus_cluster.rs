@@ -1,0 +1,249 @@
+//! `citus_cluster` through the real Terraform CLI against real Citus nodes.
+
+use std::time::Duration;
+
+use crate::harness::{require_citus, required_providers_hcl, wait_until, CitusCluster, PgInstance, Workdir};
+
+struct WorkerDecl<'a> {
+    name: &'a str,
+    node: &'a PgInstance,
+}
+
+/// A configuration for the cluster: provider defaults for the connection, a
+/// fast transfer mode (the tests are not about the slow one unless they say so).
+fn config(coordinator: &PgInstance, workers: &[WorkerDecl], extra: &str) -> String {
+    config_with_mode(coordinator, workers, extra, "block_writes")
+}
+
+fn config_with_mode(coordinator: &PgInstance, workers: &[WorkerDecl], extra: &str, mode: &str) -> String {
+    let mut hcl = required_providers_hcl(&["citus"]);
+    hcl.push_str(&format!(
+        "provider \"citus\" {{\n  host = \"127.0.0.1\"\n  port = {}\n  username = \"postgres\"\n}}\n\n",
+        coordinator.port()
+    ));
+    hcl.push_str("resource \"citus_cluster\" \"this\" {\n");
+    hcl.push_str(&format!("  coordinator {{\n    host = \"127.0.0.1\"\n    port = {}\n  }}\n", coordinator.port()));
+    for w in workers {
+        hcl.push_str(&format!("  worker \"{}\" {{\n    host = \"127.0.0.1\"\n    port = {}\n  }}\n", w.name, w.node.port()));
+    }
+    hcl.push_str(&format!("  rebalance {{\n    shard_transfer_mode = \"{mode}\"\n  }}\n"));
+    hcl.push_str(extra);
+    hcl.push_str("}\n");
+    hcl
+}
+
+/// Registered primary workers as `port` strings, ordered.
+fn registered_worker_ports(coordinator: &PgInstance) -> Vec<String> {
+    coordinator
+        .sql("SELECT nodeport::text FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodeport")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap_or_default())
+        .collect()
+}
+
+fn placements_on(coordinator: &PgInstance, port: u16) -> i64 {
+    let rows = coordinator.sql(&format!(
+        "SELECT count(*) FROM pg_dist_placement p JOIN pg_dist_node n ON n.groupid = p.groupid \
+         AND n.noderole = 'primary' WHERE n.nodeport = {port}"
+    ));
+    rows[0][0].as_deref().unwrap_or("0").parse().unwrap()
+}
+
+/// Count and an order-independent digest of every row of `events`.
+fn table_fingerprint(coordinator: &PgInstance) -> (String, String) {
+    let rows = coordinator.sql("SELECT count(*)::text, md5(string_agg(id::text || ':' || payload, ',' ORDER BY id)) FROM events");
+    (rows[0][0].clone().unwrap(), rows[0][1].clone().unwrap_or_default())
+}
+
+fn create_events_table(coordinator: &PgInstance, rows: i64, shards: i64) {
+    coordinator.sql(&format!(
+        "CREATE TABLE events (id bigint PRIMARY KEY, payload text NOT NULL); \
+         SELECT create_distributed_table('events', 'id', shard_count => {shards}); \
+         INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
+    ));
+}
+
+#[test]
+fn citus_cluster_lifecycle_scale_out_scale_in_import() {
+    if !require_citus("citus_cluster_lifecycle_scale_out_scale_in_import") {
+        return;
+    }
+    let cluster = CitusCluster::start(4);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let tf = Workdir::new("citus_cluster_lifecycle");
+
+    // Three workers registered; the next plan is empty.
+    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    tf.write_config(&config(coord, &three, ""));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let expected: Vec<String> = w[..3].iter().map(|n| n.port().to_string()).collect();
+    assert_eq!(registered_worker_ports(coord), expected);
+
+    create_events_table(coord, 20_000, 32);
+    let before = table_fingerprint(coord);
+    tf.assert_plan_empty();
+
+    // A fourth worker: shards move onto it in the same apply.
+    let four = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }, WorkerDecl { name: "w4", node: &w[3] }];
+    tf.write_config(&config(coord, &four, ""));
+    tf.apply_and_assert_idempotent();
+    assert!(placements_on(coord, w[3].port()) > 0, "the new worker got no shards");
+    assert_eq!(table_fingerprint(coord), before);
+
+    // w2 leaves: drained, then removed; every row is still there.
+    let without_w2 = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w3", node: &w[2] }, WorkerDecl { name: "w4", node: &w[3] }];
+    tf.write_config(&config(coord, &without_w2, ""));
+    tf.apply_and_assert_idempotent();
+    assert!(!registered_worker_ports(coord).contains(&w[1].port().to_string()), "w2 is still registered");
+    assert_eq!(table_fingerprint(coord), before);
+
+    // Import gives the same state.
+    tf.import_and_compare("citus_cluster.this", &format!("127.0.0.1:{}", coord.port()), &["rebalance", "timeouts"]);
+
+    // Destroy by default forgets the cluster and leaves every node registered.
+    tf.destroy();
+    assert_eq!(registered_worker_ports(coord).len(), 3);
+    assert_eq!(table_fingerprint(coord), before);
+}
+
+#[test]
+fn citus_cluster_drift_shows_in_plan_and_is_repaired() {
+    if !require_citus("citus_cluster_drift_shows_in_plan_and_is_repaired") {
+        return;
+    }
+    let cluster = CitusCluster::start(2);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let tf = Workdir::new("citus_cluster_drift");
+    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    tf.write_config(&config(coord, &two, ""));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+
+    // Someone flips a property by hand: the plan shows it, apply repairs it.
+    coord.sql(&format!("SELECT citus_set_node_property('127.0.0.1', {}, 'shouldhaveshards', false)", w[1].port()));
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "a hand-made change must show in the plan:\n{}", plan.stdout);
+    assert!(plan.stdout.contains("should_have_shards"), "{}", plan.stdout);
+    tf.apply_and_assert_idempotent();
+    let flag = coord.sql(&format!("SELECT shouldhaveshards::text FROM pg_dist_node WHERE nodeport = {}", w[1].port()));
+    assert_eq!(flag[0][0].as_deref(), Some("true"));
+}
+
+#[test]
+fn citus_cluster_worker_down_is_reported_and_blocks_only_itself() {
+    if !require_citus("citus_cluster_worker_down_is_reported_and_blocks_only_itself") {
+        return;
+    }
+    let cluster = CitusCluster::start(4);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let tf = Workdir::new("citus_cluster_worker_down");
+    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    tf.write_config(&config(coord, &three, ""));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    create_events_table(coord, 2_000, 8);
+    let before_nodes = registered_worker_ports(coord);
+
+    w[2].stop();
+    // The plan still works and reports the node.
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "plan must report the stopped worker:\n{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("reachable"), "{}", plan.stdout);
+
+    // Adding w4 while w3 is down: a clear error naming w3, nothing else changes.
+    let four = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }, WorkerDecl { name: "w4", node: &w[3] }];
+    tf.write_config(&config(coord, &four, ""));
+    let failed = tf.apply_expect_error();
+    assert!(failed.stderr.contains("w3") && failed.stderr.contains("Node unreachable"), "{}", failed.stderr);
+    assert_eq!(registered_worker_ports(coord), before_nodes, "nothing may change while a node is down");
+
+    // Removing the stopped worker that holds the only placements: refused, tables named.
+    let without_w3 = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    tf.write_config(&config(coord, &without_w3, ""));
+    let refused = tf.apply_expect_error();
+    assert!(refused.stderr.contains("events"), "the refusal must name the table:\n{}", refused.stderr);
+    assert!(refused.stderr.contains("citus_update_node"), "the refusal must offer the way out:\n{}", refused.stderr);
+    assert_eq!(registered_worker_ports(coord), before_nodes);
+
+    // Back up: the removal drains and converges.
+    w[2].start();
+    tf.apply_and_assert_idempotent();
+    assert_eq!(registered_worker_ports(coord).len(), 2);
+    assert_eq!(coord.sql("SELECT count(*)::text FROM events")[0][0].as_deref(), Some("2000"));
+}
+
+#[test]
+fn citus_cluster_killed_during_drain_converges_on_next_apply() {
+    if !require_citus("citus_cluster_killed_during_drain_converges_on_next_apply") {
+        return;
+    }
+    let cluster = CitusCluster::start(3);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let tf = Workdir::new("citus_cluster_killed_during_drain");
+    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    // Logical moves take seconds each: long enough to kill Terraform mid-drain.
+    tf.write_config(&config_with_mode(coord, &three, "", "force_logical"));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    create_events_table(coord, 5_000, 12);
+    let before = table_fingerprint(coord);
+
+    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    tf.write_config(&config_with_mode(coord, &two, "", "force_logical"));
+    let mut apply = tf.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
+    wait_until("a drain job to run", Duration::from_secs(120), || {
+        let rows = coord.sql("SELECT count(*)::text FROM pg_dist_background_task WHERE status::text = 'running'");
+        rows[0][0].as_deref() != Some("0")
+    });
+    crate::harness::process::kill_process_group(&apply);
+    let _ = apply.wait();
+
+    // The next apply adopts or finishes the job and converges.
+    tf.apply_and_assert_idempotent();
+    assert!(!registered_worker_ports(coord).contains(&w[2].port().to_string()));
+    assert_eq!(table_fingerprint(coord), before, "rows changed across the interrupted drain");
+}
+
+#[test]
+fn citus_cluster_bad_input_is_rejected_at_plan_time() {
+    // Validation needs no Citus: nothing is created.
+    let tf = Workdir::new("citus_cluster_bad_input");
+    let head = required_providers_hcl(&["citus"]);
+    let cases = [
+        ("port = 70000", "worker \"w1\" {\n host = \"127.0.0.1\"\n port = 70000\n }", "worker[\"w1\"].port"),
+        ("empty host", "worker \"w1\" {\n host = \"\"\n }", "must not be empty"),
+        ("bad name", "worker \"w 1\" {\n host = \"10.0.0.1\"\n }", "Invalid name"),
+        (
+            "duplicate address",
+            "worker \"w1\" {\n host = \"10.0.0.1\"\n }\n worker \"w2\" {\n host = \"10.0.0.1\"\n }",
+            "Duplicate node address",
+        ),
+        ("duplicate name", "worker \"w1\" {\n host = \"10.0.0.1\"\n }\n worker \"w1\" {\n host = \"10.0.0.2\"\n }", "Duplicate worker block"),
+        ("bad transfer mode", "rebalance {\n shard_transfer_mode = \"fast\"\n }", "shard_transfer_mode must be one of"),
+    ];
+    for (what, body, expected) in cases {
+        tf.write_config(&format!(
+            "{head}\nresource \"citus_cluster\" \"c\" {{\n coordinator {{\n host = \"127.0.0.1\"\n port = 1\n }}\n {body}\n}}\n"
+        ));
+        if what == "port = 70000" {
+            tf.init();
+        }
+        let out = tf.run(&["plan", "-input=false", "-no-color"]);
+        assert_ne!(out.code(), 0, "{what}: plan must fail");
+        assert!(out.stderr.contains(expected), "{what}: expected {expected:?} in:\n{}", out.stderr);
+    }
+
+    // An unreachable coordinator is reported at plan time, naming the attribute.
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    tf.write_config(&format!(
+        "{head}\nresource \"citus_cluster\" \"c\" {{\n coordinator {{\n host = \"127.0.0.1\"\n port = {closed_port}\n }}\n connection {{\n connect_timeout = 2\n }}\n}}\n"
+    ));
+    let out = tf.run(&["plan", "-input=false", "-no-color"]);
+    assert_ne!(out.code(), 0);
+    assert!(out.stderr.contains("Cannot connect to the coordinator"), "{}", out.stderr);
+    assert!(out.stderr.contains("coordinator"), "{}", out.stderr);
+}

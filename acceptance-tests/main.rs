@@ -1,0 +1,8 @@
+//! Acceptance tests: the real Terraform CLI drives the real provider
+//! executables against real PostgreSQL / Citus instances.
+
+mod harness;
+mod harness_selftest;
+mod protocol;
+
+mod citus_cluster;

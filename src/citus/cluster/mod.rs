@@ -1,0 +1,161 @@
+//! `citus_cluster`: Citus membership as code.
+
+mod catalog;
+mod converge;
+mod model;
+mod observe;
+mod schema;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::cty::Value;
+use crate::framework::{AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
+use crate::framework::validators::Validator;
+
+use super::ConnectionDefaults;
+use model::{port_of, timeout, ClusterSpec, NodeAddress};
+
+pub struct ClusterResource {
+    defaults: Arc<ConnectionDefaults>,
+}
+
+impl ClusterResource {
+    pub fn new(defaults: Arc<ConnectionDefaults>) -> Self {
+        ClusterResource { defaults }
+    }
+
+    /// Converges, then reads back. On failure the state is what exists now,
+    /// so the next apply continues from there.
+    async fn apply(&self, ctx: &Context, prior: Option<&Value>, planned: &Value, operation: &str, diags: &mut Diagnostics) -> Value {
+        let spec = ClusterSpec::from_value(planned, &self.defaults);
+        if let Err(failure) = converge::converge(ctx, &spec, timeout(planned, operation)).await {
+            failure.report(diags);
+        }
+        let mut read_diags = Diagnostics::new();
+        match observe::observe(&spec, planned, &mut read_diags).await {
+            Some(state) => {
+                if !diags.has_errors() {
+                    diags.extend(read_diags);
+                }
+                state
+            }
+            None => prior.cloned().unwrap_or(Value::Null),
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for ClusterResource {
+    fn type_name(&self) -> &'static str {
+        "citus_cluster"
+    }
+
+    fn schema(&self) -> Schema {
+        schema::schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        let Value::Map(workers) = config.attr("worker") else { return };
+        let mut seen: BTreeMap<NodeAddress, &str> = BTreeMap::new();
+        let coordinator = config.attr("coordinator");
+        if let (Some(host), port) = (coordinator.attr("host").as_str(), coordinator.attr("port")) {
+            if !port.is_unknown() {
+                seen.insert(NodeAddress::new(host, port_of(port)), "the coordinator");
+            }
+        }
+        for (name, worker) in workers {
+            let path = AttrPath::root("worker").key(name);
+            schema::validate_worker_name().validate(&Value::string(name.clone()), &path, diags);
+            let nodes = std::iter::once((path.clone(), worker)).chain(
+                worker.attr("read_replica").as_elements().unwrap_or_default().iter().enumerate().map(|(i, r)| (path.attr("read_replica").index(i), r)),
+            );
+            for (node_path, node) in nodes {
+                let (Some(host), port) = (node.attr("host").as_str(), node.attr("port")) else { continue };
+                if port.is_unknown() {
+                    continue;
+                }
+                let address = NodeAddress::new(host, port_of(port));
+                if let Some(other) = seen.get(&address) {
+                    diags.error_at(
+                        node_path.attr("host"),
+                        "Duplicate node address",
+                        format!("{address} is already used by {other}; every Citus node needs its own host and port."),
+                    );
+                } else {
+                    seen.insert(address, name);
+                }
+            }
+        }
+    }
+
+    async fn modify_plan(&self, _ctx: &Context, change: &mut PlannedChange, diags: &mut Diagnostics) {
+        if change.is_create() {
+            // Bad connection settings surface at plan time when they are known.
+            if change.planned.is_wholly_known() || is_known_connection(&change.planned) {
+                let spec = ClusterSpec::from_value(&change.planned, &self.defaults);
+                if let Err(failure) = converge::connect_coordinator(&spec).await {
+                    failure.report(diags);
+                }
+            }
+            return;
+        }
+        observe::plan_live_values(&change.prior, &mut change.planned);
+    }
+
+    async fn create(&self, ctx: &Context, planned: &Value, diags: &mut Diagnostics) -> Value {
+        self.apply(ctx, None, planned, "create", diags).await
+    }
+
+    async fn read(&self, _ctx: &Context, state: &Value, diags: &mut Diagnostics) -> Option<Value> {
+        let spec = ClusterSpec::from_value(state, &self.defaults);
+        observe::observe(&spec, state, diags).await
+    }
+
+    async fn update(&self, ctx: &Context, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
+        self.apply(ctx, Some(prior), planned, "update", diags).await
+    }
+
+    async fn delete(&self, ctx: &Context, prior: &Value, diags: &mut Diagnostics) {
+        let spec = ClusterSpec::from_value(prior, &self.defaults);
+        if !spec.deregister_on_destroy {
+            log::info!("forgetting the Citus cluster at {}; its nodes stay registered", spec.connection.address());
+            return;
+        }
+        if let Err(failure) = converge::deregister(ctx, &spec).await {
+            failure.report(diags);
+        }
+    }
+
+    async fn import(&self, _ctx: &Context, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        let Some(address) = parse_address(id) else {
+            diags.error(
+                "Invalid import ID",
+                format!("Expected the coordinator's address as host:port (or host, for port 5432), got {id:?}."),
+            );
+            return None;
+        };
+        let skeleton = observe::import_skeleton(&address);
+        let spec = ClusterSpec::from_value(&skeleton, &self.defaults);
+        let spec = ClusterSpec { connection: crate::sql::ConnectionSettings { host: address.host.clone(), port: address.port, ..spec.connection }, ..spec };
+        let state = observe::observe(&spec, &skeleton, diags).await;
+        if state.is_none() && !diags.has_errors() {
+            diags.error("Nothing to import", format!("The server at {address} has no citus extension."));
+        }
+        state
+    }
+}
+
+fn is_known_connection(planned: &Value) -> bool {
+    planned.attr("connection").is_wholly_known() && planned.attr("coordinator").attr("host").as_str().is_some()
+}
+
+fn parse_address(id: &str) -> Option<NodeAddress> {
+    let (host, port) = match id.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse::<u16>().ok()?),
+        None => (id, 5432),
+    };
+    (!host.is_empty() && port > 0).then(|| NodeAddress::new(host, port))
+}

@@ -1,0 +1,138 @@
+//! Typed views of `citus_cluster` values: the desired cluster read from a
+//! planned value.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::cty::Value;
+use crate::framework::timeouts;
+use crate::sql::ConnectionSettings;
+
+use super::super::rebalance::RebalanceOptions;
+use super::super::ConnectionDefaults;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl NodeAddress {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        NodeAddress { host: host.into(), port }
+    }
+}
+
+impl std::fmt::Display for NodeAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicaSpec {
+    pub address: NodeAddress,
+    pub connect: NodeAddress,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub address: NodeAddress,
+    /// Where the provider connects; `address` unless `connect_host`/`connect_port` say otherwise.
+    pub connect: NodeAddress,
+    pub should_have_shards: bool,
+    pub replicas: Vec<ReplicaSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RebalanceSpec {
+    pub enabled: bool,
+    pub options: RebalanceOptions,
+}
+
+/// The cluster a planned value asks for.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub connection: ConnectionSettings,
+    pub coordinator: NodeAddress,
+    pub workers: BTreeMap<String, WorkerSpec>,
+    pub rebalance: RebalanceSpec,
+    pub deregister_on_destroy: bool,
+    pub update_extension: bool,
+}
+
+pub fn port_of(value: &Value) -> u16 {
+    value.as_i64().map(|p| p as u16).unwrap_or(5432)
+}
+
+fn connect_address(node: &Value, address: &NodeAddress) -> NodeAddress {
+    NodeAddress {
+        host: node.attr("connect_host").as_str().unwrap_or(&address.host).to_string(),
+        port: node.attr("connect_port").as_i64().map(|p| p as u16).unwrap_or(address.port),
+    }
+}
+
+fn address_of(node: &Value) -> NodeAddress {
+    NodeAddress::new(node.attr("host").as_str().unwrap_or_default(), port_of(node.attr("port")))
+}
+
+impl ClusterSpec {
+    pub fn from_value(value: &Value, defaults: &ConnectionDefaults) -> ClusterSpec {
+        let coordinator = address_of(value.attr("coordinator"));
+        let connection = defaults.resolve(value.attr("connection"), &coordinator.host, coordinator.port);
+        let workers = match value.attr("worker") {
+            Value::Map(workers) => workers
+                .iter()
+                .map(|(name, w)| {
+                    let address = address_of(w);
+                    let replicas = w
+                        .attr("read_replica")
+                        .as_elements()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|r| {
+                            let address = address_of(r);
+                            ReplicaSpec { connect: connect_address(r, &address), address }
+                        })
+                        .collect();
+                    let spec = WorkerSpec {
+                        connect: connect_address(w, &address),
+                        address,
+                        should_have_shards: w.attr("should_have_shards").as_bool().unwrap_or(true),
+                        replicas,
+                    };
+                    (name.clone(), spec)
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        ClusterSpec {
+            connection,
+            coordinator,
+            workers,
+            rebalance: rebalance_spec(value.attr("rebalance")),
+            deregister_on_destroy: value.attr("deregister_on_destroy").as_bool().unwrap_or(false),
+            update_extension: value.attr("update_extension").as_bool().unwrap_or(false),
+        }
+    }
+
+    /// Connection settings for a node other than the coordinator: same
+    /// credentials and TLS, another address.
+    pub fn node_connection(&self, connect: &NodeAddress) -> ConnectionSettings {
+        ConnectionSettings { host: connect.host.clone(), port: connect.port, ..self.connection.clone() }
+    }
+}
+
+pub fn rebalance_spec(block: &Value) -> RebalanceSpec {
+    RebalanceSpec {
+        enabled: block.attr("enabled").as_bool().unwrap_or(true),
+        options: RebalanceOptions {
+            strategy: block.attr("strategy").as_str().map(str::to_string),
+            shard_transfer_mode: block.attr("shard_transfer_mode").as_str().unwrap_or("auto").to_string(),
+        },
+    }
+}
+
+pub fn timeout(value: &Value, operation: &str) -> Duration {
+    timeouts::get(value, operation, Duration::from_secs(30 * 60))
+}

@@ -1,0 +1,261 @@
+//! Reading a Citus cluster back into `citus_cluster` state, and the parts of
+//! a plan that depend on what was read.
+//!
+//! A read costs a fixed number of coordinator queries plus one connection
+//! probe per node, made concurrently. A worker that is down is reported in
+//! its `reachable` attribute; it never fails the read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use crate::cty::Value;
+use crate::framework::Diagnostics;
+use crate::sql::ConnectionSettings;
+
+use super::super::rebalance;
+use super::catalog::{self, DistNode};
+use super::converge::connect_coordinator;
+use super::model::{rebalance_spec, ClusterSpec, NodeAddress};
+
+fn object(fields: Vec<(&str, Value)>) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+fn or_default(value: &Value, default: Value) -> Value {
+    if value.is_null() || value.is_unknown() { default } else { value.clone() }
+}
+
+/// Config-only values survive a read as they were; unknowns (from a plan being
+/// applied) become null.
+fn kept(value: &Value) -> Value {
+    if value.is_wholly_known() { value.clone() } else { Value::Null }
+}
+
+/// The state an import starts from: only the coordinator's address.
+pub fn import_skeleton(address: &NodeAddress) -> Value {
+    object(vec![
+        ("id", Value::Null),
+        ("deregister_on_destroy", Value::Bool(false)),
+        ("update_extension", Value::Bool(false)),
+        ("citus_version", Value::Null),
+        ("pending_rebalance_moves", Value::Null),
+        ("pending_rebalance_bytes", Value::Null),
+        ("connection", Value::Null),
+        (
+            "coordinator",
+            object(vec![("host", address.host.as_str().into()), ("port", Value::int(address.port as i64)), ("node_id", Value::Null)]),
+        ),
+        ("worker", Value::Map(BTreeMap::new())),
+        ("rebalance", Value::Null),
+        ("timeouts", Value::Null),
+    ])
+}
+
+/// Reads the live cluster. `None` when the coordinator has no citus extension
+/// any more (the cluster is gone and Terraform plans to create it).
+pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics) -> Option<Value> {
+    let client = match connect_coordinator(spec).await {
+        Ok(c) => c,
+        Err(failure) => {
+            failure.report(diags);
+            return None;
+        }
+    };
+    let catalog_read = async {
+        let Some(version) = catalog::citus_version(&client).await? else { return Ok(None) };
+        let nodes = catalog::nodes(&client).await?;
+        let placements = catalog::placements_per_group(&client).await?;
+        let names = catalog::node_names(&client).await?;
+        Ok::<_, crate::sql::SqlError>(Some((version, nodes, placements, names)))
+    };
+    let (version, nodes, placements, names) = match catalog_read.await {
+        Ok(Some(read)) => read,
+        Ok(None) => return None,
+        Err(e) => {
+            diags.error("Cannot read the Citus catalog", format!("On the coordinator at {}: {e}", spec.connection.address()));
+            return None;
+        }
+    };
+
+    let rebalance = rebalance_spec(prior.attr("rebalance"));
+    let pending = match rebalance::pending_moves(&client, rebalance.options.strategy.as_deref()).await {
+        Ok(p) => (Value::int(p.moves), Value::int(p.bytes)),
+        Err(e) => {
+            diags.warning(
+                "Cannot compute the rebalance plan",
+                format!("Citus could not plan a rebalance ({e}); pending moves are shown as last read."),
+            );
+            (
+                or_default(prior.attr("pending_rebalance_moves"), Value::int(0)),
+                or_default(prior.attr("pending_rebalance_bytes"), Value::int(0)),
+            )
+        }
+    };
+
+    let coordinator_row = nodes.iter().find(|n| n.group_id == 0 && n.is_primary);
+    let coordinator = match coordinator_row {
+        Some(row) => object(vec![
+            ("host", row.address.host.as_str().into()),
+            ("port", Value::int(row.address.port as i64)),
+            ("node_id", Value::int(row.node_id as i64)),
+        ]),
+        // Not registered (any more): keep the asked-for address, node_id null shows the drift.
+        None => object(vec![
+            ("host", kept(prior.attr("coordinator").attr("host"))),
+            ("port", kept(prior.attr("coordinator").attr("port"))),
+            ("node_id", Value::Null),
+        ]),
+    };
+
+    let workers = read_workers(spec, prior, &nodes, &placements, &names).await;
+    Some(object(vec![
+        ("id", Value::string(spec.connection.address())),
+        ("deregister_on_destroy", or_default(prior.attr("deregister_on_destroy"), Value::Bool(false))),
+        ("update_extension", or_default(prior.attr("update_extension"), Value::Bool(false))),
+        ("citus_version", Value::string(version)),
+        ("pending_rebalance_moves", pending.0),
+        ("pending_rebalance_bytes", pending.1),
+        ("connection", kept(prior.attr("connection"))),
+        ("coordinator", coordinator),
+        ("worker", Value::Map(workers)),
+        ("rebalance", kept(prior.attr("rebalance"))),
+        ("timeouts", kept(prior.attr("timeouts"))),
+    ]))
+}
+
+/// Maps each primary worker row to a key: the prior state's key for that node
+/// (by node id, then address), else the name recorded at the last apply, else
+/// its address. Nodes added by hand thus show up, and ones removed by hand vanish.
+fn worker_key(node: &DistNode, prior_workers: &BTreeMap<String, Value>, names: &BTreeMap<String, String>) -> String {
+    let by_id = prior_workers.iter().find(|(_, w)| w.attr("node_id").as_i64() == Some(node.node_id as i64));
+    let by_address = || {
+        prior_workers.iter().find(|(_, w)| {
+            w.attr("host").as_str() == Some(&node.address.host) && w.attr("port").as_i64() == Some(node.address.port as i64)
+        })
+    };
+    match by_id.or_else(by_address) {
+        Some((key, _)) => key.clone(),
+        None => names.get(&node.address.to_string()).cloned().unwrap_or_else(|| node.address.to_string()),
+    }
+}
+
+async fn read_workers(
+    spec: &ClusterSpec,
+    prior: &Value,
+    nodes: &[DistNode],
+    placements: &std::collections::HashMap<i32, i64>,
+    names: &BTreeMap<String, String>,
+) -> BTreeMap<String, Value> {
+    let prior_workers = match prior.attr("worker") {
+        Value::Map(m) => m.clone(),
+        _ => BTreeMap::new(),
+    };
+    let primaries: Vec<&DistNode> = nodes.iter().filter(|n| n.is_primary && n.group_id != 0).collect();
+    let keyed: Vec<(String, &DistNode)> = primaries.iter().map(|n| (worker_key(n, &prior_workers, names), *n)).collect();
+
+    // Probe every worker at the address the provider uses for it, concurrently.
+    let probes = join_all(keyed.iter().map(|(key, node)| {
+        let own = prior_workers.get(key).cloned().unwrap_or(Value::Null);
+        let connect = NodeAddress::new(
+            own.attr("connect_host").as_str().unwrap_or(&node.address.host),
+            own.attr("connect_port").as_i64().map(|p| p as u16).unwrap_or(node.address.port),
+        );
+        probe(spec.node_connection(&connect))
+    }))
+    .await;
+
+    let mut workers = BTreeMap::new();
+    for ((key, node), reachable) in keyed.into_iter().zip(probes) {
+        let own = prior_workers.get(&key).cloned().unwrap_or(Value::Null);
+        let replicas = read_replicas(node, nodes, own.attr("read_replica"));
+        workers.insert(
+            key,
+            object(vec![
+                ("host", node.address.host.as_str().into()),
+                ("port", Value::int(node.address.port as i64)),
+                ("connect_host", kept(own.attr("connect_host"))),
+                ("connect_port", kept(own.attr("connect_port"))),
+                ("should_have_shards", Value::Bool(node.should_have_shards)),
+                ("node_id", Value::int(node.node_id as i64)),
+                ("group_id", Value::int(node.group_id as i64)),
+                ("is_active", Value::Bool(node.is_active)),
+                ("reachable", Value::Bool(reachable)),
+                ("shard_placements", Value::int(placements.get(&node.group_id).copied().unwrap_or(0))),
+                ("read_replica", Value::List(replicas)),
+            ]),
+        );
+    }
+    workers
+}
+
+/// Secondaries of a worker's group, in the prior state's order, new ones last.
+fn read_replicas(primary: &DistNode, nodes: &[DistNode], prior: &Value) -> Vec<Value> {
+    let prior = prior.as_elements().unwrap_or_default();
+    let mut secondaries: Vec<&DistNode> = nodes.iter().filter(|n| !n.is_primary && n.group_id == primary.group_id).collect();
+    let position = |n: &DistNode| {
+        prior
+            .iter()
+            .position(|r| r.attr("host").as_str() == Some(&n.address.host) && r.attr("port").as_i64() == Some(n.address.port as i64))
+            .unwrap_or(usize::MAX)
+    };
+    secondaries.sort_by_key(|n| (position(n), n.node_id));
+    secondaries
+        .into_iter()
+        .map(|n| {
+            let own = prior.get(position(n)).cloned().unwrap_or(Value::Null);
+            object(vec![
+                ("host", n.address.host.as_str().into()),
+                ("port", Value::int(n.address.port as i64)),
+                ("connect_host", kept(own.attr("connect_host"))),
+                ("connect_port", kept(own.attr("connect_port"))),
+                ("node_id", Value::int(n.node_id as i64)),
+            ])
+        })
+        .collect()
+}
+
+async fn probe(settings: ConnectionSettings) -> bool {
+    let settings = ConnectionSettings { connect_timeout: settings.connect_timeout.min(Duration::from_secs(3)), ..settings };
+    settings.connect().await.is_ok()
+}
+
+/// Plans what apply will make true of the live values: every worker reachable
+/// and active, ids for nodes that have none yet, and, when the rebalancer has
+/// work to do, new placements.
+pub fn plan_live_values(prior: &Value, planned: &mut Value) {
+    let rebalancing = rebalance_spec(planned.attr("rebalance")).enabled
+        && prior.attr("pending_rebalance_moves").as_i64().is_some_and(|m| m > 0);
+    let Some(fields) = planned.as_object_mut() else { return };
+    if rebalancing {
+        fields.insert("pending_rebalance_moves".into(), Value::Unknown);
+        fields.insert("pending_rebalance_bytes".into(), Value::Unknown);
+    }
+    if let Some(Value::Object(coordinator)) = fields.get_mut("coordinator") {
+        if coordinator.get("node_id").is_none_or(Value::is_null) {
+            coordinator.insert("node_id".into(), Value::Unknown);
+        }
+    }
+    let Some(Value::Map(workers)) = fields.get_mut("worker") else { return };
+    let prior_keys: BTreeSet<String> = match prior.attr("worker") {
+        Value::Map(m) => m.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    };
+    for (key, worker) in workers.iter_mut() {
+        let Some(w) = worker.as_object_mut() else { continue };
+        for live in ["reachable", "is_active"] {
+            if !w.get(live).is_some_and(Value::is_unknown) {
+                w.insert(live.into(), Value::Bool(true));
+            }
+        }
+        for id in ["node_id", "group_id"] {
+            if w.get(id).is_none_or(Value::is_null) || !prior_keys.contains(key) {
+                w.insert(id.into(), Value::Unknown);
+            }
+        }
+        if rebalancing {
+            w.insert("shard_placements".into(), Value::Unknown);
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The `shardform/citus` provider: Citus membership and shard layout as code.
+
+mod cluster;
+mod connection;
+mod rebalance;
+
+pub use cluster::ClusterResource;
+pub use connection::ConnectionDefaults;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::cty::Value;
+use crate::framework::{Block, Diagnostics, Provider, Resource, Schema};
+
+pub const REGISTRY_ADDRESS: &str = "registry.terraform.io/shardform/citus";
+
+pub struct CitusProvider {
+    defaults: Arc<ConnectionDefaults>,
+}
+
+pub fn provider() -> CitusProvider {
+    CitusProvider { defaults: Arc::new(ConnectionDefaults::default()) }
+}
+
+#[async_trait]
+impl Provider for CitusProvider {
+    fn schema(&self) -> Schema {
+        let mut block = Block::new(
+            "Manages Citus clusters: node membership, rebalancing and distributed tables. \
+             The connection settings here are defaults for every resource; a resource's own \
+             `connection` block overrides them attribute by attribute.",
+        );
+        block.attributes = connection::attributes();
+        Schema::new(0, block)
+    }
+
+    fn resources(&self) -> Vec<Arc<dyn Resource>> {
+        vec![Arc::new(ClusterResource::new(self.defaults.clone()))]
+    }
+
+    async fn configure(&self, config: &Value, _diags: &mut Diagnostics) {
+        self.defaults.set(config);
+    }
+}
