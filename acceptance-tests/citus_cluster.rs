@@ -32,13 +32,15 @@ fn config_with_mode(coordinator: &PgInstance, workers: &[WorkerDecl], extra: &st
     hcl
 }
 
-/// Registered primary workers as `port` strings, ordered.
+/// Registered primary workers as `port` strings, sorted as strings.
 fn registered_worker_ports(coordinator: &PgInstance) -> Vec<String> {
-    coordinator
-        .sql("SELECT nodeport::text FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodeport")
+    let mut ports: Vec<String> = coordinator
+        .sql("SELECT nodeport::text FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'")
         .into_iter()
         .map(|r| r[0].clone().unwrap_or_default())
-        .collect()
+        .collect();
+    ports.sort();
+    ports
 }
 
 fn placements_on(coordinator: &PgInstance, port: u16) -> i64 {
@@ -77,7 +79,8 @@ fn citus_cluster_lifecycle_scale_out_scale_in_import() {
     tf.write_config(&config(coord, &three, ""));
     tf.init();
     tf.apply_and_assert_idempotent();
-    let expected: Vec<String> = w[..3].iter().map(|n| n.port().to_string()).collect();
+    let mut expected: Vec<String> = w[..3].iter().map(|n| n.port().to_string()).collect();
+    expected.sort();
     assert_eq!(registered_worker_ports(coord), expected);
 
     create_events_table(coord, 20_000, 32);

@@ -40,7 +40,10 @@ fn executables() -> [(&'static str, &'static str); 3] {
     [
         ("citus", env!("CARGO_BIN_EXE_terraform-provider-citus")),
         ("pgpool", env!("CARGO_BIN_EXE_terraform-provider-pgpool")),
-        ("longhorn", env!("CARGO_BIN_EXE_terraform-provider-longhorn")),
+        (
+            "longhorn",
+            env!("CARGO_BIN_EXE_terraform-provider-longhorn"),
+        ),
     ]
 }
 
@@ -61,7 +64,9 @@ impl Plugin {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()); // logs show up under --nocapture
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
@@ -80,7 +85,11 @@ impl Plugin {
         Self::spawn(
             exe,
             &[],
-            &[COOKIE, ("PLUGIN_PROTOCOL_VERSIONS", "6,5"), ("PLUGIN_CLIENT_CERT", &client_cert)],
+            &[
+                COOKIE,
+                ("PLUGIN_PROTOCOL_VERSIONS", "6,5"),
+                ("PLUGIN_CLIENT_CERT", &client_cert),
+            ],
         )
     }
 
@@ -95,7 +104,11 @@ impl Plugin {
     fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) on our own, not yet reaped child.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "kill({pid}, {signal})"
+        );
     }
 
     async fn exit_within(&mut self, limit: Duration) -> ExitStatus {
@@ -104,7 +117,10 @@ impl Plugin {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < limit, "still running {limit:?} after being told to stop");
+            assert!(
+                start.elapsed() < limit,
+                "still running {limit:?} after being told to stop"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -125,7 +141,10 @@ impl Drop for Plugin {
 
 /// Stand-in for Terraform's client certificate (any PEM will do: it is not verified).
 fn client_certificate_pem() -> String {
-    rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap().cert.pem()
+    rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .unwrap()
+        .cert
+        .pem()
 }
 
 /// The parsed go-plugin handshake line.
@@ -149,13 +168,27 @@ fn parse_handshake(line: &str, tls: bool) -> Handshake {
     assert!(!address.is_empty(), "{line:?}");
     let cert = if tls {
         let alphabet = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
-        assert!(!cert.is_empty() && cert.chars().all(alphabet), "cert field of {line:?}");
-        Some(STANDARD_NO_PAD.decode(cert).expect("unpadded standard base64"))
+        assert!(
+            !cert.is_empty() && cert.chars().all(alphabet),
+            "cert field of {line:?}"
+        );
+        Some(
+            STANDARD_NO_PAD
+                .decode(cert)
+                .expect("unpadded standard base64"),
+        )
     } else {
-        assert_eq!(cert, "", "plaintext handshake carries no certificate: {line:?}");
+        assert_eq!(
+            cert, "",
+            "plaintext handshake carries no certificate: {line:?}"
+        );
         None
     };
-    Handshake { network: network.to_owned(), address: address.to_owned(), cert }
+    Handshake {
+        network: network.to_owned(),
+        address: address.to_owned(),
+        cert,
+    }
 }
 
 fn pem(der: &[u8]) -> String {
@@ -165,7 +198,10 @@ fn pem(der: &[u8]) -> String {
         .chunks(64)
         .map(|chunk| std::str::from_utf8(chunk).unwrap())
         .collect();
-    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// Connects as go-plugin does: TLS trusting exactly the printed certificate,
@@ -190,7 +226,7 @@ async fn connect(handshake: &Handshake) -> Channel {
     timeout(RPC, endpoint.connect())
         .await
         .expect("connect timed out")
-        .unwrap_or_else(|e| panic!("cannot connect to {handshake:?}: {e:?}"))
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e:?}", handshake.address))
 }
 
 async fn assert_schema(channel: &Channel) {
@@ -200,7 +236,10 @@ async fn assert_schema(channel: &Channel) {
         .expect("GetSchema timed out")
         .expect("GetSchema")
         .into_inner();
-    assert!(response.provider.is_some(), "GetSchema has no provider schema");
+    assert!(
+        response.provider.is_some(),
+        "GetSchema has no provider schema"
+    );
     let errors: Vec<_> = response
         .diagnostics
         .iter()
@@ -210,7 +249,9 @@ async fn assert_schema(channel: &Channel) {
 }
 
 async fn assert_health_serving(channel: &Channel) {
-    let request = HealthCheckRequest { service: "plugin".to_owned() };
+    let request = HealthCheckRequest {
+        service: "plugin".to_owned(),
+    };
     let response = timeout(RPC, HealthClient::new(channel.clone()).check(request))
         .await
         .expect("health check timed out")
@@ -231,9 +272,15 @@ async fn automtls_schema_health_and_prompt_shutdown() {
 
         // The channel stays open, as Terraform's may: shutdown must not wait on it.
         let mut controller = GrpcControllerClient::new(channel.clone());
-        timeout(RPC, controller.shutdown(Empty {})).await.expect("Shutdown timed out").unwrap();
+        timeout(RPC, controller.shutdown(Empty {}))
+            .await
+            .expect("Shutdown timed out")
+            .unwrap();
         let status = plugin.exit_within(Duration::from_secs(1)).await;
-        assert!(status.success(), "{name}: exit status after Shutdown: {status}");
+        assert!(
+            status.success(),
+            "{name}: exit status after Shutdown: {status}"
+        );
     }
 }
 
@@ -243,7 +290,11 @@ async fn plaintext_when_terraform_disables_tls() {
         let mut plugin = Plugin::spawn(
             exe,
             &[],
-            &[COOKIE, ("PLUGIN_PROTOCOL_VERSIONS", "5,6"), ("TF_DISABLE_PLUGIN_TLS", "1")],
+            &[
+                COOKIE,
+                ("PLUGIN_PROTOCOL_VERSIONS", "5,6"),
+                ("TF_DISABLE_PLUGIN_TLS", "1"),
+            ],
         );
         let handshake = parse_handshake(&plugin.next_line().await, false);
         assert_schema(&connect(&handshake).await).await;
@@ -259,10 +310,20 @@ fn without_cookie_it_explains_and_exits_1() {
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(1), "{name}");
-        assert!(output.stdout.is_empty(), "{name} printed on stdout: {:?}", output.stdout);
+        assert!(
+            output.stdout.is_empty(),
+            "{name} printed on stdout: {:?}",
+            output.stdout
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("This binary is a plugin"), "{name} stderr: {stderr}");
-        assert!(stderr.contains(name), "{name}: message should name the provider: {stderr}");
+        assert!(
+            stderr.contains("This binary is a plugin"),
+            "{name} stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(name),
+            "{name}: message should name the provider: {stderr}"
+        );
     }
 }
 
@@ -276,7 +337,11 @@ fn refuses_a_client_without_protocol_5() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(output.stdout.is_empty(), "no handshake line: {:?}", output.stdout);
+    assert!(
+        output.stdout.is_empty(),
+        "no handshake line: {:?}",
+        output.stdout
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("protocol 5"), "stderr: {stderr}");
 }
@@ -307,18 +372,30 @@ async fn debug_mode_prints_reattach_config_and_stops_on_sigterm() {
         }
     };
     let value: serde_json::Value = serde_json::from_str(&json).expect("reattach JSON");
-    let providers = value.as_object().expect("an object keyed by provider address");
+    let providers = value
+        .as_object()
+        .expect("an object keyed by provider address");
     assert_eq!(providers.len(), 1, "{json}");
     let (address, config) = providers.iter().next().unwrap();
-    assert!(address.ends_with(&format!("/shardform/{name}")), "{address}");
+    assert!(
+        address.ends_with(&format!("/shardform/{name}")),
+        "{address}"
+    );
     assert_eq!(config["Protocol"], "grpc");
     assert_eq!(config["ProtocolVersion"], 5);
     assert_eq!(config["Pid"], plugin.child.id());
     assert_eq!(config["Test"], true);
     assert_eq!(config["Addr"]["Network"], "unix");
-    let socket = config["Addr"]["String"].as_str().expect("socket path").to_owned();
+    let socket = config["Addr"]["String"]
+        .as_str()
+        .expect("socket path")
+        .to_owned();
 
-    let handshake = Handshake { network: "unix".into(), address: socket.clone(), cert: None };
+    let handshake = Handshake {
+        network: "unix".into(),
+        address: socket.clone(),
+        cert: None,
+    };
     let channel = connect(&handshake).await;
     assert_schema(&channel).await;
     assert_health_serving(&channel).await;
@@ -326,5 +403,8 @@ async fn debug_mode_prints_reattach_config_and_stops_on_sigterm() {
     plugin.signal(libc::SIGTERM);
     let status = plugin.exit_within(Duration::from_secs(3)).await;
     assert!(status.success(), "exit status after SIGTERM: {status}");
-    assert!(!std::path::Path::new(&socket).exists(), "socket {socket} left behind");
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "socket {socket} left behind"
+    );
 }

@@ -39,6 +39,7 @@ const INSTANCE_CONFIG_FILE: &str = "shardform-instance.conf";
 const HOST: &str = "127.0.0.1";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const CHILDREN_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+const LOG_LINES_ON_FAILURE: usize = 30;
 /// Another process may grab our free port before the postmaster binds it.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -55,7 +56,10 @@ pub struct PgOptions {
 
 impl PgOptions {
     pub fn citus() -> PgOptions {
-        PgOptions { citus: true, ..PgOptions::default() }
+        PgOptions {
+            citus: true,
+            ..PgOptions::default()
+        }
     }
 
     pub fn setting(mut self, name: &str, value: &str) -> PgOptions {
@@ -72,7 +76,11 @@ impl PgOptions {
                  guard the test with harness::require_citus",
                 citus_library().display()
             );
-            settings.extend(citus::CITUS_SETTINGS.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
+            settings.extend(
+                citus::CITUS_SETTINGS
+                    .iter()
+                    .map(|&(k, v)| (k.to_owned(), v.to_owned())),
+            );
         }
         settings.extend(self.settings.iter().cloned());
         settings
@@ -96,7 +104,11 @@ impl PgInstance {
         let settings = options.server_settings();
         let dir = TempDir::new(scratch::process_root(), "pg")
             .expect("cannot create an instance directory in the scratch root");
-        let instance = PgInstance { dir, port: 0, postmaster: Mutex::new(None) };
+        let instance = PgInstance {
+            dir,
+            port: 0,
+            postmaster: Mutex::new(None),
+        };
         instance.lay_out_directories();
         instance.start_on_a_free_port(&settings)
     }
@@ -124,7 +136,10 @@ impl PgInstance {
 
     /// A libpq connection string for the superuser over TCP.
     pub fn conninfo(&self) -> String {
-        format!("host={HOST} port={} user=postgres dbname=postgres connect_timeout=10", self.port)
+        format!(
+            "host={HOST} port={} user=postgres dbname=postgres connect_timeout=10",
+            self.port
+        )
     }
 
     /// Whether a postmaster runs from this data directory (whoever started it).
@@ -138,6 +153,9 @@ impl PgInstance {
         if self.is_running() {
             return;
         }
+        // A postmaster that died on its own is still our unreaped child, and
+        // its zombie would block the new one's lock file.
+        self.reap_postmaster();
         if let Err(log) = self.try_start() {
             panic!("PostgreSQL on port {} failed to start:\n{log}", self.port);
         }
@@ -162,16 +180,24 @@ impl PgInstance {
             libc::kill(pid, libc::SIGKILL);
         }
         self.reap_postmaster();
-        wait_until("the killed postmaster's processes to exit", CHILDREN_EXIT_TIMEOUT, || {
-            !postmaster::process_alive(pid)
-                && children.iter().all(|&child| !postmaster::process_alive(child))
-        });
+        wait_until(
+            "the killed postmaster's processes to exit",
+            CHILDREN_EXIT_TIMEOUT,
+            || {
+                !postmaster::process_alive(pid)
+                    && children
+                        .iter()
+                        .all(|&child| !postmaster::process_alive(child))
+            },
+        );
     }
 
     /// A client connected as `postgres` to database `postgres`; must be
     /// called inside a tokio runtime, which drives the connection.
     pub async fn connect(&self) -> tokio_postgres::Client {
-        sql::connect(&self.conninfo()).await.unwrap_or_else(|e| panic!("{e}"))
+        sql::connect(&self.conninfo())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `query` (one or more statements) and returns the rows as text;
@@ -190,7 +216,8 @@ impl PgInstance {
         hand_over(self.dir.path());
         template::copy_template_to(&self.data_dir());
         let sockets = self.socket_dir();
-        fs::create_dir(&sockets).unwrap_or_else(|e| panic!("cannot create {}: {e}", sockets.display()));
+        fs::create_dir(&sockets)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", sockets.display()));
         hand_over(&sockets);
     }
 
@@ -210,7 +237,10 @@ impl PgInstance {
     fn write_instance_config(&self, settings: &[(String, String)]) {
         let identity = [
             ("port".to_owned(), self.port.to_string()),
-            ("unix_socket_directories".to_owned(), self.socket_dir().display().to_string()),
+            (
+                "unix_socket_directories".to_owned(),
+                self.socket_dir().display().to_string(),
+            ),
         ];
         let lines: String = identity
             .iter()
@@ -218,8 +248,11 @@ impl PgInstance {
             .map(|(name, value)| format!("{name} = {}\n", quote_setting(value)))
             .collect();
         let file = self.data_dir().join(INSTANCE_CONFIG_FILE);
-        fs::write(&file, format!("# written by the shardform acceptance harness\n{lines}"))
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
+        fs::write(
+            &file,
+            format!("# written by the shardform acceptance harness\n{lines}"),
+        )
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
         hand_over(&file);
     }
 
@@ -246,7 +279,10 @@ impl PgInstance {
                 format!("the postmaster was not ready after {START_TIMEOUT:?} and was killed")
             }
         };
-        Err(format!("{failure}; its log:\n{}", self.log_since(log_start)))
+        Err(format!(
+            "{failure}; its log:\n{}",
+            self.log_since(log_start)
+        ))
     }
 
     fn spawn_postmaster(&self) -> Child {
@@ -255,7 +291,9 @@ impl PgInstance {
             .append(true)
             .open(self.log_path())
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_path().display()));
-        let log_for_stderr = log.try_clone().expect("cannot duplicate the log file handle");
+        let log_for_stderr = log
+            .try_clone()
+            .expect("cannot duplicate the log file handle");
         let mut postgres = service_command("postgres");
         postgres
             .arg("-D")
@@ -290,6 +328,12 @@ impl PgInstance {
         self.reap_postmaster();
     }
 
+    fn log_tail(&self, lines: usize) -> String {
+        let log = self.log_since(0);
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     fn log_since(&self, offset: u64) -> String {
         let log = fs::read(self.log_path()).unwrap_or_default();
         let start = usize::try_from(offset).unwrap_or(0).min(log.len());
@@ -299,6 +343,14 @@ impl PgInstance {
 
 impl Drop for PgInstance {
     fn drop(&mut self) {
+        if thread::panicking() {
+            // The log is deleted with the instance; show its end with the failure.
+            eprintln!(
+                "harness: end of the PostgreSQL log (port {}):\n{}",
+                self.port,
+                self.log_tail(LOG_LINES_ON_FAILURE)
+            );
+        }
         if self.is_running() {
             if let Err(e) = pg_ctl_stop(&self.data_dir(), Shutdown::Immediate) {
                 // Never panic here: drop may run while a failed test unwinds.

@@ -36,15 +36,28 @@ impl Captured {
 /// Why a program did not run to completion.
 #[derive(Debug)]
 pub enum RunError {
-    Spawn { command: String, error: io::Error },
-    TimedOut { command: String, after: Duration, stdout: String, stderr: String },
+    Spawn {
+        command: String,
+        error: io::Error,
+    },
+    TimedOut {
+        command: String,
+        after: Duration,
+        stdout: String,
+        stderr: String,
+    },
 }
 
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Spawn { command, error } => write!(f, "cannot start {command}: {error}"),
-            RunError::TimedOut { command, after, stdout, stderr } => write!(
+            RunError::TimedOut {
+                command,
+                after,
+                stdout,
+                stderr,
+            } => write!(
                 f,
                 "{command} timed out after {after:?} and was killed\n\
                  --- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
@@ -63,15 +76,27 @@ pub fn try_run_captured(cmd: &mut Command, timeout: Duration) -> Result<Captured
     let mut child = cmd
         .process_group(0)
         .spawn()
-        .map_err(|error| RunError::Spawn { command: command.clone(), error })?;
+        .map_err(|error| RunError::Spawn {
+            command: command.clone(),
+            error,
+        })?;
     let stdout = PipeCollector::start(child.stdout.take().expect("stdout is piped"));
     let stderr = PipeCollector::start(child.stderr.take().expect("stderr is piped"));
 
     let status = wait_with_deadline(&mut child, timeout);
     let (stdout, stderr) = (stdout.finish(), stderr.finish());
     match status {
-        Some(status) => Ok(Captured { status, stdout, stderr }),
-        None => Err(RunError::TimedOut { command, after: timeout, stdout, stderr }),
+        Some(status) => Ok(Captured {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(RunError::TimedOut {
+            command,
+            after: timeout,
+            stdout,
+            stderr,
+        }),
     }
 }
 
@@ -132,7 +157,9 @@ impl PipeCollector {
             let _done = done;
             let mut chunk = [0u8; 8192];
             while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-                sink.lock().expect("pipe buffer lock").extend_from_slice(&chunk[..n]);
+                sink.lock()
+                    .expect("pipe buffer lock")
+                    .extend_from_slice(&chunk[..n]);
             }
         });
         PipeCollector { buffer, finished }

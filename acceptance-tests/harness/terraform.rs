@@ -21,8 +21,7 @@ use serde_json::Value;
 pub use binary::terraform_binary;
 #[allow(unused_imports)] // re-exported for the tests
 pub use mirror::{
-    provider_binaries, required_providers_hcl, ProviderBinary, PROVIDER_NAMESPACE,
-    PROVIDER_VERSION,
+    provider_binaries, required_providers_hcl, ProviderBinary, PROVIDER_NAMESPACE, PROVIDER_VERSION,
 };
 
 use crate::harness::process::{run_captured, spawn_in_own_group};
@@ -72,7 +71,12 @@ impl TfOutput {
 
 impl fmt::Display for TfOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "terraform {} (exit {})", self.args.join(" "), self.code())?;
+        writeln!(
+            f,
+            "terraform {} (exit {})",
+            self.args.join(" "),
+            self.code()
+        )?;
         writeln!(f, "--- stdout ---\n{}", self.stdout.trim_end())?;
         write!(f, "--- stderr ---\n{}", self.stderr.trim_end())
     }
@@ -103,7 +107,12 @@ impl Workdir {
             dir.keep();
             eprintln!("harness: keeping workdir {}", dir.path().display());
         }
-        let workdir = Workdir { name, dir, providers, spawned: AtomicUsize::new(0) };
+        let workdir = Workdir {
+            name,
+            dir,
+            providers,
+            spawned: AtomicUsize::new(0),
+        };
         workdir.install_providers();
         workdir
     }
@@ -141,18 +150,21 @@ impl Workdir {
     }
 
     pub fn init(&self) -> TfOutput {
-        expect_success(self.run(&["init"]))
+        self.expect_success(self.run(&["init"]))
     }
 
     /// `apply -auto-approve`; panics with Terraform's output on failure.
     pub fn apply(&self) -> TfOutput {
-        expect_success(self.run(&["apply", "-auto-approve"]))
+        self.expect_success(self.run(&["apply", "-auto-approve"]))
     }
 
     /// `apply -auto-approve` that must fail; returns the failure to inspect.
     pub fn apply_expect_error(&self) -> TfOutput {
         let output = self.run(&["apply", "-auto-approve"]);
-        assert!(!output.success(), "expected apply to fail, but it succeeded:\n{output}");
+        assert!(
+            !output.success(),
+            "expected apply to fail, but it succeeded:\n{output}"
+        );
         output
     }
 
@@ -173,7 +185,7 @@ impl Workdir {
             match self.plan_exit_code(refresh) {
                 (0, _) => {}
                 (2, plan) => panic!(
-                    "[{}] plan (refresh={refresh}) after apply is not empty:\n{plan}",
+                    "[{}] plan (refresh={refresh}) is not empty, a perpetual diff:\n{plan}",
                     self.name
                 ),
                 (_, plan) => panic!("[{}] plan (refresh={refresh}) failed:\n{plan}", self.name),
@@ -189,14 +201,15 @@ impl Workdir {
     }
 
     pub fn destroy(&self) -> TfOutput {
-        expect_success(self.run(&["destroy", "-auto-approve"]))
+        self.expect_success(self.run(&["destroy", "-auto-approve"]))
     }
 
     /// The state as `terraform show -json` prints it.
     pub fn state_json(&self) -> Value {
-        let output = expect_success(self.run(&["show", "-json"]));
-        serde_json::from_str(&output.stdout)
-            .unwrap_or_else(|e| panic!("`terraform show -json` printed invalid JSON ({e}):\n{output}"))
+        let output = self.expect_success(self.run(&["show", "-json"]));
+        serde_json::from_str(&output.stdout).unwrap_or_else(|e| {
+            panic!("`terraform show -json` printed invalid JSON ({e}):\n{output}")
+        })
     }
 
     /// The `values` object of the resource at `address` (root or child module).
@@ -216,10 +229,11 @@ impl Workdir {
     /// with the same configuration, then requires every attribute to equal
     /// this workdir's, except those under the `ignore` paths.
     pub fn import_and_compare(&self, address: &str, id: &str, ignore: &[&str]) {
-        let fresh = Workdir::with_providers(&format!("{}-import", self.name), self.providers.clone());
+        let fresh =
+            Workdir::with_providers(&format!("{}-import", self.name), self.providers.clone());
         fresh.write_config(&self.config());
         fresh.init();
-        expect_success(fresh.run(&["import", address, id]));
+        fresh.expect_success(fresh.run(&["import", address, id]));
 
         let applied = self.resource_values(address);
         let imported = fresh.resource_values(address);
@@ -240,14 +254,33 @@ impl Workdir {
     /// [`crate::harness::process::kill_process_group`] its providers too.
     pub fn spawn(&self, args: &[&str]) -> Child {
         let args = with_automation_flags(args);
-        let log_path = self.harness_path(&format!("spawn-{}.log", self.spawned.fetch_add(1, Ordering::Relaxed)));
+        let log_path = self.harness_path(&format!(
+            "spawn-{}.log",
+            self.spawned.fetch_add(1, Ordering::Relaxed)
+        ));
         let log = fs::File::create(&log_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
-        let log_for_stderr = log.try_clone().expect("cannot duplicate the log file handle");
-        eprintln!("harness[{}]: spawned terraform {}, output in {}", self.name, args.join(" "), log_path.display());
+        let log_for_stderr = log
+            .try_clone()
+            .expect("cannot duplicate the log file handle");
+        eprintln!(
+            "harness[{}]: spawned terraform {}, output in {}",
+            self.name,
+            args.join(" "),
+            log_path.display()
+        );
         let mut cmd = self.command(&args);
         cmd.stdin(Stdio::null()).stdout(log).stderr(log_for_stderr);
         spawn_in_own_group(&mut cmd)
+    }
+
+    fn expect_success(&self, output: TfOutput) -> TfOutput {
+        assert!(
+            output.success(),
+            "[{}] Terraform failed:\n{output}",
+            self.name
+        );
+        output
     }
 
     fn config(&self) -> String {
@@ -285,18 +318,16 @@ impl Workdir {
 impl Drop for Workdir {
     fn drop(&mut self) {
         if thread::panicking() && !keep_requested() {
-            eprintln!("harness[{}]: removing the workdir; set {KEEP_VAR}=1 to keep it", self.name);
+            eprintln!(
+                "harness[{}]: removing the workdir; set {KEEP_VAR}=1 to keep it",
+                self.name
+            );
         }
     }
 }
 
 fn keep_requested() -> bool {
     env::var_os(KEEP_VAR).is_some_and(|value| !value.is_empty() && value != "0")
-}
-
-fn expect_success(output: TfOutput) -> TfOutput {
-    assert!(output.success(), "Terraform failed:\n{output}");
-    output
 }
 
 /// `TF_*` variables in our environment that Terraform must not see.
@@ -311,7 +342,8 @@ fn foreign_tf_variables() -> Vec<OsString> {
 }
 
 /// Inserts `-no-color` (and `-input=false` where accepted) right after the
-/// subcommand, before positional arguments such as import's ADDR and ID.
+/// subcommand, before positional arguments such as import's ADDR and ID,
+/// unless the caller passed them already.
 fn with_automation_flags(args: &[&str]) -> Vec<String> {
     let command_words = match args {
         [first, second, ..] if TWO_WORD_COMMANDS.contains(first) && !second.starts_with('-') => 2,
@@ -320,17 +352,32 @@ fn with_automation_flags(args: &[&str]) -> Vec<String> {
     };
     let (command, rest) = args.split_at(command_words);
     let mut flags = vec!["-no-color"];
-    if command.first().is_some_and(|name| TAKES_INPUT_FLAG.contains(name)) {
+    if command
+        .first()
+        .is_some_and(|name| TAKES_INPUT_FLAG.contains(name))
+    {
         flags.push("-input=false");
     }
-    command.iter().chain(&flags).chain(rest).map(|arg| arg.to_string()).collect()
+    flags.retain(|flag| !rest.contains(flag));
+    command
+        .iter()
+        .chain(&flags)
+        .chain(rest)
+        .map(|arg| arg.to_string())
+        .collect()
 }
 
 /// Keeps test names usable in paths.
 fn sanitize(test_name: &str) -> String {
     test_name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -342,18 +389,37 @@ mod tests {
     fn flags_follow_the_subcommand() {
         assert_eq!(
             with_automation_flags(&["import", "citus_cluster.main", "id"]),
-            ["import", "-no-color", "-input=false", "citus_cluster.main", "id"]
+            [
+                "import",
+                "-no-color",
+                "-input=false",
+                "citus_cluster.main",
+                "id"
+            ]
         );
-        assert_eq!(with_automation_flags(&["show", "-json"]), ["show", "-no-color", "-json"]);
+        assert_eq!(
+            with_automation_flags(&["show", "-json"]),
+            ["show", "-no-color", "-json"]
+        );
         assert_eq!(
             with_automation_flags(&["state", "list"]),
             ["state", "list", "-no-color"]
         );
-        assert_eq!(with_automation_flags(&["version"]), ["version", "-no-color"]);
+        assert_eq!(
+            with_automation_flags(&["version"]),
+            ["version", "-no-color"]
+        );
+        assert_eq!(
+            with_automation_flags(&["plan", "-input=false", "-no-color"]),
+            ["plan", "-input=false", "-no-color"]
+        );
     }
 
     #[test]
     fn sanitized_names_are_path_safe() {
-        assert_eq!(sanitize("citus::cluster scale-in"), "citus__cluster_scale-in");
+        assert_eq!(
+            sanitize("citus::cluster scale-in"),
+            "citus__cluster_scale-in"
+        );
     }
 }

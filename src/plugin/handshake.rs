@@ -94,7 +94,9 @@ pub fn negotiate_version(offered: Option<&str>) -> Result<u32, HandshakeError> {
     if speaks_ours {
         Ok(PROTOCOL_VERSION)
     } else {
-        Err(HandshakeError::UnsupportedProtocol { offered: offered.to_owned() })
+        Err(HandshakeError::UnsupportedProtocol {
+            offered: offered.to_owned(),
+        })
     }
 }
 
@@ -115,9 +117,10 @@ pub fn port_range(
 fn parse_port(key: &'static str, value: Option<&str>) -> Result<u16, HandshakeError> {
     match value.map(str::trim) {
         None | Some("") => Ok(0),
-        Some(v) => v
-            .parse()
-            .map_err(|_| HandshakeError::InvalidPort { key, value: v.to_owned() }),
+        Some(v) => v.parse().map_err(|_| HandshakeError::InvalidPort {
+            key,
+            value: v.to_owned(),
+        }),
     }
 }
 
@@ -154,7 +157,9 @@ impl fmt::Display for ListenAddr {
 /// `CORE-VERSION|APP-VERSION|NETWORK|ADDRESS|PROTOCOL|CERT`, where CERT is the
 /// server certificate's DER in unpadded standard base64, or empty in plaintext.
 pub fn handshake_line(addr: &ListenAddr, server_cert_der: Option<&[u8]>) -> String {
-    let cert = server_cert_der.map(|der| STANDARD_NO_PAD.encode(der)).unwrap_or_default();
+    let cert = server_cert_der
+        .map(|der| STANDARD_NO_PAD.encode(der))
+        .unwrap_or_default();
     format!(
         "{CORE_PROTOCOL_VERSION}|{PROTOCOL_VERSION}|{}|{addr}|grpc|{cert}",
         addr.network()
@@ -169,7 +174,10 @@ mod tests {
     fn cookie_must_match_exactly() {
         assert_eq!(check_cookie(Some(MAGIC_COOKIE_VALUE)), Ok(()));
         assert_eq!(check_cookie(None), Err(HandshakeError::NotLaunchedAsPlugin));
-        assert_eq!(check_cookie(Some("")), Err(HandshakeError::NotLaunchedAsPlugin));
+        assert_eq!(
+            check_cookie(Some("")),
+            Err(HandshakeError::NotLaunchedAsPlugin)
+        );
         assert_eq!(
             check_cookie(Some(&MAGIC_COOKIE_VALUE[1..])),
             Err(HandshakeError::NotLaunchedAsPlugin)
@@ -200,7 +208,12 @@ mod tests {
     fn offer_without_five_is_rejected() {
         for offer in ["6", "4,6", "55", "x"] {
             let err = negotiate_version(Some(offer)).unwrap_err();
-            assert_eq!(err, HandshakeError::UnsupportedProtocol { offered: offer.into() });
+            assert_eq!(
+                err,
+                HandshakeError::UnsupportedProtocol {
+                    offered: offer.into()
+                }
+            );
             assert!(err.to_string().contains("protocol 5"));
         }
     }
@@ -216,7 +229,10 @@ mod tests {
         );
         assert_eq!(
             port_range(Some("70000"), Some("70001")),
-            Err(HandshakeError::InvalidPort { key: MIN_PORT_KEY, value: "70000".into() })
+            Err(HandshakeError::InvalidPort {
+                key: MIN_PORT_KEY,
+                value: "70000".into()
+            })
         );
         assert!(port_range(None, Some("-1")).is_err());
     }
@@ -238,6 +254,9 @@ mod tests {
     #[test]
     fn unix_line() {
         let addr = ListenAddr::unix(Path::new("/tmp/x/plugin.sock"));
-        assert_eq!(handshake_line(&addr, None), "1|5|unix|/tmp/x/plugin.sock|grpc|");
+        assert_eq!(
+            handshake_line(&addr, None),
+            "1|5|unix|/tmp/x/plugin.sock|grpc|"
+        );
     }
 }

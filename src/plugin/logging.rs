@@ -6,18 +6,23 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Dependencies whose trace output drowns ours; they are capped at debug.
-const NOISY_MODULES: &[&str] = &[
-    "h2",
-    "hyper",
-    "hyper_util",
-    "rustls",
-    "tokio_postgres",
-    "tokio_util",
-    "tonic",
-    "tower",
-    "want",
-    "mio",
+/// Caps for dependencies' log records, by crate. Their trace output drowns
+/// ours; rustls says the same few lines on every connection; tokio_postgres'
+/// debug lines carry SQL text, which can hold passwords (`ALTER ROLE ...
+/// PASSWORD` cannot take bind parameters), so it never logs below info.
+const DEPENDENCY_CAPS: &[(&str, LevelFilter)] = &[
+    ("tokio_postgres", LevelFilter::Info),
+    ("postgres_protocol", LevelFilter::Info),
+    ("rustls", LevelFilter::Info),
+    ("tokio_rustls", LevelFilter::Info),
+    ("h2", LevelFilter::Debug),
+    ("hyper", LevelFilter::Debug),
+    ("hyper_util", LevelFilter::Debug),
+    ("tonic", LevelFilter::Debug),
+    ("tower", LevelFilter::Debug),
+    ("tokio_util", LevelFilter::Debug),
+    ("mio", LevelFilter::Debug),
+    ("want", LevelFilter::Debug),
 ];
 
 /// Installs the JSON logger as the global `log` logger (once; later calls do
@@ -27,7 +32,10 @@ pub fn init(module: &str) {
         std::env::var("TF_LOG_PROVIDER").ok().as_deref(),
         std::env::var("TF_LOG").ok().as_deref(),
     );
-    let logger = JsonLogger { module: module.to_owned(), level };
+    let logger = JsonLogger {
+        module: module.to_owned(),
+        level,
+    };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
     }
@@ -83,11 +91,10 @@ impl Log for JsonLogger {
 
 fn module_cap(target: &str) -> LevelFilter {
     let crate_name = target.split("::").next().unwrap_or(target);
-    if NOISY_MODULES.contains(&crate_name) {
-        LevelFilter::Debug
-    } else {
-        LevelFilter::Trace
-    }
+    DEPENDENCY_CAPS
+        .iter()
+        .find(|(name, _)| *name == crate_name)
+        .map_or(LevelFilter::Trace, |&(_, cap)| cap)
 }
 
 fn format_record(module: &str, record: &Record<'_>, now: SystemTime) -> String {
@@ -154,11 +161,23 @@ mod tests {
     fn timestamps_in_go_layout() {
         assert_eq!(format_timestamp(at(0, 0)), "1970-01-01T00:00:00.000000Z");
         // Go's reference time, 2006-01-02T15:04:05Z.
-        assert_eq!(format_timestamp(at(1_136_214_245, 7)), "2006-01-02T15:04:05.000007Z");
+        assert_eq!(
+            format_timestamp(at(1_136_214_245, 7)),
+            "2006-01-02T15:04:05.000007Z"
+        );
         // A leap day and the last second of a century leap year.
-        assert_eq!(format_timestamp(at(951_782_400, 0)), "2000-02-29T00:00:00.000000Z");
-        assert_eq!(format_timestamp(at(978_307_199, 999_999)), "2000-12-31T23:59:59.999999Z");
-        assert_eq!(format_timestamp(at(4_102_444_800, 0)), "2100-01-01T00:00:00.000000Z");
+        assert_eq!(
+            format_timestamp(at(951_782_400, 0)),
+            "2000-02-29T00:00:00.000000Z"
+        );
+        assert_eq!(
+            format_timestamp(at(978_307_199, 999_999)),
+            "2000-12-31T23:59:59.999999Z"
+        );
+        assert_eq!(
+            format_timestamp(at(4_102_444_800, 0)),
+            "2100-01-01T00:00:00.000000Z"
+        );
     }
 
     #[test]
@@ -167,7 +186,20 @@ mod tests {
         for days in 0..200_000 {
             assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
             let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            let month_len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            let month_len = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
             d += 1;
             if d > month_len[m as usize - 1] {
                 (d, m) = (1, m + 1);
@@ -202,18 +234,29 @@ mod tests {
         assert_eq!(level_from_env(None, None), LevelFilter::Info);
         assert_eq!(level_from_env(None, Some("trace")), LevelFilter::Trace);
         assert_eq!(level_from_env(None, Some("JSON")), LevelFilter::Trace);
-        assert_eq!(level_from_env(Some("ERROR"), Some("TRACE")), LevelFilter::Error);
-        assert_eq!(level_from_env(Some("bogus"), Some("WARN")), LevelFilter::Warn);
+        assert_eq!(
+            level_from_env(Some("ERROR"), Some("TRACE")),
+            LevelFilter::Error
+        );
+        assert_eq!(
+            level_from_env(Some("bogus"), Some("WARN")),
+            LevelFilter::Warn
+        );
         assert_eq!(level_from_env(Some(""), None), LevelFilter::Info);
     }
 
     #[test]
-    fn noisy_dependencies_capped_at_debug() {
-        let logger = JsonLogger { module: "m".into(), level: LevelFilter::Trace };
+    fn dependencies_are_capped() {
+        let logger = JsonLogger {
+            module: "m".into(),
+            level: LevelFilter::Trace,
+        };
         let meta = |level, target| Metadata::builder().level(level).target(target).build();
         assert!(!logger.enabled(&meta(Level::Trace, "h2::codec")));
-        assert!(!logger.enabled(&meta(Level::Trace, "rustls")));
         assert!(logger.enabled(&meta(Level::Debug, "hyper::proto")));
+        assert!(!logger.enabled(&meta(Level::Debug, "rustls::server::hs")));
+        assert!(!logger.enabled(&meta(Level::Debug, "tokio_postgres::simple_query")));
+        assert!(logger.enabled(&meta(Level::Warn, "tokio_postgres::connection")));
         assert!(logger.enabled(&meta(Level::Trace, "shardform::plugin")));
         // "h2o" is not "h2".
         assert!(logger.enabled(&meta(Level::Trace, "h2o")));

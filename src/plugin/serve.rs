@@ -74,9 +74,15 @@ pub enum ServeError {
     Handshake(HandshakeError),
     Tls(TlsError),
     /// No port of the range could be bound on 127.0.0.1.
-    Bind { ports: RangeInclusive<u16>, source: io::Error },
+    Bind {
+        ports: RangeInclusive<u16>,
+        source: io::Error,
+    },
     /// An operating-system call failed; `what` says which.
-    Io { what: &'static str, source: io::Error },
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
     Transport(tonic::transport::Error),
 }
 
@@ -164,12 +170,17 @@ fn serve_plugin<P: Provider>(provider: P) -> Result<(), ServeError> {
     let result = runtime.block_on(async {
         ignore_sigint()?;
         let listener = bind_loopback(ports).await?;
-        let addr = listener.local_addr().map_err(io_error("read the listening address"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(io_error("read the listening address"))?;
         let shutdown = Arc::new(Notify::new());
         let router = router(provider, Controller::Exit(shutdown.clone())).await;
         let cert = identity.as_ref().map(ServerIdentity::cert_der);
         print_stdout(&handshake::handshake_line(&ListenAddr::Tcp(addr), cert))?;
-        log::debug!("serving plugin protocol 5 on {addr}, TLS: {}", identity.is_some());
+        log::debug!(
+            "serving plugin protocol 5 on {addr}, TLS: {}",
+            identity.is_some()
+        );
         let stop = async move { shutdown.notified().await };
         match &identity {
             Some(identity) => {
@@ -260,7 +271,8 @@ fn serve_debug<P: Provider>(provider: P, registry_address: &str) -> Result<(), S
     let runtime = runtime()?;
     let result = runtime.block_on(async {
         let socket = DebugSocket::create()?;
-        let listener = UnixListener::bind(socket.path()).map_err(io_error("bind the debug socket"))?;
+        let listener =
+            UnixListener::bind(socket.path()).map_err(io_error("bind the debug socket"))?;
         let stop = termination_signal()?;
         let router = router(provider, Controller::Ignore).await;
         let reattach = reattach_json(registry_address, std::process::id(), socket.path());
@@ -346,7 +358,10 @@ fn reattach_json(registry_address: &str, pid: u32, socket: &Path) -> String {
         protocol_version: handshake::PROTOCOL_VERSION,
         pid,
         test: true,
-        addr: Addr { network: "unix", string: &socket },
+        addr: Addr {
+            network: "unix",
+            string: &socket,
+        },
     };
     let providers = std::collections::BTreeMap::from([(registry_address, config)]);
     serde_json::to_string(&providers).expect("strings and numbers always serialize")
@@ -358,7 +373,9 @@ fn reattach_json(registry_address: &str, pid: u32, socket: &Path) -> String {
 /// The provider, gRPC health ("plugin" serving) and the controller.
 async fn router<P: Provider>(provider: P, controller: Controller) -> Router {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status(HEALTH_SERVICE, ServingStatus::Serving).await;
+    health
+        .set_service_status(HEALTH_SERVICE, ServingStatus::Serving)
+        .await;
     let provider = ProviderServer::new(provider)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -445,7 +462,10 @@ mod tests {
 
     #[test]
     fn log_module_from_registry_address() {
-        assert_eq!(log_module("registry.terraform.io/shardform/citus"), "shardform.citus");
+        assert_eq!(
+            log_module("registry.terraform.io/shardform/citus"),
+            "shardform.citus"
+        );
         assert_eq!(log_module("citus"), "citus");
     }
 
@@ -483,7 +503,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         assert!(addr.ip().is_loopback() && addr.port() != 0);
         // A taken port is skipped within a range.
-        let next = bind_loopback(addr.port()..=addr.port().saturating_add(20)).await.unwrap();
+        let next = bind_loopback(addr.port()..=addr.port().saturating_add(20))
+            .await
+            .unwrap();
         assert_ne!(next.local_addr().unwrap().port(), addr.port());
     }
 }

@@ -13,8 +13,8 @@
 //! with access to the process could not read anyway.
 
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
@@ -121,8 +121,10 @@ fn certificate_params(now: SystemTime) -> Result<CertificateParams, rcgen::Error
     // An end entity, not a CA: rustls-based clients reject a CA as the leaf.
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages =
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     // rcgen takes `time::OffsetDateTime`, which adds std durations to a date.
     let epoch = rcgen::date_time_ymd(1970, 1, 1);
@@ -146,7 +148,9 @@ mod tests {
     /// A client that trusts exactly `identity`'s certificate, as Terraform does.
     fn pinned_client(identity: &ServerIdentity, client_auth: bool) -> ClientConfig {
         let mut roots = RootCertStore::empty();
-        roots.add(identity.cert.clone()).expect("certificate parses as a trust anchor");
+        roots
+            .add(identity.cert.clone())
+            .expect("certificate parses as a trust anchor");
         let builder = ClientConfig::builder_with_provider(ring())
             .with_safe_default_protocol_versions()
             .unwrap()
@@ -194,7 +198,11 @@ mod tests {
     #[tokio::test]
     async fn pinned_client_completes_handshake_with_h2() {
         let identity = ServerIdentity::generate().unwrap();
-        let alpn = handshake(identity.acceptor().unwrap(), pinned_client(&identity, false)).await;
+        let alpn = handshake(
+            identity.acceptor().unwrap(),
+            pinned_client(&identity, false),
+        )
+        .await;
         assert_eq!(alpn.as_deref(), Some(ALPN_H2));
     }
 

@@ -34,7 +34,11 @@ pub fn citus_library() -> PathBuf {
     let mut pg_config = Command::new(pg_program("pg_config"));
     pg_config.arg("--pkglibdir");
     let out = run_captured(&mut pg_config, Duration::from_secs(30));
-    assert!(out.status.success(), "pg_config --pkglibdir failed: {}", out.stderr);
+    assert!(
+        out.status.success(),
+        "pg_config --pkglibdir failed: {}",
+        out.stderr
+    );
     PathBuf::from(out.stdout.trim()).join("citus.so")
 }
 
@@ -71,7 +75,10 @@ impl CitusCluster {
     pub fn start(workers: usize) -> CitusCluster {
         let mut nodes = start_instances(1 + workers, &PgOptions::citus());
         let coordinator = nodes.remove(0);
-        CitusCluster { coordinator, workers: nodes }
+        CitusCluster {
+            coordinator,
+            workers: nodes,
+        }
     }
 
     /// The coordinator, then the workers.

@@ -49,7 +49,11 @@ pub fn accepts_connections(data_dir: &Path, pid: u32) -> bool {
 /// `pg_ctl stop -m MODE`, waiting for the shutdown to finish.
 pub fn pg_ctl_stop(data_dir: &Path, shutdown: Shutdown) -> Result<(), String> {
     let mut pg_ctl = service_command("pg_ctl");
-    pg_ctl.arg("stop").arg("-D").arg(data_dir).args(["-m", shutdown.mode(), "-w"]);
+    pg_ctl
+        .arg("stop")
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-m", shutdown.mode(), "-w"]);
     let timeout = format!("{}", STOP_TIMEOUT.as_secs());
     pg_ctl.args(["-t", &timeout]);
     let out = try_run_captured(&mut pg_ctl, STOP_TIMEOUT + Duration::from_secs(10))
@@ -57,7 +61,12 @@ pub fn pg_ctl_stop(data_dir: &Path, shutdown: Shutdown) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("pg_ctl stop -m {} failed: {}{}", shutdown.mode(), out.stdout, out.stderr))
+        Err(format!(
+            "pg_ctl stop -m {} failed: {}{}",
+            shutdown.mode(),
+            out.stdout,
+            out.stderr
+        ))
     }
 }
 
@@ -87,7 +96,10 @@ pub fn child_pids(pid: i32) -> Vec<i32> {
 
 fn pid_file_line(data_dir: &Path, line: usize) -> Option<String> {
     let contents = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
-    contents.lines().nth(line - 1).map(|text| text.trim().to_owned())
+    contents
+        .lines()
+        .nth(line - 1)
+        .map(|text| text.trim().to_owned())
 }
 
 /// `/proc/PID/stat` is "PID (COMM) STATE PPID ..."; COMM may hold spaces

@@ -57,7 +57,10 @@ fn reap_dead_roots() {
     for entry in entries.filter_map(Result::ok) {
         let owner = entry.file_name().to_str().and_then(root_owner);
         if owner.is_some_and(|pid| pid != process::id() as i32 && !process_alive(pid)) {
-            eprintln!("harness: cleaning up {} left by a dead test process", entry.path().display());
+            eprintln!(
+                "harness: cleaning up {} left by a dead test process",
+                entry.path().display()
+            );
             reap_root(&entry.path());
         }
     }
@@ -70,7 +73,11 @@ fn root_owner(name: &str) -> Option<i32> {
 
 /// Stops the postmasters still running from `root` and deletes it.
 fn reap_root(root: &Path) {
-    for entry in fs::read_dir(root).into_iter().flatten().filter_map(Result::ok) {
+    for entry in fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
         let data_dir = entry.path().join(DATA_DIR_NAME);
         if running_pid(&data_dir).is_some() {
             if let Err(e) = pg_ctl_stop(&data_dir, Shutdown::Immediate) {

@@ -78,12 +78,24 @@ fn lookup_account(name: &str) -> Option<Account> {
     // SAFETY: every pointer refers to live memory of the stated size; the
     // reentrant variant keeps the result in our own buffer.
     let rc = unsafe {
-        libc::getpwnam_r(name.as_ptr(), &mut entry, strings.as_mut_ptr(), strings.len(), &mut found)
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut entry,
+            strings.as_mut_ptr(),
+            strings.len(),
+            &mut found,
+        )
     };
     if rc != 0 || found.is_null() {
         return None;
     }
     // SAFETY: on success pw_dir points to a NUL-terminated string in `strings`.
-    let home = unsafe { CStr::from_ptr(entry.pw_dir) }.to_string_lossy().into_owned();
-    Some(Account { uid: entry.pw_uid, gid: entry.pw_gid, home: PathBuf::from(home) })
+    let home = unsafe { CStr::from_ptr(entry.pw_dir) }
+        .to_string_lossy()
+        .into_owned();
+    Some(Account {
+        uid: entry.pw_uid,
+        gid: entry.pw_gid,
+        home: PathBuf::from(home),
+    })
 }

@@ -43,7 +43,10 @@ pub fn simple_query_blocking(conninfo: &str, query: &str) -> Result<Rows, String
 
 async fn simple_query(conninfo: &str, query: &str) -> Result<Rows, String> {
     let client = connect(conninfo).await?;
-    let messages = client.simple_query(query).await.map_err(|e| describe_error(&e))?;
+    let messages = client
+        .simple_query(query)
+        .await
+        .map_err(|e| describe_error(&e))?;
     Ok(text_rows(&messages))
 }
 
@@ -51,9 +54,11 @@ fn text_rows(messages: &[SimpleQueryMessage]) -> Rows {
     messages
         .iter()
         .filter_map(|message| match message {
-            SimpleQueryMessage::Row(row) => {
-                Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
-            }
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
             _ => None,
         })
         .collect()
@@ -64,7 +69,12 @@ fn text_rows(messages: &[SimpleQueryMessage]) -> Rows {
 /// "db error".
 pub fn describe_error(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
-        let mut text = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+        let mut text = format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        );
         if let Some(detail) = db.detail() {
             text.push_str(&format!("\nDETAIL: {detail}"));
         }

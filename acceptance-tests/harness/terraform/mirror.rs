@@ -26,7 +26,10 @@ pub fn provider_binaries() -> Vec<ProviderBinary> {
     [
         ("citus", env!("CARGO_BIN_EXE_terraform-provider-citus")),
         ("pgpool", env!("CARGO_BIN_EXE_terraform-provider-pgpool")),
-        ("longhorn", env!("CARGO_BIN_EXE_terraform-provider-longhorn")),
+        (
+            "longhorn",
+            env!("CARGO_BIN_EXE_terraform-provider-longhorn"),
+        ),
     ]
     .into_iter()
     .map(|(type_name, executable)| ProviderBinary {

@@ -31,12 +31,17 @@ fn root_module(state: &Value) -> Option<&Value> {
 /// The resources of `module` and, depth first, of its child modules.
 fn resources(module: &Value) -> Box<dyn Iterator<Item = &Value> + '_> {
     let own = as_slice(module.get("resources")).iter();
-    let nested = as_slice(module.get("child_modules")).iter().flat_map(resources);
+    let nested = as_slice(module.get("child_modules"))
+        .iter()
+        .flat_map(resources);
     Box::new(own.chain(nested))
 }
 
 fn as_slice(value: Option<&Value>) -> &[Value] {
-    value.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    value
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 /// One line per attribute path whose value differs between `expected` and
@@ -118,7 +123,10 @@ mod tests {
     #[test]
     fn finds_resources_in_root_and_child_modules() {
         let state = state_with_module();
-        assert_eq!(find_resource_values(&state, "citus_cluster.main"), Some(&json!({"id": "c1"})));
+        assert_eq!(
+            find_resource_values(&state, "citus_cluster.main"),
+            Some(&json!({"id": "c1"}))
+        );
         assert_eq!(
             find_resource_values(&state, "module.db.citus_distributed_table.t"),
             Some(&json!({"id": "t1"}))

@@ -35,15 +35,12 @@ impl ClusterResource {
             failure.report(diags);
         }
         let mut read_diags = Diagnostics::new();
-        match observe::observe(&spec, planned, &mut read_diags).await {
-            Some(state) => {
-                if !diags.has_errors() {
-                    diags.extend(read_diags);
-                }
-                state
-            }
-            None => prior.cloned().unwrap_or(Value::Null),
+        let observed = observe::observe(&spec, planned, &mut read_diags).await;
+        // After a failed convergence the read's own complaints add nothing.
+        if !diags.has_errors() || observed.is_none() {
+            diags.extend(read_diags);
         }
+        observed.unwrap_or_else(|| prior.cloned().unwrap_or(Value::Null))
     }
 }
 
