@@ -11,9 +11,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
+use crate::harness::wait::poll_until;
+
 /// How long to wait for output after the child exited: a daemon it started
 /// may hold the pipe open forever, and what was printed so far is enough.
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
@@ -126,18 +127,14 @@ pub fn kill_process_group(child: &Child) {
 /// Waits for `child` to exit; on timeout kills its group, reaps it and
 /// returns None.
 fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("waitpid on our own child") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            kill_process_group(child);
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(POLL_INTERVAL);
+    let status = poll_until(timeout, || {
+        child.try_wait().expect("waitpid on our own child")
+    });
+    if status.is_none() {
+        kill_process_group(child);
+        let _ = child.wait();
     }
+    status
 }
 
 /// Reads a pipe on a thread into a shared buffer, so that output is not lost
@@ -156,10 +153,16 @@ impl PipeCollector {
         thread::spawn(move || {
             let _done = done;
             let mut chunk = [0u8; 8192];
-            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-                sink.lock()
-                    .expect("pipe buffer lock")
-                    .extend_from_slice(&chunk[..n]);
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .expect("pipe buffer lock")
+                        .extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
             }
         });
         PipeCollector { buffer, finished }

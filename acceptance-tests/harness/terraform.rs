@@ -3,11 +3,11 @@
 //! plans with and without refresh, import verification, destroy.
 
 mod binary;
+mod environment;
 mod mirror;
 mod state;
 
 use std::env;
-use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,21 +26,12 @@ pub use mirror::{
 
 use crate::harness::process::{run_captured, spawn_in_own_group};
 use crate::harness::tempdir::TempDir;
+use environment::terraform_command;
 
 /// Generous, but a hung provider must still fail the test rather than CI.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Set (to anything but "0") to keep working directories for inspection.
 const KEEP_VAR: &str = "SHARDFORM_KEEP_WORKDIR";
-/// The developer's `TF_*` variables that reach Terraform; all others are
-/// removed so that a stray TF_CLI_ARGS or TF_DATA_DIR cannot change a test.
-const PASSED_THROUGH: &[&str] = &[
-    "TF_LOG",
-    "TF_LOG_PATH",
-    "TF_LOG_CORE",
-    "TF_LOG_PROVIDER",
-    // Lets a developer attach a provider running under a debugger.
-    "TF_REATTACH_PROVIDERS",
-];
 /// Subcommands that accept `-input=false`.
 const TAKES_INPUT_FLAG: &[&str] = &["init", "plan", "apply", "destroy", "import", "refresh"];
 /// Subcommands whose flags follow a second word (`state list -no-color`).
@@ -303,14 +294,10 @@ impl Workdir {
 
     /// A Terraform command with a controlled environment.
     fn command(&self, args: &[String]) -> Command {
-        let mut cmd = Command::new(terraform_binary());
-        cmd.args(args).current_dir(self.path());
-        for name in foreign_tf_variables() {
-            cmd.env_remove(name);
-        }
-        cmd.env("TF_CLI_CONFIG_FILE", self.harness_path("cli.tfrc"))
-            .env("TF_IN_AUTOMATION", "1")
-            .env("CHECKPOINT_DISABLE", "1");
+        let mut cmd = terraform_command(&terraform_binary());
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("TF_CLI_CONFIG_FILE", self.harness_path("cli.tfrc"));
         cmd
     }
 }
@@ -328,17 +315,6 @@ impl Drop for Workdir {
 
 fn keep_requested() -> bool {
     env::var_os(KEEP_VAR).is_some_and(|value| !value.is_empty() && value != "0")
-}
-
-/// `TF_*` variables in our environment that Terraform must not see.
-fn foreign_tf_variables() -> Vec<OsString> {
-    env::vars_os()
-        .map(|(name, _)| name)
-        .filter(|name| {
-            let name = name.to_string_lossy();
-            name.starts_with("TF_") && !PASSED_THROUGH.contains(&name.as_ref())
-        })
-        .collect()
 }
 
 /// Inserts `-no-color` (and `-input=false` where accepted) right after the

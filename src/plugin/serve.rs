@@ -195,8 +195,9 @@ fn serve_plugin<P: Provider>(provider: P) -> Result<(), ServeError> {
     result
 }
 
-/// Terraform forwards Ctrl-C to its plugins but stops them with the `Stop` RPC;
-/// a SIGINT must not kill the provider mid-apply. A handler (rather than
+/// Ctrl-C in a terminal signals the whole process group, providers included,
+/// but Terraform cancels through the `Stop` RPC and must still get the answer
+/// of an apply in flight: SIGINT must not kill the provider. A handler (rather than
 /// SIG_IGN) keeps the default disposition for processes the provider spawns.
 fn ignore_sigint() -> Result<(), ServeError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_error("handle SIGINT"))?;

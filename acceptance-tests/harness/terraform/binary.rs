@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use super::environment::terraform_command;
 use crate::harness::process::run_captured;
 use crate::harness::tempdir::TempDir;
 
@@ -72,8 +73,8 @@ fn pinned_version_line() -> String {
 
 /// The first line of `terraform version`, e.g. "Terraform v1.0.3".
 fn version_line(terraform: &Path) -> Result<String, String> {
-    let mut cmd = Command::new(terraform);
-    cmd.arg("version").env("CHECKPOINT_DISABLE", "1");
+    let mut cmd = terraform_command(terraform);
+    cmd.arg("version");
     let out = run_captured(&mut cmd, VERSION_TIMEOUT);
     if !out.status.success() {
         return Err(format!(

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian 12 machine: set-up, unit tests,
+# protocol tests and acceptance tests against real Terraform 1.0.3,
+# PostgreSQL 15 and (when installed) Citus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash acceptance-tests/setup.sh
+
+citus_tests=$(grep -ho 'require_citus("' acceptance-tests/*.rs | wc -l)
+if [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then
+  skip_notice="SKIPPED ${citus_tests} Citus acceptance tests: citus is not installed"
+  echo "$skip_notice"
+fi
+
+# One build of the executables and the test binaries, shared by every test.
+cargo build --quiet --bins --tests
+cargo test --lib --quiet
+cargo test --test acceptance -- --test-threads=2
+
+if [ -n "${skip_notice:-}" ]; then echo "$skip_notice"; fi
