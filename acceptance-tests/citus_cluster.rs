@@ -250,3 +250,42 @@ fn citus_cluster_bad_input_is_rejected_at_plan_time() {
     assert!(out.stderr.contains("Cannot connect to the coordinator"), "{}", out.stderr);
     assert!(out.stderr.contains("coordinator"), "{}", out.stderr);
 }
+
+#[test]
+fn citus_cluster_read_replica_joins_its_workers_group() {
+    if !require_citus("citus_cluster_read_replica_joins_its_workers_group") {
+        return;
+    }
+    let cluster = CitusCluster::start(2);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let replica = PgInstance::standby_of(&w[0]);
+    let tf = Workdir::new("citus_cluster_read_replica");
+    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    let with_replica = config(coord, &two, "").replace(
+        &format!("port = {}\n  }}\n  worker \"w2\"", w[0].port()),
+        &format!(
+            "port = {}\n    read_replica {{\n      host = \"127.0.0.1\"\n      port = {}\n    }}\n  }}\n  worker \"w2\"",
+            w[0].port(),
+            replica.port()
+        ),
+    );
+    assert!(with_replica.contains("read_replica"), "test config lacks the replica:\n{with_replica}");
+    tf.write_config(&with_replica);
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let secondary = coord.sql(&format!(
+        "SELECT s.noderole::text, (s.groupid = p.groupid)::text FROM pg_dist_node s \
+         JOIN pg_dist_node p ON p.nodeport = {} AND p.noderole = 'primary' WHERE s.nodeport = {}",
+        w[0].port(),
+        replica.port()
+    ));
+    assert_eq!(secondary, vec![vec![Some("secondary".into()), Some("true".into())]]);
+    let values = tf.resource_values("citus_cluster.this");
+    assert_eq!(values["worker"]["w1"]["read_replica"][0]["port"], serde_json::json!(replica.port()));
+
+    // Dropping the replica from the configuration deregisters it.
+    tf.write_config(&config(coord, &two, ""));
+    tf.apply_and_assert_idempotent();
+    let left = coord.sql(&format!("SELECT count(*)::text FROM pg_dist_node WHERE nodeport = {}", replica.port()));
+    assert_eq!(left[0][0].as_deref(), Some("0"));
+}

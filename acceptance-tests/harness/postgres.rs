@@ -24,7 +24,7 @@ pub use port::free_port;
 #[allow(unused_imports)] // re-exported for the tests
 pub use sql::{describe_error, Rows};
 
-use crate::harness::process::spawn_in_own_group;
+use crate::harness::process::{run_captured, spawn_in_own_group};
 use crate::harness::tempdir::TempDir;
 use crate::harness::wait::{poll_until, wait_until};
 use postmaster::{pg_ctl_stop, Shutdown};
@@ -110,6 +110,40 @@ impl PgInstance {
             postmaster: Mutex::new(None),
         };
         instance.lay_out_directories();
+        instance.start_on_a_free_port(&settings)
+    }
+
+    /// A hot standby of `primary`, cloned with `pg_basebackup` and streaming
+    /// from it: a real read replica. It inherits the primary's settings.
+    pub fn standby_of(primary: &PgInstance) -> PgInstance {
+        let dir = TempDir::new(scratch::process_root(), "pg")
+            .expect("cannot create an instance directory in the scratch root");
+        let instance = PgInstance {
+            dir,
+            port: 0,
+            postmaster: Mutex::new(None),
+        };
+        hand_over(instance.dir.path());
+        let mut basebackup = service_command("pg_basebackup");
+        basebackup
+            .args(["-h", HOST, "-U", "postgres", "--write-recovery-conf", "--checkpoint=fast"])
+            .arg("-p")
+            .arg(primary.port.to_string())
+            .arg("-D")
+            .arg(instance.data_dir());
+        let out = run_captured(&mut basebackup, START_TIMEOUT);
+        assert!(out.status.success(), "pg_basebackup from port {} failed: {}", primary.port, out.stderr);
+        let sockets = instance.socket_dir();
+        fs::create_dir(&sockets).unwrap_or_else(|e| panic!("cannot create {}: {e}", sockets.display()));
+        hand_over(&sockets);
+        // The cloned instance file names the primary's port and socket: rewritten.
+        let inherited = fs::read_to_string(primary.data_dir().join(INSTANCE_CONFIG_FILE)).unwrap_or_default();
+        let settings: Vec<(String, String)> = inherited
+            .lines()
+            .filter_map(|l| l.split_once(" = "))
+            .filter(|(k, _)| *k != "port" && *k != "unix_socket_directories")
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').replace("''", "'")))
+            .collect();
         instance.start_on_a_free_port(&settings)
     }
 

@@ -60,27 +60,36 @@ pub async fn connect_coordinator(spec: &ClusterSpec) -> Result<Client, Failure> 
     })
 }
 
+/// A session on a worker, opened by the preflight check.
+struct NodeSession {
+    what: String,
+    client: Client,
+    /// Read replicas are hot standbys: they get the extension from their primary.
+    is_replica: bool,
+}
+
 /// Everything the plan names, concurrently: the nodes to keep or add must be
 /// reachable before anything changes.
-async fn preflight(spec: &ClusterSpec) -> Result<Vec<(String, Client)>, Failure> {
-    let mut targets: Vec<(AttrPath, String, ConnectionSettings)> = Vec::new();
+async fn preflight(spec: &ClusterSpec) -> Result<Vec<NodeSession>, Failure> {
+    let mut targets: Vec<(AttrPath, String, ConnectionSettings, bool)> = Vec::new();
     for (name, worker) in &spec.workers {
         let path = AttrPath::root("worker").key(name);
-        targets.push((path.clone(), format!("worker {name:?}"), spec.node_connection(&worker.connect)));
+        targets.push((path.clone(), format!("worker {name:?}"), spec.node_connection(&worker.connect), false));
         for (i, replica) in worker.replicas.iter().enumerate() {
             targets.push((
                 path.attr("read_replica").index(i),
                 format!("read replica {i} of worker {name:?}"),
                 spec.node_connection(&replica.connect),
+                true,
             ));
         }
     }
-    let attempts = join_all(targets.iter().map(|(_, _, settings)| settings.connect())).await;
+    let attempts = join_all(targets.iter().map(|(_, _, settings, _)| settings.connect())).await;
     let mut clients = Vec::new();
     let mut first_failure = None;
-    for ((path, what, settings), attempt) in targets.into_iter().zip(attempts) {
+    for ((path, what, settings, is_replica), attempt) in targets.into_iter().zip(attempts) {
         match attempt {
-            Ok(client) => clients.push((what, client)),
+            Ok(client) => clients.push(NodeSession { what, client, is_replica }),
             Err(e) if first_failure.is_none() => {
                 first_failure = Some(Failure::at(
                     path,
@@ -101,9 +110,11 @@ async fn preflight(spec: &ClusterSpec) -> Result<Vec<(String, Client)>, Failure>
     }
 }
 
-/// Creates (and, when asked, updates) the extension on every node, concurrently.
-async fn ensure_extension(coordinator: &Client, nodes: &[(String, Client)], update: bool) -> Result<(), Failure> {
-    let all = std::iter::once(("the coordinator".to_string(), coordinator)).chain(nodes.iter().map(|(w, c)| (w.clone(), c)));
+/// Creates (and, when asked, updates) the extension on the coordinator and
+/// every worker, concurrently.
+async fn ensure_extension(coordinator: &Client, nodes: &[NodeSession], update: bool) -> Result<(), Failure> {
+    let primaries = nodes.iter().filter(|n| !n.is_replica).map(|n| (n.what.clone(), &n.client));
+    let all = std::iter::once(("the coordinator".to_string(), coordinator)).chain(primaries);
     let results = join_all(all.map(|(what, client)| async move {
         client
             .batch_execute("CREATE EXTENSION IF NOT EXISTS citus")
