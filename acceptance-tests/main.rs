@@ -4,5 +4,6 @@
 mod harness;
 mod harness_selftest;
 mod protocol;
+mod wire_fixtures;
 
 mod citus_cluster;

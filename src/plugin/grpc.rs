@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::capture;
 use super::wire::tfplugin5 as wire;
 use crate::cty::{self, Type, Value};
 use crate::framework::{
@@ -75,6 +76,7 @@ impl wire::provider_server::Provider for ProviderService {
         request: Request<wire::prepare_provider_config::Request>,
     ) -> Result<Response<wire::prepare_provider_config::Response>, Status> {
         let request = request.into_inner();
+        capture::value("PrepareProviderConfig", "config", "provider", request.config.as_ref());
         let schema = self.provider.schema();
         let mut diags = Diagnostics::new();
         if let Some(config) = decode(request.config.as_ref(), &schema.value_type(), &mut diags) {
@@ -92,6 +94,7 @@ impl wire::provider_server::Provider for ProviderService {
         request: Request<wire::validate_resource_type_config::Request>,
     ) -> Result<Response<wire::validate_resource_type_config::Response>, Status> {
         let request = request.into_inner();
+        capture::value("ValidateResourceTypeConfig", "config", &request.type_name, request.config.as_ref());
         let mut diags = Diagnostics::new();
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let schema = resource.schema();
@@ -130,6 +133,7 @@ impl wire::provider_server::Provider for ProviderService {
             let schema = resource.schema();
             let ty = schema.value_type();
             let json = request.raw_state.map(|r| r.json).unwrap_or_default();
+            capture::raw_state(&request.type_name, &json);
             match cty::decode_json(&json, &ty) {
                 Ok(state) => {
                     let state = normalize_blocks(&schema.block, state);
@@ -149,6 +153,7 @@ impl wire::provider_server::Provider for ProviderService {
         let request = request.into_inner();
         let mut diags = Diagnostics::new();
         log::debug!("configure from Terraform {}", request.terraform_version);
+        capture::value("Configure", "config", "provider", request.config.as_ref());
         if let Some(config) = decode(request.config.as_ref(), &self.provider.schema().value_type(), &mut diags) {
             self.provider.configure(&config, &mut diags).await;
         }
@@ -164,6 +169,7 @@ impl wire::provider_server::Provider for ProviderService {
         let mut new_state = None;
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let ty = resource.schema().value_type();
+            capture::value("ReadResource", "current_state", &request.type_name, request.current_state.as_ref());
             if let Some(state) = decode(request.current_state.as_ref(), &ty, &mut diags) {
                 let read = resource.read(&self.context(), &state, &mut diags).await;
                 // A failed read keeps the prior state rather than dropping the object.
@@ -193,6 +199,9 @@ impl wire::provider_server::Provider for ProviderService {
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let schema = resource.schema();
             let ty = schema.value_type();
+            capture::value("PlanResourceChange", "prior_state", &request.type_name, request.prior_state.as_ref());
+            capture::value("PlanResourceChange", "proposed_new_state", &request.type_name, request.proposed_new_state.as_ref());
+            capture::value("PlanResourceChange", "config", &request.type_name, request.config.as_ref());
             let prior = decode(request.prior_state.as_ref(), &ty, &mut diags);
             let proposed = decode(request.proposed_new_state.as_ref(), &ty, &mut diags);
             let config = decode(request.config.as_ref(), &ty, &mut diags);
@@ -223,6 +232,8 @@ impl wire::provider_server::Provider for ProviderService {
         let mut new_state = None;
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let ty = resource.schema().value_type();
+            capture::value("ApplyResourceChange", "prior_state", &request.type_name, request.prior_state.as_ref());
+            capture::value("ApplyResourceChange", "planned_state", &request.type_name, request.planned_state.as_ref());
             let prior = decode(request.prior_state.as_ref(), &ty, &mut diags);
             let planned = decode(request.planned_state.as_ref(), &ty, &mut diags);
             if let (Some(prior), Some(planned)) = (prior, planned) {

@@ -2,6 +2,7 @@
 //! of a provider process. Provider code never sees the generated wire types;
 //! [`grpc`] translates them to framework calls.
 
+pub mod capture;
 pub mod grpc;
 pub mod handshake;
 pub mod logging;
