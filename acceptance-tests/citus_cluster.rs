@@ -289,3 +289,46 @@ fn citus_cluster_read_replica_joins_its_workers_group() {
     let left = coord.sql(&format!("SELECT count(*)::text FROM pg_dist_node WHERE nodeport = {}", replica.port()));
     assert_eq!(left[0][0].as_deref(), Some("0"));
 }
+
+#[test]
+fn citus_cluster_ctrl_c_during_rebalance_stops_waiting_and_leaves_the_job_running() {
+    if !require_citus("citus_cluster_ctrl_c_during_rebalance_stops_waiting_and_leaves_the_job_running") {
+        return;
+    }
+    let cluster = CitusCluster::start(3);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let tf = Workdir::new("citus_cluster_ctrl_c");
+    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    tf.write_config(&config_with_mode(coord, &two, "", "force_logical"));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    create_events_table(coord, 5_000, 16);
+    let before = table_fingerprint(coord);
+
+    // A third worker: a logical rebalance of several shards, seconds per move.
+    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    tf.write_config(&config_with_mode(coord, &three, "", "force_logical"));
+    let mut apply = tf.spawn(&["apply", "-auto-approve"]);
+    wait_until("a rebalance task to run", Duration::from_secs(120), || {
+        let rows = coord.sql("SELECT count(*)::text FROM pg_dist_background_task WHERE status::text = 'running'");
+        rows[0][0].as_deref() != Some("0")
+    });
+    // Ctrl-C reaches the whole foreground process group.
+    let interrupted = std::time::Instant::now();
+    unsafe {
+        libc::killpg(apply.id() as i32, libc::SIGINT);
+    }
+    let status = apply.wait().expect("terraform exits");
+    let waited = interrupted.elapsed();
+    eprintln!("terraform exited {waited:?} after Ctrl-C with {status}");
+    assert!(waited < Duration::from_secs(15), "Stop must end the provider's waiting promptly, took {waited:?}");
+    let active = coord.sql(
+        "SELECT count(*)::text FROM pg_dist_background_job WHERE state::text IN ('scheduled', 'running')",
+    );
+    assert_eq!(active[0][0].as_deref(), Some("1"), "the server-side job must keep running after Ctrl-C");
+
+    // The next apply adopts the job and converges.
+    tf.apply_and_assert_idempotent();
+    assert!(placements_on(coord, w[2].port()) > 0);
+    assert_eq!(table_fingerprint(coord), before);
+}

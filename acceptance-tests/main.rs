@@ -7,3 +7,4 @@ mod protocol;
 mod wire_fixtures;
 
 mod citus_cluster;
+mod docs;
