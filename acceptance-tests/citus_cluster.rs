@@ -131,6 +131,32 @@ fn citus_cluster_drift_shows_in_plan_and_is_repaired() {
     tf.apply_and_assert_idempotent();
     let flag = coord.sql(&format!("SELECT shouldhaveshards::text FROM pg_dist_node WHERE nodeport = {}", w[1].port()));
     assert_eq!(flag[0][0].as_deref(), Some("true"));
+
+    // Owned Citus settings reach every node; one node losing a setting is drift.
+    let setting = "  settings = {\n    \"citus.max_background_task_executors_per_node\" = \"2\"\n  }\n";
+    tf.write_config(&config(coord, &two, setting));
+    tf.apply_and_assert_idempotent();
+    for node in cluster.nodes() {
+        let value = node.sql("SHOW citus.max_background_task_executors_per_node");
+        assert_eq!(value[0][0].as_deref(), Some("2"), "port {}", node.port());
+    }
+    w[0].sql("ALTER SYSTEM RESET citus.max_background_task_executors_per_node");
+    w[0].sql("SELECT pg_reload_conf()");
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "a lost setting must show in the plan:\n{}", plan.stdout);
+    assert!(plan.stdout.contains("citus.max_background_task_executors_per_node"), "{}", plan.stdout);
+    tf.apply_and_assert_idempotent();
+    let value = w[0].sql("SELECT setting FROM pg_file_settings WHERE name = 'citus.max_background_task_executors_per_node' \
+         AND sourcefile LIKE '%postgresql.auto.conf'");
+    assert_eq!(value[0][0].as_deref(), Some("2"));
+
+    // Dropping the setting from the configuration resets it on every node.
+    tf.write_config(&config(coord, &two, ""));
+    tf.apply_and_assert_idempotent();
+    for node in cluster.nodes() {
+        let left = node.sql("SELECT count(*)::text FROM pg_file_settings WHERE name LIKE 'citus.%' AND sourcefile LIKE '%postgresql.auto.conf'");
+        assert_eq!(left[0][0].as_deref(), Some("0"), "port {}", node.port());
+    }
 }
 
 #[test]
@@ -224,6 +250,7 @@ fn citus_cluster_bad_input_is_rejected_at_plan_time() {
         ),
         ("duplicate name", "worker \"w1\" {\n host = \"10.0.0.1\"\n }\n worker \"w1\" {\n host = \"10.0.0.2\"\n }", "Duplicate worker block"),
         ("bad transfer mode", "rebalance {\n shard_transfer_mode = \"fast\"\n }", "shard_transfer_mode must be one of"),
+        ("not a citus setting", "settings = {\n \"work_mem\" = \"1GB\"\n }", "Not a Citus setting"),
     ];
     for (what, body, expected) in cases {
         tf.write_config(&format!(
@@ -331,4 +358,31 @@ fn citus_cluster_ctrl_c_during_rebalance_stops_waiting_and_leaves_the_job_runnin
     tf.apply_and_assert_idempotent();
     assert!(placements_on(coord, w[2].port()) > 0);
     assert_eq!(table_fingerprint(coord), before);
+}
+
+#[test]
+fn citus_cluster_deregister_on_destroy_refuses_while_workers_hold_shards() {
+    if !require_citus("citus_cluster_deregister_on_destroy_refuses_while_workers_hold_shards") {
+        return;
+    }
+    let cluster = CitusCluster::start(2);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let tf = Workdir::new("citus_cluster_deregister");
+    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    tf.write_config(&config(coord, &two, "  deregister_on_destroy = true\n"));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    create_events_table(coord, 1_000, 4);
+
+    // Workers hold placements: destroy refuses, names the table, removes nothing.
+    let refused = tf.run(&["destroy", "-auto-approve"]);
+    assert!(!refused.success(), "destroy must refuse while workers hold shards");
+    assert!(refused.stderr.contains("events"), "{}", refused.stderr);
+    assert_eq!(registered_worker_ports(coord).len(), 2);
+
+    // Without distributed data, destroy deregisters every worker.
+    coord.sql("SELECT undistribute_table('events')");
+    tf.destroy();
+    assert!(registered_worker_ports(coord).is_empty(), "workers are still registered");
+    assert_eq!(coord.sql("SELECT count(*)::text FROM events")[0][0].as_deref(), Some("1000"));
 }

@@ -144,6 +144,27 @@ async fn ensure_extension(coordinator: &Client, nodes: &[NodeSession], update: b
     Ok(())
 }
 
+/// Owned settings on the coordinator and every worker, concurrently.
+async fn apply_settings(
+    coordinator: &Client,
+    nodes: &[NodeSession],
+    wanted: &BTreeMap<String, String>,
+    previously_owned: &BTreeSet<String>,
+) -> Result<(), Failure> {
+    if wanted.is_empty() && previously_owned.is_empty() {
+        return Ok(());
+    }
+    let primaries = nodes.iter().filter(|n| !n.is_replica).map(|n| (n.what.as_str(), &n.client));
+    let all: Vec<(&str, &Client)> = std::iter::once(("the coordinator", coordinator)).chain(primaries).collect();
+    let results = join_all(all.iter().map(|(_, client)| super::settings::apply(client, wanted, previously_owned))).await;
+    for ((what, _), result) in all.iter().zip(results) {
+        if let Err(e) = result {
+            return Err(Failure::at(AttrPath::root("settings"), "Cannot apply Citus settings", format!("On {what}: {e}")));
+        }
+    }
+    Ok(())
+}
+
 /// Retries statements Citus reports as transient (metadata resync in progress,
 /// lock conflicts) with backoff; anything else is returned at once.
 async fn with_retries<T, F, Fut>(ctx: &Context, mut attempt: F) -> Result<T, SqlError>
@@ -170,10 +191,16 @@ fn is_retryable(e: &SqlError) -> bool {
         || matches!(e.code.as_deref(), Some("40001") | Some("40P01") | Some("55P03"))
 }
 
-pub async fn converge(ctx: &Context, spec: &ClusterSpec, timeout: Duration) -> Result<(), Failure> {
+pub async fn converge(
+    ctx: &Context,
+    spec: &ClusterSpec,
+    previously_owned_settings: &BTreeSet<String>,
+    timeout: Duration,
+) -> Result<(), Failure> {
     let mut coordinator = connect_coordinator(spec).await?;
     let node_clients = preflight(spec).await?;
     ensure_extension(&coordinator, &node_clients, spec.update_extension).await?;
+    apply_settings(&coordinator, &node_clients, &spec.settings, previously_owned_settings).await?;
     drop(node_clients);
 
     // A job from an interrupted apply finishes first; membership changes while

@@ -5,6 +5,7 @@ mod converge;
 mod model;
 mod observe;
 mod schema;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +32,9 @@ impl ClusterResource {
     /// so the next apply continues from there.
     async fn apply(&self, ctx: &Context, prior: Option<&Value>, planned: &Value, operation: &str, diags: &mut Diagnostics) -> Value {
         let spec = ClusterSpec::from_value(planned, &self.defaults);
-        if let Err(failure) = converge::converge(ctx, &spec, timeout(planned, operation)).await {
+        // Settings this resource set before and no longer lists are reset.
+        let previously_owned = prior.map(|p| settings::from_value(p).into_keys().collect()).unwrap_or_default();
+        if let Err(failure) = converge::converge(ctx, &spec, &previously_owned, timeout(planned, operation)).await {
             failure.report(diags);
         }
         let mut read_diags = Diagnostics::new();
@@ -55,6 +58,7 @@ impl Resource for ClusterResource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        settings::validate(config, diags);
         let Value::Map(workers) = config.attr("worker") else { return };
         let mut seen: BTreeMap<NodeAddress, &str> = BTreeMap::new();
         let coordinator = config.attr("coordinator");

@@ -59,6 +59,8 @@ pub struct ClusterSpec {
     pub rebalance: RebalanceSpec,
     pub deregister_on_destroy: bool,
     pub update_extension: bool,
+    /// Owned `citus.*` settings.
+    pub settings: BTreeMap<String, String>,
 }
 
 pub fn port_of(value: &Value) -> u16 {
@@ -113,6 +115,7 @@ impl ClusterSpec {
             rebalance: rebalance_spec(value.attr("rebalance")),
             deregister_on_destroy: value.attr("deregister_on_destroy").as_bool().unwrap_or(false),
             update_extension: value.attr("update_extension").as_bool().unwrap_or(false),
+            settings: super::settings::from_value(value),
         }
     }
 

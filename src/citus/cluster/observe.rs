@@ -39,6 +39,7 @@ pub fn import_skeleton(address: &NodeAddress) -> Value {
         ("id", Value::Null),
         ("deregister_on_destroy", Value::Bool(false)),
         ("update_extension", Value::Bool(false)),
+        ("settings", Value::Null),
         ("citus_version", Value::Null),
         ("pending_rebalance_moves", Value::Null),
         ("pending_rebalance_bytes", Value::Null),
@@ -109,11 +110,13 @@ pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics)
         ]),
     };
 
-    let workers = read_workers(spec, prior, &nodes, &placements, &names).await;
+    let (workers, worker_sessions) = read_workers(spec, prior, &nodes, &placements, &names).await;
+    let settings_state = read_settings(prior, &client, &worker_sessions).await;
     Some(object(vec![
         ("id", Value::string(spec.connection.address())),
         ("deregister_on_destroy", or_default(prior.attr("deregister_on_destroy"), Value::Bool(false))),
         ("update_extension", or_default(prior.attr("update_extension"), Value::Bool(false))),
+        ("settings", settings_state),
         ("citus_version", Value::string(version)),
         ("pending_rebalance_moves", pending.0),
         ("pending_rebalance_bytes", pending.1),
@@ -147,7 +150,7 @@ async fn read_workers(
     nodes: &[DistNode],
     placements: &std::collections::HashMap<i32, i64>,
     names: &BTreeMap<String, String>,
-) -> BTreeMap<String, Value> {
+) -> (BTreeMap<String, Value>, Vec<tokio_postgres::Client>) {
     let prior_workers = match prior.attr("worker") {
         Value::Map(m) => m.clone(),
         _ => BTreeMap::new(),
@@ -167,7 +170,10 @@ async fn read_workers(
     .await;
 
     let mut workers = BTreeMap::new();
-    for ((key, node), reachable) in keyed.into_iter().zip(probes) {
+    let mut sessions = Vec::new();
+    for ((key, node), session) in keyed.into_iter().zip(probes) {
+        let reachable = session.is_some();
+        sessions.extend(session);
         let own = prior_workers.get(&key).cloned().unwrap_or(Value::Null);
         let replicas = read_replicas(node, nodes, own.attr("read_replica"));
         workers.insert(
@@ -187,7 +193,20 @@ async fn read_workers(
             ]),
         );
     }
-    workers
+    (workers, sessions)
+}
+
+/// The owned settings as the reachable nodes have them; null when the
+/// resource owns none (the configuration leaves `settings` out).
+async fn read_settings(prior: &Value, coordinator: &tokio_postgres::Client, workers: &[tokio_postgres::Client]) -> Value {
+    if prior.attr("settings").is_null() {
+        return Value::Null;
+    }
+    let wanted = super::settings::from_value(prior);
+    let owned: BTreeSet<String> = wanted.keys().cloned().collect();
+    let reads = join_all(std::iter::once(coordinator).chain(workers).map(super::settings::read)).await;
+    let per_node: Vec<BTreeMap<String, String>> = reads.into_iter().flatten().collect();
+    super::settings::merge(&owned, &per_node, &wanted)
 }
 
 /// Secondaries of a worker's group, in the prior state's order, new ones last.
@@ -216,9 +235,10 @@ fn read_replicas(primary: &DistNode, nodes: &[DistNode], prior: &Value) -> Vec<V
         .collect()
 }
 
-async fn probe(settings: ConnectionSettings) -> bool {
+/// A session on the node, or `None` when it cannot be reached quickly.
+async fn probe(settings: ConnectionSettings) -> Option<tokio_postgres::Client> {
     let settings = ConnectionSettings { connect_timeout: settings.connect_timeout.min(Duration::from_secs(3)), ..settings };
-    settings.connect().await.is_ok()
+    settings.connect().await.ok()
 }
 
 /// Plans what apply will make true of the live values: every worker reachable

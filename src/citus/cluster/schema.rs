@@ -130,6 +130,10 @@ pub fn schema() -> Schema {
             .describe("Run `ALTER EXTENSION citus UPDATE` on every node when the installed Citus is newer than the extension. Defaults to `false`.")
             .default(false),
     )
+    .attribute(
+        Attribute::optional("settings", Type::map(Type::String))
+            .describe("`citus.*` parameters this resource owns, written with `ALTER SYSTEM` on the coordinator and every worker and reloaded. Read back from each node's `postgresql.auto.conf`, so a node that lost one shows as drift. Parameters that need a restart take effect at the next restart.")
+    )
     .attribute(Attribute::computed("citus_version", Type::String).describe("Version of the citus extension on the coordinator."))
     .attribute(
         Attribute::computed("pending_rebalance_moves", Type::Number)
