@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use shardform::cty::{self, Type, Value};
-use shardform::framework::{Provider, Resource};
+use shardform::framework::Provider;
 
 use crate::harness::{require_citus, required_providers_hcl, CitusCluster, Workdir};
 

@@ -102,13 +102,7 @@ impl PgInstance {
     /// Creates and starts an instance.
     pub fn new(options: PgOptions) -> PgInstance {
         let settings = options.server_settings();
-        let dir = TempDir::new(scratch::process_root(), "pg")
-            .expect("cannot create an instance directory in the scratch root");
-        let instance = PgInstance {
-            dir,
-            port: 0,
-            postmaster: Mutex::new(None),
-        };
+        let instance = PgInstance::unstarted();
         instance.lay_out_directories();
         instance.start_on_a_free_port(&settings)
     }
@@ -116,13 +110,7 @@ impl PgInstance {
     /// A hot standby of `primary`, cloned with `pg_basebackup` and streaming
     /// from it: a real read replica. It inherits the primary's settings.
     pub fn standby_of(primary: &PgInstance) -> PgInstance {
-        let dir = TempDir::new(scratch::process_root(), "pg")
-            .expect("cannot create an instance directory in the scratch root");
-        let instance = PgInstance {
-            dir,
-            port: 0,
-            postmaster: Mutex::new(None),
-        };
+        let instance = PgInstance::unstarted();
         hand_over(instance.dir.path());
         let mut basebackup = service_command("pg_basebackup");
         basebackup
@@ -145,6 +133,13 @@ impl PgInstance {
             .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').replace("''", "'")))
             .collect();
         instance.start_on_a_free_port(&settings)
+    }
+
+    /// A fresh instance directory; no data directory, port or process yet.
+    fn unstarted() -> PgInstance {
+        let dir = TempDir::new(scratch::process_root(), "pg")
+            .expect("cannot create an instance directory in the scratch root");
+        PgInstance { dir, port: 0, postmaster: Mutex::new(None) }
     }
 
     pub fn port(&self) -> u16 {

@@ -11,56 +11,14 @@
 //! shortest text spells, as Terraform reads the `0.1` it wrote.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde_json::{Map, Value as Json};
 
-use super::msgpack::Step;
+use super::error::CodecError as JsonError;
+use super::error::Step;
 use super::number::WireNumber;
 use super::{Number, Type, Value};
 
-/// A JSON value that does not fit its type, or malformed JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonError {
-    path: String,
-    message: String,
-}
-
-impl JsonError {
-    fn new(message: impl Into<String>) -> Self {
-        JsonError {
-            path: String::new(),
-            message: message.into(),
-        }
-    }
-
-    /// Where in the value the problem is, e.g. `.workers[1].port` (empty for the root).
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Prefixes a path step while the error travels outwards.
-    fn within(mut self, step: Step<'_>) -> Self {
-        self.path.insert_str(0, &step.to_string());
-        self
-    }
-}
-
-impl fmt::Display for JsonError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for JsonError {}
 
 /// Decodes JSON state of type `ty` (see the module docs for the leniencies).
 pub fn decode_json(bytes: &[u8], ty: &Type) -> Result<Value, JsonError> {

@@ -4,13 +4,19 @@
 //! Values do not carry their type; every codec call takes the schema [`Type`]
 //! because the wire forms (msgpack and JSON) are only meaningful against it.
 
+mod error;
 mod json;
 mod msgpack;
 mod number;
 mod types;
 
-pub use json::{decode_json, encode_json, JsonError};
-pub use msgpack::{decode_msgpack, encode_msgpack, MsgpackError};
+pub use error::CodecError;
+/// Errors of [`decode_json`] / [`encode_json`].
+pub type JsonError = CodecError;
+/// Errors of [`decode_msgpack`] / [`encode_msgpack`].
+pub type MsgpackError = CodecError;
+pub use json::{decode_json, encode_json};
+pub use msgpack::{decode_msgpack, encode_msgpack};
 pub use number::Number;
 pub use types::{Type, TypeError};
 
@@ -19,8 +25,9 @@ use std::collections::BTreeMap;
 /// A cty value. Collections hold their elements in wire order; sets are kept
 /// as lists of distinct elements (order is not significant for equality of sets
 /// in Terraform, but the provider never needs to compare sets of unknowns).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
+    #[default]
     Null,
     Unknown,
     Bool(bool),
@@ -115,12 +122,6 @@ impl Value {
     /// `Some(s)` -> string, `None` -> null.
     pub fn opt_string(s: Option<impl Into<String>>) -> Value {
         s.map(|s| Value::String(s.into())).unwrap_or(Value::Null)
-    }
-}
-
-impl Default for Value {
-    fn default() -> Self {
-        Value::Null
     }
 }
 

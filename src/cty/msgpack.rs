@@ -11,77 +11,17 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt;
 
 use rmp::encode::{self, ByteBuf, ValueWriteError};
 use rmp::Marker;
 
+use super::error::CodecError as MsgpackError;
+use super::error::Step;
 use super::number::WireNumber;
 use super::{Number, Type, Value};
 
 /// Encoding of an unknown value: fixext1, type 0, one zero byte.
 const UNKNOWN: [u8; 3] = [0xd4, 0x00, 0x00];
-
-/// A value that does not match its type, or malformed msgpack.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MsgpackError {
-    path: String,
-    message: String,
-}
-
-impl MsgpackError {
-    fn new(message: impl Into<String>) -> Self {
-        MsgpackError {
-            path: String::new(),
-            message: message.into(),
-        }
-    }
-
-    /// Where in the value the problem is, e.g. `.workers[1].port` (empty for the root).
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// Prefixes a path step; errors are built innermost first, so steps are
-    /// prepended while the error travels outwards.
-    fn within(mut self, step: Step<'_>) -> Self {
-        self.path.insert_str(0, &step.to_string());
-        self
-    }
-}
-
-impl fmt::Display for MsgpackError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for MsgpackError {}
-
-/// One step of a path into a value (shared with the JSON codec).
-pub(super) enum Step<'a> {
-    Attr(&'a str),
-    Index(usize),
-    Key(&'a str),
-}
-
-impl fmt::Display for Step<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Step::Attr(name) => write!(f, ".{name}"),
-            Step::Index(i) => write!(f, "[{i}]"),
-            Step::Key(key) => write!(f, "[{key:?}]"),
-        }
-    }
-}
 
 // ---------------------------------------------------------------- decoding
 

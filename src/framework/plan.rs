@@ -103,10 +103,9 @@ fn unknown_computed(block: &Block, prior: &Value, config: &Value, planned: Value
     for attribute in &block.attributes {
         let configured = !config.attr(attribute.name).is_null();
         let keeps_state = attribute.has_modifier(&PlanModifier::UseStateForUnknown) && !prior.attr(attribute.name).is_null();
-        if attribute.is_computed() && !configured && attribute.default_value().is_none() && !keeps_state {
-            if prior.is_null() || changing {
-                fields.insert(attribute.name.to_string(), Value::Unknown);
-            }
+        let volatile = attribute.is_computed() && !configured && attribute.default_value().is_none() && !keeps_state;
+        if volatile && (prior.is_null() || changing) {
+            fields.insert(attribute.name.to_string(), Value::Unknown);
         }
     }
     for nested in &block.blocks {

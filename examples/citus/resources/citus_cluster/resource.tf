@@ -30,7 +30,7 @@ resource "citus_cluster" "example" {
   rebalance {
     enabled             = true
     strategy            = "by_disk_size"
-    shard_transfer_mode = "fast"
+    shard_transfer_mode = "auto"
   }
 
   # Each wait for a rebalance job (adopted, drain, final) gets this long.
