@@ -132,6 +132,15 @@ fn citus_cluster_drift_shows_in_plan_and_is_repaired() {
     let flag = coord.sql(&format!("SELECT shouldhaveshards::text FROM pg_dist_node WHERE nodeport = {}", w[1].port()));
     assert_eq!(flag[0][0].as_deref(), Some("true"));
 
+    // A worker disabled by hand is drift too; apply activates it again.
+    coord.sql(&format!("SELECT citus_disable_node('127.0.0.1', {}, synchronous => true)", w[1].port()));
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "a disabled worker must show in the plan:\n{}", plan.stdout);
+    assert!(plan.stdout.contains("is_active"), "{}", plan.stdout);
+    tf.apply_and_assert_idempotent();
+    let active = coord.sql(&format!("SELECT isactive::text FROM pg_dist_node WHERE nodeport = {}", w[1].port()));
+    assert_eq!(active[0][0].as_deref(), Some("true"));
+
     // Owned Citus settings reach every node; one node losing a setting is drift.
     let setting = "  settings = {\n    \"citus.max_background_task_executors_per_node\" = \"2\"\n  }\n";
     tf.write_config(&config(coord, &two, setting));

@@ -272,6 +272,16 @@ async fn add_and_update_workers(ctx: &Context, client: &Client, spec: &ClusterSp
                 true
             }
         };
+        if existing.is_some_and(|node| !node.is_active) {
+            // Disabled by hand (citus_disable_node): the plan promised an active node.
+            with_retries(ctx, || async {
+                client.execute("SELECT pg_catalog.citus_activate_node($1, $2)", &[&host, &port]).await?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| Failure::at(path.clone(), "Cannot activate the worker", format!("citus_activate_node({host:?}, {port}): {e}")))?;
+            changed = true;
+        }
         if should_have_shards != worker.should_have_shards {
             let wanted = worker.should_have_shards;
             with_retries(ctx, || async {
@@ -413,7 +423,8 @@ async fn refuse_unreachable_holders(
             return Err(Failure::general(
                 "Cannot remove an unreachable worker that holds shards",
                 format!(
-                    "Worker {} (node id {}) is unreachable ({e}) and holds the only placements of shards of: {}. \
+                    "Worker {} (node id {}) is unreachable ({e}) and holds shard placements of: {} \
+                     (with one replica per shard, the only copies). \
                      Draining it would need the node. Bring it back and apply again, or repoint its node id to a \
                      replacement server that has its data with `SELECT citus_update_node({}, 'new-host', new_port);` \
                      and update the configuration to match. Nothing was changed.",

@@ -112,8 +112,8 @@ pub fn schema() -> Schema {
          rebalance plan is not empty, the background rebalancer runs until it finishes; a job already \
          running (say, from an interrupted apply) is adopted.\n\n\
          **Destroy** leaves the cluster as it is and only forgets it, unless `deregister_on_destroy` is \
-         set: then workers that hold no shard placements are removed from the metadata, and destroy \
-         refuses, naming the tables, while any worker still holds placements. Data is never dropped.",
+         set: then the workers are removed from the metadata, and destroy refuses, naming the tables and \
+         removing nothing, while any worker still holds placements. Data is never dropped.",
     )
     .attribute(
         Attribute::computed("id", Type::String)
@@ -122,12 +122,12 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("deregister_on_destroy", Type::Bool)
-            .describe("On destroy, remove workers that hold no shard placements from the Citus metadata. Defaults to `false` (destroy only forgets the cluster).")
+            .describe("On destroy, remove every worker and read replica from the Citus metadata. Destroy refuses, and removes nothing, while any worker holds shard placements. Defaults to `false` (destroy only forgets the cluster).")
             .default(false),
     )
     .attribute(
         Attribute::optional("update_extension", Type::Bool)
-            .describe("Run `ALTER EXTENSION citus UPDATE` on every node when the installed Citus is newer than the extension. Defaults to `false`.")
+            .describe("Run `ALTER EXTENSION citus UPDATE` on the coordinator and every worker when the installed Citus is newer than the extension (read replicas follow through replication). Defaults to `false`.")
             .default(false),
     )
     .attribute(
@@ -137,7 +137,7 @@ pub fn schema() -> Schema {
     .attribute(Attribute::computed("citus_version", Type::String).describe("Version of the citus extension on the coordinator."))
     .attribute(
         Attribute::computed("pending_rebalance_moves", Type::Number)
-            .describe("Shard moves the rebalancer would make now. A plan that shows this going to 0 will run a rebalance."),
+            .describe("Shard moves the rebalancer would make now. When it is above 0 and rebalancing is enabled, the plan shows it as known after apply: apply runs a rebalance."),
     )
     .attribute(
         Attribute::computed("pending_rebalance_bytes", Type::Number)
@@ -147,7 +147,7 @@ pub fn schema() -> Schema {
     .block(NestedBlock::single("coordinator", coordinator).required())
     .block(NestedBlock::map("worker", worker))
     .block(NestedBlock::single("rebalance", rebalance))
-    .block(timeouts::block(&["create", "update", "delete"]));
+    .block(timeouts::block(&["create", "update"]));
 
     Schema::new(0, block)
 }

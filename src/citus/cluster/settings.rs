@@ -45,12 +45,13 @@ fn quoted_name(name: &str) -> String {
     name.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
 }
 
-/// The citus.* values this node has in `postgresql.auto.conf`.
+/// The citus.* values this node has in `postgresql.auto.conf` (whether
+/// applied yet or waiting for a restart).
 pub async fn read(client: &Client) -> Result<BTreeMap<String, String>, SqlError> {
     let rows = client
         .query(
             "SELECT name, setting FROM pg_catalog.pg_file_settings \
-             WHERE sourcefile LIKE '%postgresql.auto.conf' AND name LIKE 'citus.%' AND applied",
+             WHERE sourcefile LIKE '%postgresql.auto.conf' AND name LIKE 'citus.%'",
             &[],
         )
         .await?;
