@@ -17,7 +17,17 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("acceptance-tests/fixtures/terraform-1.0.3")
 }
 
-fn schema_type(type_name: &str) -> Type {
+/// The file beside the fixtures that holds the types they were captured
+/// under, so the fixtures keep testing the codec when the schema moves on.
+const TYPES_FILE: &str = "types.json";
+
+fn recorded_type(type_name: &str) -> Type {
+    let text = fs::read_to_string(fixture_dir().join(TYPES_FILE)).expect("fixture types file");
+    let types: serde_json::Value = serde_json::from_str(&text).expect("fixture types are JSON");
+    Type::from_json(&types[type_name]).unwrap_or_else(|e| panic!("fixture type of {type_name}: {e}"))
+}
+
+fn current_type(type_name: &str) -> Type {
     let provider = shardform::citus::provider();
     if type_name == "provider" {
         return provider.schema().value_type();
@@ -48,6 +58,7 @@ fn terraform_fixtures_decode_and_reencode() {
     let mut files: Vec<PathBuf> = fs::read_dir(fixture_dir())
         .expect("fixtures directory")
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with(TYPES_FILE))
         .collect();
     files.sort();
     assert!(files.len() >= 10, "expected captured fixtures, found {}", files.len());
@@ -58,7 +69,7 @@ fn terraform_fixtures_decode_and_reencode() {
     for path in &files {
         let (rpc, field, type_name, ext) = parse_name(path);
         let bytes = fs::read(path).unwrap();
-        let ty = schema_type(&type_name);
+        let ty = recorded_type(&type_name);
         let value = if ext == "json" {
             cty::decode_json(&bytes, &ty).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         } else {
@@ -135,6 +146,11 @@ fn capture_terraform_fixtures() {
     let out = fixture_dir();
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).unwrap();
+    let types = serde_json::json!({
+        "provider": current_type("provider").to_json(),
+        "citus_cluster": current_type("citus_cluster").to_json(),
+    });
+    fs::write(out.join(TYPES_FILE), serde_json::to_string_pretty(&types).unwrap()).unwrap();
     let mut captured: Vec<PathBuf> = fs::read_dir(&raw).unwrap().map(|e| e.unwrap().path()).collect();
     captured.sort_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).unwrap());
     let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
