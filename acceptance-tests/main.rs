@@ -7,4 +7,5 @@ mod protocol;
 mod wire_fixtures;
 
 mod citus_cluster;
+mod citus_distributed_table;
 mod docs;

@@ -19,7 +19,7 @@ pub mod wait;
 
 // Re-exports for the tests; not every test binary build uses all of them.
 #[allow(unused_imports)]
-pub use postgres::{citus_installed, require_citus, CitusCluster, PgInstance, PgOptions};
+pub use postgres::{citus_installed, require_citus, start_instances, CitusCluster, PgInstance, PgOptions};
 #[allow(unused_imports)]
 pub use terraform::{
     provider_binaries, required_providers_hcl, terraform_binary, ProviderBinary, TfOutput, Workdir,

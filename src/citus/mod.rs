@@ -2,9 +2,12 @@
 
 mod cluster;
 mod connection;
+mod distributed_table;
 mod rebalance;
+mod retry;
 
 pub use cluster::ClusterResource;
+pub use distributed_table::DistributedTableResource;
 pub use connection::ConnectionDefaults;
 
 use std::sync::Arc;
@@ -37,7 +40,10 @@ impl Provider for CitusProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![Arc::new(ClusterResource::new(self.defaults.clone()))]
+        vec![
+            Arc::new(ClusterResource::new(self.defaults.clone())),
+            Arc::new(DistributedTableResource::new(self.defaults.clone())),
+        ]
     }
 
     async fn configure(&self, config: &Value, _diags: &mut Diagnostics) {

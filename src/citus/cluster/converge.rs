@@ -15,6 +15,7 @@ use crate::framework::{AttrPath, Context, Diagnostics};
 use crate::sql::{ConnectionSettings, SqlError};
 
 use super::super::rebalance::{self, RebalanceError};
+use super::super::retry::with_retries;
 use super::catalog::{self, DistNode};
 use super::model::{ClusterSpec, NodeAddress};
 
@@ -163,32 +164,6 @@ async fn apply_settings(
         }
     }
     Ok(())
-}
-
-/// Retries statements Citus reports as transient (metadata resync in progress,
-/// lock conflicts) with backoff; anything else is returned at once.
-async fn with_retries<T, F, Fut>(ctx: &Context, mut attempt: F) -> Result<T, SqlError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, SqlError>>,
-{
-    let mut delay = Duration::from_millis(500);
-    for _ in 0..6 {
-        match attempt().await {
-            Err(e) if is_retryable(&e) && !ctx.stop.is_stopped() => {
-                log::warn!("retrying after a transient Citus error: {e}");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-    attempt().await
-}
-
-fn is_retryable(e: &SqlError) -> bool {
-    e.message.contains("is out of sync")
-        || matches!(e.code.as_deref(), Some("40001") | Some("40P01") | Some("55P03"))
 }
 
 pub async fn converge(

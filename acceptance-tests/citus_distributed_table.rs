@@ -1,0 +1,299 @@
+//! `citus_distributed_table` through the real Terraform CLI against real Citus.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{require_citus, required_providers_hcl, start_instances, wait_until, CitusCluster, PgInstance, PgOptions, Workdir};
+
+fn provider_block(coordinator: &PgInstance) -> String {
+    format!(
+        "provider \"citus\" {{\n  host = \"127.0.0.1\"\n  port = {}\n  username = \"postgres\"\n}}\n",
+        coordinator.port()
+    )
+}
+
+/// The Sentry module from `examples/`, used as users would.
+fn sentry_config(cluster: &CitusCluster, shard_count: i64) -> String {
+    let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sentry-nodestore");
+    let workers: Vec<String> = cluster
+        .workers
+        .iter()
+        .map(|w| format!("{{ host = \"127.0.0.1\", port = {} }}", w.port()))
+        .collect();
+    format!(
+        "{}{}\nmodule \"nodestore\" {{\n  source = \"{}\"\n  coordinator = {{ host = \"127.0.0.1\", port = {} }}\n  \
+         workers = [{}]\n  shard_count = {shard_count}\n  shard_transfer_mode = \"block_writes\"\n}}\n",
+        required_providers_hcl(&["citus"]),
+        provider_block(&cluster.coordinator),
+        module.display(),
+        cluster.coordinator.port(),
+        workers.join(", ")
+    )
+}
+
+fn one_value(node: &PgInstance, query: &str) -> String {
+    node.sql(query)[0][0].clone().unwrap_or_default()
+}
+
+fn shard_count(coordinator: &PgInstance, table: &str) -> i64 {
+    one_value(coordinator, &format!("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = '{table}'::regclass"))
+        .parse()
+        .unwrap()
+}
+
+/// Other tables in the table's colocation group.
+fn colocated_tables(coordinator: &PgInstance, table: &str) -> i64 {
+    one_value(
+        coordinator,
+        &format!(
+            "SELECT count(*) FROM pg_dist_partition p JOIN pg_dist_partition me ON me.logicalrelid = '{table}'::regclass \
+             WHERE p.colocationid = me.colocationid AND p.logicalrelid <> me.logicalrelid"
+        ),
+    )
+    .parse()
+    .unwrap()
+}
+
+fn nodestore_fingerprint(coordinator: &PgInstance) -> String {
+    one_value(
+        coordinator,
+        "SELECT count(*) || ':' || md5(string_agg(id || data || timestamp::text, ',' ORDER BY id)) FROM nodestore_node",
+    )
+}
+
+const NODESTORE: &str = "module.nodestore.citus_distributed_table.nodestore_node";
+
+#[test]
+fn citus_distributed_table_sentry_layout_end_to_end() {
+    if !require_citus("citus_distributed_table_sentry_layout_end_to_end") {
+        return;
+    }
+    let cluster = CitusCluster::start(6);
+    let coord = &cluster.coordinator;
+    let tf = Workdir::new("citus_distributed_table_sentry");
+
+    // terraform apply alone: the table is created, distributed and balanced.
+    tf.write_config(&sentry_config(&cluster, 64));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    assert_eq!(shard_count(coord, "nodestore_node"), 64);
+    assert_eq!(colocated_tables(coord, "nodestore_node"), 0, "nodestore_node must be colocated with no other table");
+    let workers_with_shards = one_value(
+        coord,
+        "SELECT count(DISTINCT p.groupid) FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid) \
+         WHERE s.logicalrelid = 'nodestore_node'::regclass",
+    );
+    assert_eq!(workers_with_shards, "6");
+    assert_eq!(one_value(coord, "SELECT count(*) FROM get_rebalance_table_shards_plan()"), "0");
+
+    coord.sql(
+        "INSERT INTO nodestore_node SELECT md5(g::text), repeat(md5(g::text), 4), now() - g * interval '1 minute' \
+         FROM generate_series(1, 20000) g",
+    );
+    let before = nodestore_fingerprint(coord);
+
+    // 64 -> 32 shards: an in-place rewrite; rows and contents unchanged, still alone.
+    tf.write_config(&sentry_config(&cluster, 32));
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2);
+    assert!(plan.stdout.contains("update in-place") && !plan.stdout.contains("must be replaced"), "{}", plan.stdout);
+    assert!(plan.stderr.contains("rewrites") || plan.stdout.contains("rewrites"), "the plan must warn of the rewrite:\n{}{}", plan.stdout, plan.stderr);
+    tf.apply_and_assert_idempotent();
+    assert_eq!(shard_count(coord, "nodestore_node"), 32);
+    assert_eq!(colocated_tables(coord, "nodestore_node"), 0);
+    assert_eq!(nodestore_fingerprint(coord), before);
+
+    // Import by name reproduces the state.
+    tf.import_and_compare(NODESTORE, "public.nodestore_node", &["create_if_missing", "timeouts"]);
+
+    // Changes made by hand show up as plans, and apply puts them back.
+    coord.sql("SELECT alter_distributed_table('nodestore_node', shard_count := 8, colocate_with := 'none')");
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "a hand-made shard count change must show:\n{}", plan.stdout);
+    tf.apply_and_assert_idempotent();
+    assert_eq!(shard_count(coord, "nodestore_node"), 32);
+    coord.sql("SELECT undistribute_table('nodestore_node')");
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "an undistributed table must show:\n{}", plan.stdout);
+    tf.apply_and_assert_idempotent();
+    assert_eq!(shard_count(coord, "nodestore_node"), 32);
+    assert_eq!(nodestore_fingerprint(coord), before);
+
+    // Destroy by default leaves the table distributed with every row.
+    tf.destroy();
+    assert_eq!(shard_count(coord, "nodestore_node"), 32);
+    assert_eq!(nodestore_fingerprint(coord), before);
+}
+
+fn table_config(coordinator: &PgInstance, body: &str) -> String {
+    format!(
+        "{}{}\nresource \"citus_distributed_table\" \"t\" {{\n{body}\n}}\n",
+        required_providers_hcl(&["citus"]),
+        provider_block(coordinator)
+    )
+}
+
+/// A cluster whose workers are registered, with the extension everywhere.
+fn registered_cluster(workers: usize) -> CitusCluster {
+    let cluster = CitusCluster::start(workers);
+    for node in cluster.nodes() {
+        node.sql("CREATE EXTENSION citus");
+    }
+    let coord = &cluster.coordinator;
+    coord.sql(&format!("SELECT citus_set_coordinator_host('127.0.0.1', {})", coord.port()));
+    for w in &cluster.workers {
+        coord.sql(&format!("SELECT citus_add_node('127.0.0.1', {})", w.port()));
+    }
+    cluster
+}
+
+#[test]
+fn citus_distributed_table_undistribute_on_destroy_brings_rows_back() {
+    if !require_citus("citus_distributed_table_undistribute_on_destroy_brings_rows_back") {
+        return;
+    }
+    let cluster = registered_cluster(2);
+    let coord = &cluster.coordinator;
+    coord.sql("CREATE TABLE events (id bigint PRIMARY KEY, payload text)");
+    coord.sql("INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, 3000) g");
+    let tf = Workdir::new("citus_distributed_table_undistribute");
+    tf.write_config(&table_config(
+        coord,
+        "  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = 8\n  undistribute_on_destroy = true",
+    ));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    assert_eq!(shard_count(coord, "events"), 8);
+    // Distributing copied the rows into the shards; the local copy is left alone.
+    assert_eq!(one_value(coord, "SELECT count(*) FROM events"), "3000");
+    tf.destroy();
+    assert_eq!(one_value(coord, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass"), "0");
+    assert_eq!(one_value(coord, "SELECT count(*) FROM events"), "3000");
+}
+
+#[test]
+fn citus_distributed_table_bad_input_is_rejected_with_paths() {
+    // Range checks need no database.
+    let tf = Workdir::new("citus_distributed_table_bad_ranges");
+    for (count, _) in [(0, "0"), (70000, "70000")] {
+        let head = required_providers_hcl(&["citus"]);
+        tf.write_config(&format!(
+            "{head}resource \"citus_distributed_table\" \"t\" {{\n  table = \"t\"\n  distribution_column = \"id\"\n  shard_count = {count}\n}}\n"
+        ));
+        if count == 0 {
+            tf.init();
+        }
+        let out = tf.run(&["plan", "-input=false"]);
+        assert!(!out.success());
+        assert!(out.stderr.contains("shard_count must be a whole number between 1 and 64000"), "{}", out.stderr);
+    }
+
+    if !require_citus("citus_distributed_table_bad_input_is_rejected_with_paths") {
+        return;
+    }
+    let cluster = registered_cluster(1);
+    let coord = &cluster.coordinator;
+    coord.sql("CREATE TABLE events (id bigint PRIMARY KEY, payload text)");
+    coord.sql("CREATE TABLE things (id text PRIMARY KEY)");
+    coord.sql("SELECT create_distributed_table('things', 'id')");
+    let tables_before = one_value(coord, "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace");
+    let tf = Workdir::new("citus_distributed_table_bad_input");
+    let cases = [
+        ("missing column", "  table = \"events\"\n  distribution_column = \"nope\"", "Column not found"),
+        ("missing table", "  table = \"public.nope\"\n  distribution_column = \"id\"", "Table not found"),
+        (
+            "colocation with another column type",
+            "  table = \"events\"\n  distribution_column = \"id\"\n  colocate_with = \"things\"",
+            "need the same distribution column type",
+        ),
+        (
+            "a name that looks like SQL",
+            "  table = \"public.\\\"events; DROP TABLE things; --\\\"\"\n  distribution_column = \"id\"",
+            "Table not found",
+        ),
+        ("shard_count with a colocation table", "  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = 4\n  colocate_with = \"things\"", "shard_count conflicts with colocate_with"),
+    ];
+    tf.write_config(&table_config(coord, cases[0].1));
+    tf.init();
+    for (what, body, expected) in cases {
+        tf.write_config(&table_config(coord, body));
+        let out = tf.run(&["plan", "-input=false"]);
+        assert!(!out.success(), "{what}: plan must fail");
+        assert!(out.stderr.contains(expected), "{what}: expected {expected:?} in:\n{}", out.stderr);
+    }
+    // Nothing changed in the database.
+    assert_eq!(one_value(coord, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass"), "0");
+    let tables_after = one_value(coord, "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace");
+    assert_eq!(tables_before, tables_after);
+}
+
+#[test]
+fn citus_distributed_table_refresh_sends_the_same_statements_for_64_and_4096_shards() {
+    if !require_citus("citus_distributed_table_refresh_sends_the_same_statements_for_64_and_4096_shards") {
+        return;
+    }
+    let logged = PgOptions::citus().setting("log_statement", "all").setting("log_line_prefix", "%a|");
+    let mut nodes = start_instances(3, &logged);
+    let coord = nodes.remove(0);
+    for node in std::iter::once(&coord).chain(&nodes) {
+        node.sql("CREATE EXTENSION citus");
+    }
+    coord.sql(&format!("SELECT citus_set_coordinator_host('127.0.0.1', {})", coord.port()));
+    for w in &nodes {
+        coord.sql(&format!("SELECT citus_add_node('127.0.0.1', {})", w.port()));
+    }
+    let mut counts = Vec::new();
+    for shards in [64, 4096] {
+        let table = format!("t{shards}");
+        coord.sql(&format!("CREATE TABLE {table} (id bigint PRIMARY KEY)"));
+        let tf = Workdir::new(&format!("citus_distributed_table_refresh_{shards}"));
+        tf.write_config(&table_config(
+            &coord,
+            &format!("  table = \"{table}\"\n  distribution_column = \"id\"\n  shard_count = {shards}"),
+        ));
+        tf.init();
+        tf.apply();
+        let log_before = std::fs::metadata(coord.log_path()).unwrap().len() as usize;
+        let refresh = tf.run(&["plan", "-refresh-only", "-input=false"]);
+        assert!(refresh.success(), "{refresh}");
+        let log = std::fs::read(coord.log_path()).unwrap();
+        let statements = String::from_utf8_lossy(&log[log_before..])
+            .lines()
+            .filter(|l| l.starts_with("shardform|") && (l.contains("statement: ") || l.contains("execute ")))
+            .count();
+        eprintln!("refresh of {shards} shards: {statements} statements from the provider");
+        counts.push(statements);
+    }
+    assert!(counts[0] > 0, "no provider statements were logged");
+    assert_eq!(counts[0], counts[1], "a refresh must cost the same whatever the shard count");
+}
+
+#[test]
+fn citus_distributed_table_killed_during_shard_count_change_converges() {
+    if !require_citus("citus_distributed_table_killed_during_shard_count_change_converges") {
+        return;
+    }
+    let cluster = registered_cluster(2);
+    let coord = &cluster.coordinator;
+    coord.sql("CREATE TABLE events (id bigint PRIMARY KEY, payload text)");
+    let tf = Workdir::new("citus_distributed_table_killed");
+    let body = |n: i64| format!("  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = {n}\n  colocate_with = \"none\"");
+    tf.write_config(&table_config(coord, &body(64)));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    coord.sql("INSERT INTO events SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 200000) g");
+    let before = one_value(coord, "SELECT count(*) || ':' || sum(length(payload)) FROM events");
+
+    tf.write_config(&table_config(coord, &body(32)));
+    let mut apply = tf.spawn(&["apply", "-auto-approve"]);
+    wait_until("alter_distributed_table to run", Duration::from_secs(120), || {
+        one_value(coord, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%alter_distributed_table%' AND application_name = 'shardform'") != "0"
+    });
+    crate::harness::process::kill_process_group(&apply);
+    let _ = apply.wait();
+
+    tf.apply_and_assert_idempotent();
+    assert_eq!(shard_count(coord, "events"), 32);
+    assert_eq!(colocated_tables(coord, "events"), 0);
+    assert_eq!(one_value(coord, "SELECT count(*) || ':' || sum(length(payload)) FROM events"), before);
+}

@@ -1,0 +1,131 @@
+//! What the coordinator's catalog says about one table. A read costs the
+//! same few queries whatever the shard count: catalog joins on the
+//! coordinator, and one size query that Citus answers with one round trip
+//! per worker.
+
+use std::collections::BTreeMap;
+
+use tokio_postgres::Client;
+
+use crate::sql::SqlError;
+
+use super::table_name::TableName;
+
+/// A table's Citus hash distribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Distribution {
+    pub column: String,
+    pub shard_count: i64,
+    pub colocation_id: i32,
+    /// Other tables in the same colocation group, as `regclass` text.
+    pub colocated_with: Vec<String>,
+    /// Whether the group is the one `colocate_with => 'default'` picks for
+    /// the table's shard count and column type (the oldest such group).
+    pub in_default_group: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTable {
+    pub oid: u32,
+    /// `None` when the table is not a hash-distributed Citus table.
+    pub distribution: Option<Distribution>,
+}
+
+/// Placements of the table on one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePlacements {
+    pub shards: i64,
+    /// `None` when the sizes could not be read (a worker is down).
+    pub bytes: Option<i64>,
+}
+
+pub async fn find(client: &Client, table: &TableName) -> Result<Option<LiveTable>, SqlError> {
+    let row = client
+        .query_opt(
+            "SELECT c.oid, p.partmethod::text = 'h', \
+                    pg_catalog.column_to_column_name(p.logicalrelid, p.partkey), p.colocationid, \
+                    (SELECT count(*) FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = c.oid)::bigint, \
+                    (SELECT coalesce(array_agg(q.logicalrelid::regclass::text ORDER BY 1), '{}') \
+                       FROM pg_catalog.pg_dist_partition q \
+                      WHERE q.colocationid = p.colocationid AND q.logicalrelid <> c.oid), \
+                    (SELECT min(d.colocationid) FROM pg_catalog.pg_dist_colocation d \
+                       JOIN pg_catalog.pg_dist_colocation own ON own.colocationid = p.colocationid \
+                      WHERE d.shardcount = own.shardcount AND d.replicationfactor = own.replicationfactor \
+                        AND d.distributioncolumntype = own.distributioncolumntype \
+                        AND d.distributioncolumncollation = own.distributioncolumncollation) = p.colocationid \
+               FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               LEFT JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = c.oid \
+              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&table.schema, &table.name],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let hash: Option<bool> = r.get(1);
+        LiveTable {
+            oid: r.get(0),
+            distribution: (hash == Some(true)).then(|| Distribution {
+                column: r.get(2),
+                shard_count: r.get(4),
+                colocation_id: r.get(3),
+                colocated_with: r.get(5),
+                in_default_group: r.get::<_, Option<bool>>(6).unwrap_or(false),
+            }),
+        }
+    }))
+}
+
+/// The type of `column` in the table (`format_type` text), `None` when there is no such column.
+pub async fn column_type(client: &Client, oid: u32, column: &str) -> Result<Option<String>, SqlError> {
+    let row = client
+        .query_opt(
+            "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+              WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            &[&oid, &column],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Placements per worker `host:port`, with sizes when every worker answers.
+pub async fn placements(client: &Client, oid: u32) -> Result<(BTreeMap<String, NodePlacements>, Option<SqlError>), SqlError> {
+    let with_sizes = client
+        .query(
+            "WITH sizes AS (SELECT shard_id, max(size) AS size FROM pg_catalog.citus_shard_sizes() GROUP BY shard_id) \
+             SELECT n.nodename || ':' || n.nodeport, count(*)::bigint, coalesce(sum(sizes.size), 0)::bigint \
+               FROM pg_catalog.pg_dist_shard s \
+               JOIN pg_catalog.pg_dist_placement p USING (shardid) \
+               JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary' \
+               LEFT JOIN sizes ON sizes.shard_id = s.shardid \
+              WHERE s.logicalrelid = $1::oid::regclass GROUP BY 1",
+            &[&oid],
+        )
+        .await;
+    match with_sizes {
+        Ok(rows) => Ok((
+            rows.iter().map(|r| (r.get(0), NodePlacements { shards: r.get(1), bytes: Some(r.get(2)) })).collect(),
+            None,
+        )),
+        Err(e) => {
+            // A worker that is down cannot report sizes; counts live on the coordinator.
+            let rows = client
+                .query(
+                    "SELECT n.nodename || ':' || n.nodeport, count(*)::bigint \
+                       FROM pg_catalog.pg_dist_shard s \
+                       JOIN pg_catalog.pg_dist_placement p USING (shardid) \
+                       JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary' \
+                      WHERE s.logicalrelid = $1::oid::regclass GROUP BY 1",
+                    &[&oid],
+                )
+                .await?;
+            Ok((rows.iter().map(|r| (r.get(0), NodePlacements { shards: r.get(1), bytes: None })).collect(), Some(e.into())))
+        }
+    }
+}
+
+/// The distribution column type of a distributed table, for colocation checks.
+pub async fn distribution_column_type(client: &Client, table: &TableName) -> Result<Option<String>, SqlError> {
+    let Some(live) = find(client, table).await? else { return Ok(None) };
+    let Some(distribution) = live.distribution else { return Ok(None) };
+    column_type(client, live.oid, &distribution.column).await
+}
