@@ -51,6 +51,12 @@ impl ConnectionDefaults {
         *self.0.write().expect("connection defaults lock") = config.clone();
     }
 
+    /// Whether every provider-level value is known (some may come from
+    /// resources not created yet, and are known only at apply).
+    pub fn is_known(&self) -> bool {
+        self.0.read().expect("connection defaults lock").is_wholly_known()
+    }
+
     /// Settings for the coordinator: the resource's `connection` block first,
     /// then the provider's, then libpq-like defaults. `fallback_host` and
     /// `fallback_port` (the coordinator's registered address) apply when

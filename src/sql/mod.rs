@@ -48,6 +48,17 @@ pub enum SslMode {
 impl SslMode {
     pub const NAMES: &'static [&'static str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
 
+    /// The libpq spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<SslMode> {
         Some(match s {
             "disable" => SslMode::Disable,

@@ -19,10 +19,12 @@ pub fn connector(settings: &ConnectionSettings) -> Result<MakeRustlsConnect, Sql
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?;
-    let verifier: Arc<dyn ServerCertVerifier> = match settings.sslmode {
-        SslMode::VerifyCa | SslMode::VerifyFull => {
+    // As libpq: `require` with a root certificate verifies the chain like `verify-ca`.
+    let verify_chain = matches!(settings.sslmode, SslMode::VerifyCa | SslMode::VerifyFull)
+        || (settings.sslmode == SslMode::Require && settings.sslrootcert.is_some());
+    let verifier: Arc<dyn ServerCertVerifier> = if verify_chain {
             let root_path = settings.sslrootcert.as_deref().ok_or_else(|| SqlError {
-                message: format!("sslmode {:?} needs sslrootcert", settings.sslmode),
+                message: format!("sslmode {} needs sslrootcert", settings.sslmode.name()),
                 code: None,
             })?;
             let mut roots = RootCertStore::empty();
@@ -33,11 +35,14 @@ pub fn connector(settings: &ConnectionSettings) -> Result<MakeRustlsConnect, Sql
                 .build()
                 .map_err(|e| SqlError { message: format!("TLS setup: {e}"), code: None })?;
             Arc::new(ChainVerifier { inner: webpki, check_name: settings.sslmode == SslMode::VerifyFull })
-        }
-        _ => Arc::new(EncryptOnly(provider)),
+    } else {
+        Arc::new(EncryptOnly(provider))
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let config = match (&settings.sslcert, &settings.sslkey) {
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(SqlError { message: "sslcert and sslkey must be given together".into(), code: None })
+        }
         (Some(cert_path), Some(key_path)) => {
             let certs = CertificateDer::pem_file_iter(cert_path)
                 .map_err(|e| file_error(cert_path, e))?

@@ -51,10 +51,18 @@ pub async fn nodes(client: &Client) -> Result<Vec<DistNode>, SqlError> {
         .collect())
 }
 
-/// Shard placements per group (secondaries share their primary's group).
+/// Placements of distributed (not reference) shards per group; secondaries
+/// share their primary's group. Reference tables have a copy on every node
+/// and never keep a node from leaving.
 pub async fn placements_per_group(client: &Client) -> Result<HashMap<i32, i64>, SqlError> {
     let rows = client
-        .query("SELECT groupid, count(*)::bigint FROM pg_catalog.pg_dist_placement GROUP BY groupid", &[])
+        .query(
+            "SELECT p.groupid, count(*)::bigint FROM pg_catalog.pg_dist_placement p \
+             JOIN pg_catalog.pg_dist_shard s USING (shardid) \
+             JOIN pg_catalog.pg_dist_partition t ON t.logicalrelid = s.logicalrelid \
+             WHERE t.partmethod <> 'n' GROUP BY p.groupid",
+            &[],
+        )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
@@ -64,7 +72,9 @@ pub async fn tables_in_group(client: &Client, group_id: i32) -> Result<Vec<Strin
     let rows = client
         .query(
             "SELECT DISTINCT s.logicalrelid::regclass::text FROM pg_catalog.pg_dist_placement p \
-             JOIN pg_catalog.pg_dist_shard s USING (shardid) WHERE p.groupid = $1 ORDER BY 1",
+             JOIN pg_catalog.pg_dist_shard s USING (shardid) \
+             JOIN pg_catalog.pg_dist_partition t ON t.logicalrelid = s.logicalrelid \
+             WHERE p.groupid = $1 AND t.partmethod <> 'n' ORDER BY 1",
             &[&group_id],
         )
         .await?;

@@ -6,7 +6,7 @@
 //! workers, replicas, drain-then-remove, and a final rebalance.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tokio_postgres::Client;
@@ -172,8 +172,11 @@ pub async fn converge(
     previously_owned_settings: &BTreeSet<String>,
     timeout: Duration,
 ) -> Result<(), Failure> {
+    // One deadline for the whole apply: every wait gets what is left of it.
+    let deadline = Instant::now() + timeout;
     let mut coordinator = connect_coordinator(spec).await?;
     let node_clients = preflight(spec).await?;
+    refuse_unreachable_holders(&coordinator, spec).await?;
     ensure_extension(&coordinator, &node_clients, spec.update_extension).await?;
     apply_settings(&coordinator, &node_clients, &spec.settings, previously_owned_settings).await?;
     drop(node_clients);
@@ -182,12 +185,12 @@ pub async fn converge(
     // it moves shards would only fight it.
     if let Some(job) = rebalance::active_job(&coordinator).await.map_err(|e| sql_failure("report its jobs", e))? {
         log::info!("adopting running rebalance job {job}");
-        rebalance::wait(&coordinator, job, &ctx.stop, timeout).await.map_err(rebalance_failure)?;
+        rebalance::wait(&coordinator, job, &ctx.stop, left(deadline)).await.map_err(rebalance_failure)?;
     }
 
     register_coordinator(ctx, &coordinator, spec).await?;
     let mut changed = add_and_update_workers(ctx, &coordinator, spec).await?;
-    changed |= remove_departed_workers(ctx, &coordinator, spec, timeout).await?;
+    changed |= remove_departed_workers(ctx, &coordinator, spec, deadline).await?;
 
     if spec.rebalance.enabled {
         let pending = rebalance::pending_moves(&coordinator, spec.rebalance.options.strategy.as_deref())
@@ -199,7 +202,7 @@ pub async fn converge(
                 .map_err(|e| sql_failure("start a rebalance", e))?
             {
                 log::info!("started rebalance job {job} ({} moves, {} bytes planned)", pending.moves, pending.bytes);
-                rebalance::wait(&coordinator, job, &ctx.stop, timeout).await.map_err(rebalance_failure)?;
+                rebalance::wait(&coordinator, job, &ctx.stop, left(deadline)).await.map_err(rebalance_failure)?;
             }
         }
     }
@@ -272,6 +275,10 @@ async fn add_and_update_workers(ctx: &Context, client: &Client, spec: &ClusterSp
             .map_err(|e| Failure::at(path.attr("should_have_shards"), "Cannot set should_have_shards", e.message))?;
             changed = true;
         }
+    }
+    // Replicas join their worker's group as it is now (a worker added above has a new one).
+    let nodes = catalog::nodes(client).await.map_err(|e| sql_failure("list nodes", e))?;
+    for (name, worker) in &spec.workers {
         changed |= converge_replicas(ctx, client, &nodes, name, worker).await?;
     }
     Ok(changed)
@@ -287,14 +294,16 @@ async fn converge_replicas(
     let mut changed = false;
     let group = nodes.iter().find(|n| n.is_primary && n.address == worker.address).map(|n| n.group_id);
     let wanted: BTreeSet<&NodeAddress> = worker.replicas.iter().map(|r| &r.address).collect();
-    if let Some(group) = group {
-        for stale in nodes.iter().filter(|n| !n.is_primary && n.group_id == group && !wanted.contains(&n.address)) {
-            remove_node(ctx, client, &stale.address).await?;
-            changed = true;
-        }
+    let in_group = |n: &DistNode| Some(n.group_id) == group;
+    // Secondaries of this group no longer wanted, and wanted ones registered in another group.
+    for stale in nodes.iter().filter(|n| {
+        !n.is_primary && ((in_group(n) && !wanted.contains(&n.address)) || (!in_group(n) && wanted.contains(&n.address)))
+    }) {
+        remove_node(ctx, client, &stale.address).await?;
+        changed = true;
     }
     for (i, replica) in worker.replicas.iter().enumerate() {
-        if nodes.iter().any(|n| !n.is_primary && n.address == replica.address) {
+        if nodes.iter().any(|n| !n.is_primary && in_group(n) && n.address == replica.address) {
             continue;
         }
         let (host, port) = (replica.address.host.as_str(), replica.address.port as i32);
@@ -337,17 +346,14 @@ async fn remove_departed_workers(
     ctx: &Context,
     client: &Client,
     spec: &ClusterSpec,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<bool, Failure> {
     let nodes = catalog::nodes(client).await.map_err(|e| sql_failure("list nodes", e))?;
-    let wanted: BTreeSet<&NodeAddress> = spec.workers.values().map(|w| &w.address).collect();
-    let leaving: Vec<&DistNode> =
-        nodes.iter().filter(|n| n.is_primary && n.group_id != 0 && !wanted.contains(&n.address)).collect();
+    let leaving = departing_workers(client, spec).await?;
     if leaving.is_empty() {
         return Ok(false);
     }
     let placements = catalog::placements_per_group(client).await.map_err(|e| sql_failure("count placements", e))?;
-    refuse_unreachable_holders(client, spec, &leaving, &placements).await?;
 
     for node in &leaving {
         if node.should_have_shards {
@@ -369,7 +375,7 @@ async fn remove_departed_workers(
             .await
             .map_err(|e| sql_failure("start draining the departing workers", e))?
         {
-            rebalance::wait(client, job, &ctx.stop, timeout).await.map_err(rebalance_failure)?;
+            rebalance::wait(client, job, &ctx.stop, left(deadline)).await.map_err(rebalance_failure)?;
         }
     }
     for node in &leaving {
@@ -381,28 +387,46 @@ async fn remove_departed_workers(
     Ok(true)
 }
 
-/// A departing worker that is down cannot be drained; if it holds placements,
-/// say which tables and what the ways out are.
-async fn refuse_unreachable_holders(
-    client: &Client,
-    spec: &ClusterSpec,
-    leaving: &[&DistNode],
-    placements: &std::collections::HashMap<i32, i64>,
-) -> Result<(), Failure> {
-    let holders: Vec<&&DistNode> = leaving.iter().filter(|n| placements.get(&n.group_id).copied().unwrap_or(0) > 0).collect();
-    let settings: Vec<ConnectionSettings> = holders.iter().map(|n| spec.node_connection(&n.address)).collect();
-    let probes = join_all(settings.iter().map(ConnectionSettings::connect)).await;
-    for (node, probe) in holders.into_iter().zip(probes) {
-        if let Err(e) = probe {
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Registered primary workers the plan no longer names.
+async fn departing_workers(client: &Client, spec: &ClusterSpec) -> Result<Vec<DistNode>, Failure> {
+    let nodes = catalog::nodes(client).await.map_err(|e| sql_failure("list nodes", e))?;
+    let wanted: BTreeSet<&NodeAddress> = spec.workers.values().map(|w| &w.address).collect();
+    Ok(nodes.into_iter().filter(|n| n.is_primary && n.group_id != 0 && !wanted.contains(&n.address)).collect())
+}
+
+/// A departing worker the coordinator cannot reach cannot be drained; if it
+/// holds shards, say which tables and what the ways out are. Runs before any
+/// change, so a refusal leaves the cluster as it was.
+async fn refuse_unreachable_holders(client: &Client, spec: &ClusterSpec) -> Result<(), Failure> {
+    if catalog::citus_version(client).await.map_err(|e| sql_failure("report its version", e))?.is_none() {
+        return Ok(()); // A new cluster: nothing registered, nothing departs.
+    }
+    let leaving = departing_workers(client, spec).await?;
+    let placements = catalog::placements_per_group(client).await.map_err(|e| sql_failure("count placements", e))?;
+    for node in leaving.iter().filter(|n| placements.get(&n.group_id).copied().unwrap_or(0) > 0) {
+        // The drain copies from the coordinator's side, so that is where reachability counts.
+        let reachable: bool = client
+            .query_one(
+                "SELECT pg_catalog.citus_check_connection_to_node($1, $2)",
+                &[&node.address.host, &(node.address.port as i32)],
+            )
+            .await
+            .map_err(|e| sql_failure("check a departing worker", e.into()))?
+            .get(0);
+        if !reachable {
             let tables = catalog::tables_in_group(client, node.group_id).await.unwrap_or_default();
             return Err(Failure::general(
                 "Cannot remove an unreachable worker that holds shards",
                 format!(
-                    "Worker {} (node id {}) is unreachable ({e}) and holds shard placements of: {} \
-                     (with one replica per shard, the only copies). \
-                     Draining it would need the node. Bring it back and apply again, or repoint its node id to a \
-                     replacement server that has its data with `SELECT citus_update_node({}, 'new-host', new_port);` \
-                     and update the configuration to match. Nothing was changed.",
+                    "Worker {} (node id {}) cannot be reached from the coordinator and holds shards of: {} \
+                     (with one replica per shard, the only copies). Draining it needs the node. Bring it back and \
+                     apply again, or repoint its node id to a replacement server that has its data with \
+                     `SELECT citus_update_node({}, 'new-host', new_port);` and update the configuration to match. \
+                     Nothing was changed.",
                     node.address,
                     node.node_id,
                     tables.join(", "),

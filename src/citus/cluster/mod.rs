@@ -95,7 +95,7 @@ impl Resource for ClusterResource {
     async fn modify_plan(&self, _ctx: &Context, change: &mut PlannedChange, diags: &mut Diagnostics) {
         if change.is_create() {
             // Bad connection settings surface at plan time when they are known.
-            if change.planned.is_wholly_known() || is_known_connection(&change.planned) {
+            if self.defaults.is_known() && is_known_connection(&change.planned) {
                 let spec = ClusterSpec::from_value(&change.planned, &self.defaults);
                 if let Err(failure) = converge::connect_coordinator(&spec).await {
                     failure.report(diags);
@@ -131,7 +131,7 @@ impl Resource for ClusterResource {
     }
 
     async fn import(&self, _ctx: &Context, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let Some(address) = parse_address(id) else {
+        let Some(address) = NodeAddress::parse(id) else {
             diags.error(
                 "Invalid import ID",
                 format!("Expected the coordinator's address as host:port (or host, for port 5432), got {id:?}."),
@@ -150,13 +150,5 @@ impl Resource for ClusterResource {
 }
 
 fn is_known_connection(planned: &Value) -> bool {
-    planned.attr("connection").is_wholly_known() && planned.attr("coordinator").attr("host").as_str().is_some()
-}
-
-fn parse_address(id: &str) -> Option<NodeAddress> {
-    let (host, port) = match id.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse::<u16>().ok()?),
-        None => (id, 5432),
-    };
-    (!host.is_empty() && port > 0).then(|| NodeAddress::new(host, port))
+    planned.attr("connection").is_wholly_known() && planned.attr("coordinator").is_wholly_known()
 }

@@ -23,6 +23,17 @@ impl NodeAddress {
     }
 }
 
+impl NodeAddress {
+    /// `host:port`, or `host` for port 5432.
+    pub fn parse(text: &str) -> Option<NodeAddress> {
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse::<u16>().ok()?),
+            None => (text, 5432),
+        };
+        (!host.is_empty() && port > 0).then(|| NodeAddress::new(host, port))
+    }
+}
+
 impl std::fmt::Display for NodeAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
@@ -81,7 +92,10 @@ fn address_of(node: &Value) -> NodeAddress {
 impl ClusterSpec {
     pub fn from_value(value: &Value, defaults: &ConnectionDefaults) -> ClusterSpec {
         let coordinator = address_of(value.attr("coordinator"));
-        let connection = defaults.resolve(value.attr("connection"), &coordinator.host, coordinator.port);
+        // Without a host in the connection block or the provider, the address
+        // the state was last read through (say, an import's), else the registered one.
+        let fallback = value.attr("id").as_str().and_then(NodeAddress::parse).unwrap_or_else(|| coordinator.clone());
+        let connection = defaults.resolve(value.attr("connection"), &fallback.host, fallback.port);
         let workers = match value.attr("worker") {
             Value::Map(workers) => workers
                 .iter()

@@ -242,40 +242,83 @@ async fn probe(settings: ConnectionSettings) -> Option<tokio_postgres::Client> {
 }
 
 /// Plans what apply will make true of the live values: every worker reachable
-/// and active, ids for nodes that have none yet, and, when the rebalancer has
-/// work to do, new placements.
+/// and active, ids for nodes that are new or move to another address, and,
+/// whenever apply will do anything, fresh rebalance figures (apply may move
+/// shards, so those are known only after it).
 pub fn plan_live_values(prior: &Value, planned: &mut Value) {
-    let rebalancing = rebalance_spec(planned.attr("rebalance")).enabled
-        && prior.attr("pending_rebalance_moves").as_i64().is_some_and(|m| m > 0);
+    let rebalance_enabled = rebalance_spec(planned.attr("rebalance")).enabled;
+    let update_extension = planned.attr("update_extension").as_bool().unwrap_or(false);
+    let readdressed = prior.attr("coordinator").attr("host") != planned.attr("coordinator").attr("host")
+        || prior.attr("coordinator").attr("port") != planned.attr("coordinator").attr("port")
+        || prior.attr("connection") != planned.attr("connection");
     let Some(fields) = planned.as_object_mut() else { return };
-    if rebalancing {
-        fields.insert("pending_rebalance_moves".into(), Value::Unknown);
-        fields.insert("pending_rebalance_bytes".into(), Value::Unknown);
+    if readdressed {
+        fields.insert("id".into(), Value::Unknown);
     }
     if let Some(Value::Object(coordinator)) = fields.get_mut("coordinator") {
-        if coordinator.get("node_id").is_none_or(Value::is_null) {
+        if coordinator.get("node_id").is_none_or(Value::is_null) || readdressed {
             coordinator.insert("node_id".into(), Value::Unknown);
         }
     }
-    let Some(Value::Map(workers)) = fields.get_mut("worker") else { return };
-    let prior_keys: BTreeSet<String> = match prior.attr("worker") {
-        Value::Map(m) => m.keys().cloned().collect(),
-        _ => BTreeSet::new(),
-    };
-    for (key, worker) in workers.iter_mut() {
-        let Some(w) = worker.as_object_mut() else { continue };
-        for live in ["reachable", "is_active"] {
-            if !w.get(live).is_some_and(Value::is_unknown) {
-                w.insert(live.into(), Value::Bool(true));
+    if let Some(Value::Map(workers)) = fields.get_mut("worker") {
+        for (key, worker) in workers.iter_mut() {
+            plan_worker(worker, map_entry(prior.attr("worker"), key));
+        }
+    }
+    let rebalancing = rebalance_enabled && prior.attr("pending_rebalance_moves").as_i64().is_some_and(|m| m > 0);
+    if rebalancing || Value::Object(fields.clone()) != *prior {
+        fields.insert("pending_rebalance_moves".into(), Value::Unknown);
+        fields.insert("pending_rebalance_bytes".into(), Value::Unknown);
+        if update_extension {
+            fields.insert("citus_version".into(), Value::Unknown);
+        }
+        if rebalance_enabled {
+            if let Some(Value::Map(workers)) = fields.get_mut("worker") {
+                for worker in workers.values_mut() {
+                    if let Some(w) = worker.as_object_mut() {
+                        w.insert("shard_placements".into(), Value::Unknown);
+                    }
+                }
             }
         }
-        for id in ["node_id", "group_id"] {
-            if w.get(id).is_none_or(Value::is_null) || !prior_keys.contains(key) {
-                w.insert(id.into(), Value::Unknown);
-            }
+    }
+}
+
+fn map_entry<'a>(map: &'a Value, key: &str) -> &'a Value {
+    match map {
+        Value::Map(m) => m.get(key).unwrap_or(&Value::Null),
+        _ => &Value::Null,
+    }
+}
+
+fn same_address(a: &Value, b: &Value) -> bool {
+    a.attr("host") == b.attr("host") && a.attr("port") == b.attr("port")
+}
+
+/// A worker whose address changes is added anew and the old node drained:
+/// new ids, and its replicas join the new group.
+fn plan_worker(worker: &mut Value, prior: &Value) {
+    let moved = prior.is_null() || !same_address(worker, prior);
+    let Some(w) = worker.as_object_mut() else { return };
+    for live in ["reachable", "is_active"] {
+        if !w.get(live).is_some_and(Value::is_unknown) {
+            w.insert(live.into(), Value::Bool(true));
         }
-        if rebalancing {
-            w.insert("shard_placements".into(), Value::Unknown);
+    }
+    for id in ["node_id", "group_id"] {
+        if moved || w.get(id).is_none_or(Value::is_null) {
+            w.insert(id.into(), Value::Unknown);
+        }
+    }
+    let prior_replicas = prior.attr("read_replica").as_elements().unwrap_or_default().to_vec();
+    if let Some(Value::List(replicas)) = w.get_mut("read_replica") {
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            let same = prior_replicas.get(i).is_some_and(|p| same_address(replica, p));
+            if let Some(r) = replica.as_object_mut() {
+                if moved || !same || r.get("node_id").is_none_or(Value::is_null) {
+                    r.insert("node_id".into(), Value::Unknown);
+                }
+            }
         }
     }
 }

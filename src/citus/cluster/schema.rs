@@ -81,7 +81,7 @@ pub fn schema() -> Schema {
         )
         .attribute(
             Attribute::computed("shard_placements", Type::Number)
-                .describe("Number of shard placements on the worker."),
+                .describe("Number of shard placements of distributed tables on the worker (reference-table copies, which every node has, are not counted)."),
         )
         .block(NestedBlock::list("read_replica", replica));
 

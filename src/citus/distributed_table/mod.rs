@@ -347,7 +347,7 @@ impl Resource for DistributedTableResource {
 
     async fn modify_plan(&self, _ctx: &Context, change: &mut PlannedChange, diags: &mut Diagnostics) {
         let inputs = ["table", "distribution_column", "colocate_with", "connection", "create_if_missing"];
-        if !inputs.iter().all(|name| change.planned.attr(name).is_wholly_known()) {
+        if !self.defaults.is_known() || !inputs.iter().all(|name| change.planned.attr(name).is_wholly_known()) {
             return; // Values from resources not yet created: checked at apply.
         }
         let Some(spec) = TableSpec::from_value(&change.planned) else { return };
