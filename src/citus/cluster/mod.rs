@@ -150,5 +150,8 @@ impl Resource for ClusterResource {
 }
 
 fn is_known_connection(planned: &Value) -> bool {
-    planned.attr("connection").is_wholly_known() && planned.attr("coordinator").is_wholly_known()
+    let coordinator = planned.attr("coordinator");
+    planned.attr("connection").is_wholly_known()
+        && coordinator.attr("host").is_wholly_known()
+        && coordinator.attr("port").is_wholly_known()
 }

@@ -39,6 +39,12 @@ pub struct NodePlacements {
     pub bytes: Option<i64>,
 }
 
+/// Whether the citus extension exists on this server yet.
+pub async fn citus_installed(client: &Client) -> Result<bool, SqlError> {
+    let row = client.query_one("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')", &[]).await?;
+    Ok(row.get(0))
+}
+
 pub async fn find(client: &Client, table: &TableName) -> Result<Option<LiveTable>, SqlError> {
     let row = client
         .query_opt(

@@ -354,6 +354,9 @@ impl Resource for DistributedTableResource {
         // Plan-time checks need the coordinator; when it is not there yet
         // (created in this same apply) they run at apply instead.
         let Ok(client) = self.connection(&change.planned).connect().await else { return };
+        if !catalog::citus_installed(&client).await.unwrap_or(false) {
+            return; // The cluster is being set up in this same apply.
+        }
         let creating_table = !change.planned.attr("create_if_missing").is_null();
         let live = self.check_inputs(&client, &spec, creating_table, diags).await;
         if let Some(rewrite) = live.as_ref().and_then(|l| l.distribution.as_ref()).and_then(|d| rewrite_needed(&spec, d)) {
