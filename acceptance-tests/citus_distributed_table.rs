@@ -297,3 +297,26 @@ fn citus_distributed_table_killed_during_shard_count_change_converges() {
     assert_eq!(colocated_tables(coord, "events"), 0);
     assert_eq!(one_value(coord, "SELECT count(*) || ':' || sum(length(payload)) FROM events"), before);
 }
+
+#[test]
+fn citus_distributed_table_read_with_a_worker_down_reports_what_it_could_not_read() {
+    if !require_citus("citus_distributed_table_read_with_a_worker_down_reports_what_it_could_not_read") {
+        return;
+    }
+    let cluster = registered_cluster(2);
+    let coord = &cluster.coordinator;
+    coord.sql("CREATE TABLE events (id bigint PRIMARY KEY, payload text)");
+    let tf = Workdir::new("citus_distributed_table_worker_down");
+    tf.write_config(&table_config(coord, "  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = 8"));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let sizes = tf.resource_values("citus_distributed_table.t")["placements"].clone();
+    assert_eq!(sizes.as_object().map(|m| m.len()), Some(2), "placements on both workers: {sizes}");
+
+    cluster.workers[1].stop();
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 0, "a worker down must not fail or change the plan:\n{}{}", plan.stdout, plan.stderr);
+    let output = format!("{}{}", plan.stdout, plan.stderr);
+    assert!(output.contains("Shard sizes unavailable"), "the read must say what it could not read:\n{output}");
+    cluster.workers[1].start();
+}

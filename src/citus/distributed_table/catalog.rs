@@ -98,7 +98,8 @@ pub async fn placements(client: &Client, oid: u32) -> Result<(BTreeMap<String, N
     let with_sizes = client
         .query(
             "WITH sizes AS (SELECT shard_id, max(size) AS size FROM pg_catalog.citus_shard_sizes() GROUP BY shard_id) \
-             SELECT n.nodename || ':' || n.nodeport, count(*)::bigint, coalesce(sum(sizes.size), 0)::bigint \
+             SELECT n.nodename || ':' || n.nodeport, count(*)::bigint, \
+                    CASE WHEN count(sizes.shard_id) = count(*) THEN coalesce(sum(sizes.size), 0) END::bigint \
                FROM pg_catalog.pg_dist_shard s \
                JOIN pg_catalog.pg_dist_placement p USING (shardid) \
                JOIN pg_catalog.pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary' \
@@ -108,10 +109,15 @@ pub async fn placements(client: &Client, oid: u32) -> Result<(BTreeMap<String, N
         )
         .await;
     match with_sizes {
-        Ok(rows) => Ok((
-            rows.iter().map(|r| (r.get(0), NodePlacements { shards: r.get(1), bytes: Some(r.get(2)) })).collect(),
-            None,
-        )),
+        Ok(rows) => {
+            // citus_shard_sizes() leaves out the shards of a worker it cannot reach.
+            let placements: BTreeMap<String, NodePlacements> =
+                rows.iter().map(|r| (r.get(0), NodePlacements { shards: r.get(1), bytes: r.get(2) })).collect();
+            let without_sizes: Vec<&str> = placements.iter().filter(|(_, p)| p.bytes.is_none()).map(|(n, _)| n.as_str()).collect();
+            let problem = (!without_sizes.is_empty())
+                .then(|| SqlError { message: format!("no sizes from {}", without_sizes.join(", ")), code: None });
+            Ok((placements, problem))
+        }
         Err(e) => {
             // A worker that is down cannot report sizes; counts live on the coordinator.
             let rows = client
