@@ -81,11 +81,13 @@ pub async fn find(client: &Client, table: &TableName) -> Result<Option<LiveTable
     }))
 }
 
-/// The type of `column` in the table (`format_type` text), `None` when there is no such column.
+/// The type of `column` in the table, without modifiers (`character varying`,
+/// not `character varying(40)`: colocation compares types, not lengths);
+/// `None` when there is no such column.
 pub async fn column_type(client: &Client, oid: u32, column: &str) -> Result<Option<String>, SqlError> {
     let row = client
         .query_opt(
-            "SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute \
+            "SELECT pg_catalog.format_type(atttypid, NULL) FROM pg_catalog.pg_attribute \
               WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
             &[&oid, &column],
         )

@@ -283,6 +283,9 @@ impl DistributedTableResource {
         };
         if let Err(e) = outcome {
             diags.error(format!("Citus could not lay out {}", spec.table), e.message);
+            // The session may still be busy with the statement: the next
+            // refresh reads what it did.
+            return None;
         }
         self.observe(&client, planned, diags).await
     }
@@ -351,6 +354,13 @@ impl Resource for DistributedTableResource {
             return; // Values from resources not yet created: checked at apply.
         }
         let Some(spec) = TableSpec::from_value(&change.planned) else { return };
+        // Colocated with a table, the shard count is that table's: known after apply.
+        let colocation_changes = change.prior.attr("colocate_with") != change.planned.attr("colocate_with");
+        if spec.colocation_table().is_some() && change.config.attr("shard_count").is_null() && colocation_changes {
+            if let Some(fields) = change.planned.as_object_mut() {
+                fields.insert("shard_count".into(), Value::Unknown);
+            }
+        }
         // Plan-time checks need the coordinator; when it is not there yet
         // (created in this same apply) they run at apply instead.
         let Ok(client) = self.connection(&change.planned).connect().await else { return };
@@ -360,7 +370,7 @@ impl Resource for DistributedTableResource {
         let creating_table = !change.planned.attr("create_if_missing").is_null();
         let live = self.check_inputs(&client, &spec, creating_table, diags).await;
         if let Some(rewrite) = live.as_ref().and_then(|l| l.distribution.as_ref()).and_then(|d| rewrite_needed(&spec, d)) {
-            if !change.is_create() {
+            {
                 diags.warning_at(
                     AttrPath::root("shard_count"),
                     format!("Applying this plan rewrites {}", spec.table),
