@@ -395,3 +395,32 @@ fn citus_cluster_deregister_on_destroy_refuses_while_workers_hold_shards() {
     assert!(registered_worker_ports(coord).is_empty(), "workers are still registered");
     assert_eq!(coord.sql("SELECT count(*)::text FROM events")[0][0].as_deref(), Some("1000"));
 }
+
+#[test]
+fn citus_cluster_rebalancing_can_be_switched_off() {
+    if !require_citus("citus_cluster_rebalancing_can_be_switched_off") {
+        return;
+    }
+    let cluster = CitusCluster::start(3);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let tf = Workdir::new("citus_cluster_rebalance_off");
+    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    tf.write_config(&config(coord, &two, ""));
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    create_events_table(coord, 1_000, 8);
+
+    // With rebalancing off, a new worker joins empty and the pending moves are only reported.
+    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    let off = config(coord, &three, "").replace("  rebalance {\n", "  rebalance {\n    enabled = false\n");
+    tf.write_config(&off);
+    tf.apply_and_assert_idempotent();
+    assert_eq!(placements_on(coord, w[2].port()), 0, "no shard may move while rebalancing is off");
+    let pending = tf.resource_values("citus_cluster.this")["pending_rebalance_moves"].as_i64().unwrap();
+    assert!(pending > 0, "the pending moves must be reported");
+
+    // Switched back on: the plan shows the rebalance, and apply runs it.
+    tf.write_config(&config(coord, &three, ""));
+    tf.apply_and_assert_idempotent();
+    assert!(placements_on(coord, w[2].port()) > 0);
+}
