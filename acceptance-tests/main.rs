@@ -9,3 +9,4 @@ mod wire_fixtures;
 mod citus_cluster;
 mod citus_distributed_table;
 mod docs;
+mod pgpool_ha;

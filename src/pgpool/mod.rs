@@ -1,5 +1,8 @@
-//! The `shardform/pgpool` provider. Serves its provider schema; the
-//! `pgpool_ha` resource is tracked in the issue tracker and not built yet.
+//! The `shardform/pgpool` provider: highly available PostgreSQL node groups.
+
+mod ha;
+
+pub use ha::HaResource;
 
 use std::sync::Arc;
 
@@ -24,7 +27,7 @@ impl Provider for PgpoolProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        Vec::new()
+        vec![Arc::new(HaResource)]
     }
 
     async fn configure(&self, _config: &Value, _diags: &mut Diagnostics) {}

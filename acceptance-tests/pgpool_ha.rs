@@ -1,0 +1,444 @@
+//! `pgpool_ha` (local target) through the real Terraform CLI, with real
+//! PostgreSQL 15, repmgr 5.3 and pgpool 4.3 processes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{required_providers_hcl, wait_until, Workdir};
+
+const PG_CTL: &str = "/usr/lib/postgresql/15/bin/pg_ctl";
+
+/// Stops every process of the group when the test ends, pass or fail, so
+/// a failed test never leaves PostgreSQL or pgpool running.
+struct GroupGuard {
+    base: PathBuf,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        for pid in group_pids(&self.base) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        // Backends die with their postmaster; give them a moment.
+        thread::sleep(Duration::from_millis(300));
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Processes whose command line names the base directory (postmasters,
+/// repmgrd, pgpool), plus the children of those postmasters and pgpools.
+fn group_pids(base: &Path) -> Vec<i32> {
+    let needle = format!("{}/", base.display());
+    let mut roots = Vec::new();
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            roots.push(pid);
+        }
+        all.push(pid);
+    }
+    let mut found = roots.clone();
+    for pid in all {
+        if ppid(pid).is_some_and(|p| roots.contains(&p)) && !found.contains(&pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn stat_fields(pid: i32) -> Option<(String, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_string();
+    let ppid = stat[close + 2..].split_whitespace().nth(1)?.parse().ok()?;
+    Some((comm, ppid))
+}
+
+fn ppid(pid: i32) -> Option<i32> {
+    stat_fields(pid).map(|(_, p)| p)
+}
+
+/// The command names of every ancestor of `pid`.
+fn ancestors(pid: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = pid;
+    while let Some((_, parent)) = stat_fields(current) {
+        if parent <= 1 {
+            break;
+        }
+        if let Some((comm, _)) = stat_fields(parent) {
+            out.push(comm);
+        }
+        current = parent;
+    }
+    out
+}
+
+fn pid_from(file: &Path) -> Option<i32> {
+    std::fs::read_to_string(file).ok()?.lines().next()?.trim().parse().ok()
+}
+
+/// Result rows as text; one connection per call (as pgpool sees a new client).
+fn sql(port: u16, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    sql_in(port, "postgres", query)
+}
+
+fn sql_in(port: u16, dbname: &str, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname={dbname} connect_timeout=3");
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let messages = client.simple_query(query).await.map_err(|e| match e.as_db_error() {
+            Some(db) => db.message().to_string(),
+            None => e.to_string(),
+        })?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+                _ => None,
+            })
+            .collect())
+    })
+}
+
+fn sql_ok(port: u16, query: &str) -> Vec<Vec<Option<String>>> {
+    sql(port, query).unwrap_or_else(|e| panic!("{query} on port {port}: {e}"))
+}
+
+fn scalar(port: u16, query: &str) -> String {
+    sql_ok(port, query)[0][0].clone().unwrap_or_default()
+}
+
+struct Group {
+    tf: Workdir,
+    base: PathBuf,
+    _guard: GroupGuard,
+}
+
+impl Group {
+    fn new(test: &str) -> Group {
+        let tf = Workdir::new(test);
+        let base = tf.path().join("group");
+        let _guard = GroupGuard { base: base.clone() };
+        Group { tf, base, _guard }
+    }
+
+    fn write(&self, standbys: u32, extra: &str) {
+        let mut hcl = required_providers_hcl(&["pgpool"]);
+        hcl.push_str(&format!(
+            r#"
+resource "pgpool_ha" "g" {{
+  name      = "test"
+  base_dir  = "{base}"
+  standbys  = {standbys}
+  postgresql_settings = {{
+    fsync              = "off"
+    synchronous_commit = "on"
+  }}
+  pgpool_settings {{
+    health_check_period = 1
+    health_check_timeout = 2
+    health_check_max_retries = 0
+    sr_check_period = 1
+    num_init_children = 8
+  }}
+  failover_settings {{
+    monitor_interval_secs = 1
+    reconnect_attempts    = 2
+    reconnect_interval    = 1
+  }}
+{extra}
+}}
+"#,
+            base = self.base.display()
+        ));
+        self.tf.write_config(&hcl);
+    }
+
+    fn state(&self) -> Value {
+        self.tf.resource_values("pgpool_ha.g")
+    }
+
+    fn endpoint(&self) -> u16 {
+        self.state()["endpoint_port"].as_u64().unwrap() as u16
+    }
+
+    fn node_port(&self, name: &str) -> u16 {
+        let state = self.state();
+        let node = state["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("no node {name}"));
+        node["port"].as_u64().unwrap() as u16
+    }
+
+    /// Names and statuses, e.g. `node0:primary:up`.
+    fn summary(&self) -> Vec<String> {
+        self.state()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| format!("{}:{}:{}", n["name"].as_str().unwrap(), n["role"].as_str().unwrap(), n["status"].as_str().unwrap()))
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        group_pids(&self.base)
+    }
+}
+
+/// SHOW POOL_NODES as (node_id, status, role, select_cnt).
+fn pool_nodes(endpoint: u16) -> Vec<(String, String, String, i64)> {
+    sql_ok(endpoint, "SHOW POOL_NODES")
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[3].clone().unwrap(), r[6].clone().unwrap(), r[8].clone().unwrap().parse().unwrap()))
+        .collect()
+}
+
+fn assert_detached_from_terraform(group: &Group) {
+    let pids = group.pids();
+    assert!(!pids.is_empty(), "no process of the group is running");
+    for pid in pids {
+        let chain = ancestors(pid);
+        assert!(
+            !chain.iter().any(|c| c.starts_with("terraform")),
+            "process {pid} has terraform or the provider among its ancestors: {chain:?}"
+        );
+    }
+}
+
+#[test]
+fn pgpool_ha_lifecycle_balancing_scaling_and_destroy() {
+    let group = Group::new("pgpool_ha_lifecycle");
+    let tf = &group.tf;
+    group.write(2, "");
+    tf.init();
+    let started = Instant::now();
+    tf.apply_and_assert_idempotent();
+    eprintln!("pgpool_ha: group of 3 up in {:.1?} (apply and two empty plans)", started.elapsed());
+    assert_eq!(group.summary(), ["node0:primary:up", "node1:standby:up", "node2:standby:up"]);
+    assert_detached_from_terraform(&group);
+
+    // Writes through the endpoint reach the primary; reads are balanced.
+    let endpoint = group.endpoint();
+    sql_ok(endpoint, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)");
+    assert_eq!(scalar(group.node_port("node0"), "SELECT count(*) FROM t"), "100");
+    wait_until("the insert to reach the standbys", Duration::from_secs(10), || {
+        sql(group.node_port("node2"), "SELECT count(*) FROM t").is_ok_and(|r| r[0][0].as_deref() == Some("100"))
+    });
+    for _ in 0..40 {
+        sql_ok(endpoint, "SELECT count(*) FROM t");
+    }
+    let pool = pool_nodes(endpoint);
+    eprintln!("pgpool_ha: SHOW POOL_NODES after 40 reads: {pool:?}");
+    let standby_selects: i64 = pool.iter().filter(|p| p.2 == "standby").map(|p| p.3).sum();
+    assert!(standby_selects > 0, "no read went to a standby: {pool:?}");
+    assert!(pool.iter().all(|p| p.1 == "up" || p.1 == "waiting"), "{pool:?}");
+
+    // Destroy is refused while protection is on; nothing stops.
+    let refused = tf.run(&["destroy", "-auto-approve"]);
+    assert!(!refused.success() && refused.stderr.contains("Deletion protection is on"), "{refused}");
+    assert!(!group.pids().is_empty());
+
+    // Standbys 2 -> 1 -> 2.
+    group.write(1, "");
+    tf.apply_and_assert_idempotent();
+    assert_eq!(group.summary(), ["node0:primary:up", "node1:standby:up"]);
+    assert!(!group.base.join("node2").exists(), "node2's directory is still there");
+    assert_eq!(pool_nodes(endpoint).len(), 2);
+    group.write(2, "");
+    tf.apply_and_assert_idempotent();
+    assert_eq!(group.summary(), ["node0:primary:up", "node1:standby:up", "node2:standby:up"]);
+    assert_eq!(scalar(group.node_port("node2"), "SELECT count(*) FROM t"), "100");
+
+    // Protection off: destroy leaves no process and no directory.
+    group.write(2, "  deletion_protection = false\n");
+    tf.apply_and_assert_idempotent();
+    tf.destroy();
+    let left = group.pids();
+    assert!(left.is_empty(), "processes left after destroy: {left:?}");
+    assert!(!group.base.exists(), "the base directory is still there");
+}
+
+/// Writes ids through the endpoint, one connection per write, recording
+/// every acknowledged id and the longest stretch without a successful write.
+struct WriteLoad {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+    handle: Option<thread::JoinHandle<Duration>>,
+}
+
+impl WriteLoad {
+    fn start(endpoint: u16) -> WriteLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acked.clone());
+        let handle = thread::spawn(move || {
+            let mut id = 0i64;
+            let mut last_ok = Instant::now();
+            let mut worst = Duration::ZERO;
+            while !s.load(Ordering::Relaxed) {
+                id += 1;
+                if sql(endpoint, &format!("INSERT INTO w VALUES ({id})")).is_ok() {
+                    worst = worst.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                    a.lock().unwrap().push(id);
+                } else {
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+            worst
+        });
+        WriteLoad { stop, acked, handle: Some(handle) }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stops writing; returns the longest gap between acknowledged writes.
+    fn finish(mut self) -> (Vec<i64>, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        let worst = self.handle.take().unwrap().join().unwrap();
+        (self.acked.lock().unwrap().clone(), worst)
+    }
+}
+
+#[test]
+fn pgpool_ha_failover_fencing_and_rejoin() {
+    let group = Group::new("pgpool_ha_failover");
+    let tf = &group.tf;
+    group.write(2, "  synchronous_replication = true\n  deletion_protection = false\n");
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let endpoint = group.endpoint();
+    let (port0, port1, port2) = (group.node_port("node0"), group.node_port("node1"), group.node_port("node2"));
+    sql_ok(endpoint, "CREATE TABLE w (id bigint PRIMARY KEY)");
+
+    // kill -9 of the primary's postmaster under a steady write load.
+    let load = WriteLoad::start(endpoint);
+    wait_until("some writes", Duration::from_secs(10), || load.acked() >= 50);
+    let postmaster = pid_from(&group.base.join("node0/data/postmaster.pid")).expect("node0's postmaster pid");
+    let killed_at = Instant::now();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(postmaster, libc::SIGKILL) };
+    let before = load.acked();
+    wait_until("writes through the endpoint after failover", Duration::from_secs(90), || load.acked() >= before + 50);
+    let recovered_in = killed_at.elapsed();
+    let (acked, worst_gap) = load.finish();
+    eprintln!(
+        "pgpool_ha: failover: writes succeed again {:.1?} after kill -9 (longest gap without a write {worst_gap:.1?}); {} writes acknowledged",
+        recovered_in,
+        acked.len()
+    );
+    let new_primary = [port1, port2]
+        .into_iter()
+        .find(|p| sql(*p, "SELECT pg_is_in_recovery()").is_ok_and(|r| r[0][0].as_deref() == Some("f")))
+        .expect("a standby was promoted");
+    // Synchronous replication: every acknowledged write survived.
+    let present: i64 = scalar(new_primary, &format!("SELECT count(*) FROM w WHERE id = ANY('{{{}}}'::bigint[])", acked.iter().map(i64::to_string).collect::<Vec<_>>().join(","))).parse().unwrap();
+    assert_eq!(present, acked.len() as i64, "acknowledged writes were lost in the failover");
+    assert_eq!(scalar(endpoint, "SELECT inet_server_port() FROM (SELECT 1) s FOR UPDATE"), new_primary.to_string());
+
+    // The old primary restarted by hand: fenced, never a second primary behind pgpool.
+    let node0 = group.base.join("node0");
+    let started = Command::new("runuser")
+        .args(["-u", "postgres", "--", PG_CTL, "-D"])
+        .arg(node0.join("data"))
+        .arg("-l")
+        .arg(node0.join("postgres.log"))
+        .args(["-w", "start"])
+        .status()
+        .unwrap();
+    assert!(started.success(), "could not restart node0 by hand");
+    assert_eq!(scalar(port0, "SELECT pg_is_in_recovery()"), "f", "node0 should be a (stale) primary now");
+    for _ in 0..10 {
+        sql_ok(endpoint, "INSERT INTO w SELECT max(id) + 1 FROM w");
+        assert_eq!(scalar(endpoint, "SELECT inet_server_port() FROM (SELECT 1) s FOR UPDATE"), new_primary.to_string());
+    }
+    let pool = pool_nodes(endpoint);
+    assert!(pool.iter().any(|p| p.0 == "0" && p.1 == "down"), "pgpool attached the old primary: {pool:?}");
+    assert_eq!(pool.iter().filter(|p| p.2 == "primary").count(), 1, "{pool:?}");
+
+    // The plan shows the repair; apply rejoins node0 as a standby.
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "the fenced node must show in the plan:\n{plan}");
+    let said: Vec<&str> = plan.stdout.lines().chain(plan.stderr.lines()).filter(|l| l.contains("fenced")).collect();
+    assert!(!said.is_empty(), "{plan}");
+    eprintln!("pgpool_ha: plan after the old primary came back: {said:?}");
+    tf.apply_and_assert_idempotent();
+    let events = sql_in(new_primary, "repmgr", "SELECT event || ':' || successful::text FROM repmgr.events WHERE node_id = 1 ORDER BY event_timestamp").unwrap();
+    eprintln!("pgpool_ha: node0's repair events in repmgr: {events:?}");
+    // Rewound in place (`node rejoin --force-rewind`), not cloned again.
+    let has = |event: &str| events.iter().any(|e| e[0].as_deref() == Some(event));
+    assert!(!has("standby_clone:true") && has("standby_register:true"), "node0 was not rejoined in place: {events:?}");
+    let summary = group.summary();
+    eprintln!("pgpool_ha: after repair: {summary:?}");
+    assert!(summary.contains(&"node0:standby:up".to_string()), "{summary:?}");
+    assert_eq!(scalar(port0, "SELECT pg_is_in_recovery()"), "t");
+    let pool = pool_nodes(endpoint);
+    let pool_primary: Vec<_> = pool.iter().filter(|p| p.2 == "primary").map(|p| p.0.clone()).collect();
+    let repmgr_primary = sql_in(new_primary, "repmgr", "SELECT (node_id - 1)::text FROM repmgr.nodes WHERE type = 'primary' AND active")
+        .unwrap()[0][0]
+        .clone()
+        .unwrap();
+    assert_eq!(pool_primary, [repmgr_primary], "pgpool and repmgr disagree on the primary: {pool:?}");
+    assert!(pool.iter().all(|p| p.1 == "up" || p.1 == "waiting"), "{pool:?}");
+    tf.destroy();
+    assert!(group.pids().is_empty());
+}
+
+#[test]
+fn pgpool_ha_bad_input_is_refused_at_plan_time_and_starts_nothing() {
+    let group = Group::new("pgpool_ha_bad_input");
+    let tf = &group.tf;
+    let plan_error = |extra: &str, standbys: u32| {
+        group.write(standbys, extra);
+        let (code, out) = tf.plan_exit_code(true);
+        assert_eq!(code, 1, "the plan should fail:\n{out}");
+        out.stderr
+    };
+    group.write(2, "");
+    tf.init();
+
+    // A port of the group's range already in use.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let base = taken.local_addr().unwrap().port() - 3;
+    let err = plan_error(&format!("  port_base = {base}\n"), 2);
+    assert!(err.contains("Port in use") && err.contains(&taken.local_addr().unwrap().port().to_string()), "{err}");
+
+    // Unknown and reserved setting names, at their keys.
+    group.write(2, "");
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    tf.write_config(&hcl.replace("fsync              = \"off\"", "\"Work Mem\" = \"1\"\n    port = \"5\""));
+    let (code, out) = tf.plan_exit_code(true);
+    assert_eq!(code, 1, "{out}");
+    let err = out.stderr;
+    assert!(err.contains("Invalid setting name") && err.contains("Setting owned by the group"), "{err}");
+
+    // Out of range standbys; synchronous replication without a standby.
+    let err = plan_error("", 9);
+    assert!(err.contains("between 0 and 8"), "{err}");
+    let err = plan_error("  synchronous_replication = true\n", 0);
+    assert!(err.contains("Synchronous replication needs a standby"), "{err}");
+
+    // A base directory that cannot be created.
+    group.write(2, "");
+    let bad = std::fs::read_to_string(tf.path().join("main.tf")).unwrap().replace(&group.base.display().to_string(), "/etc/hostname/group");
+    tf.write_config(&bad);
+    let (code, out) = tf.plan_exit_code(true);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.stderr.contains("Base directory not writable"), "{}", out.stderr);
+
+    assert!(!group.base.exists(), "a refused plan created the base directory");
+    assert!(group.pids().is_empty());
+}

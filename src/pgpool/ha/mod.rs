@@ -1,0 +1,308 @@
+//! `pgpool_ha`: one highly available PostgreSQL node group (repmgr behind
+//! Pgpool-II). Only the `local` target exists yet.
+
+mod converge;
+mod layout;
+mod local;
+mod model;
+mod observe;
+mod render;
+mod schema;
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+
+use async_trait::async_trait;
+
+use crate::cty::Value;
+use crate::framework::{AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
+
+use converge::{Deadline, Failure};
+use layout::{Layout, HOST, PORTS_PER_GROUP};
+use model::{timeout, GroupSpec};
+use observe::{GroupLive, STATUS_UP};
+
+pub struct HaResource;
+
+fn object(fields: Vec<(&str, Value)>) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// The state after an apply or a read: what the configuration said, with
+/// every computed attribute from the live group.
+fn to_state(base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
+    let layout = spec.layout();
+    let mut slots: Vec<usize> = spec.slots().collect();
+    // Nodes beyond `standbys` still on disk are listed, so they show as drift.
+    for (slot, node) in &live.nodes {
+        if !slots.contains(slot) && (node.running || node.has_data) {
+            slots.push(*slot);
+        }
+    }
+    let nodes = slots
+        .iter()
+        .map(|&slot| {
+            let node = layout.node(slot);
+            object(vec![
+                ("name", Value::string(node.name())),
+                ("host", Value::string(HOST)),
+                ("port", Value::int(node.port as i64)),
+                ("role", Value::string(live.role(slot))),
+                ("status", Value::string(live.status(slot))),
+                ("replication_delay_bytes", Value::int(observe::delay_of(live, slot))),
+            ])
+        })
+        .collect();
+    let mut state = base.clone();
+    let fields = state.as_object_mut().expect("a resource value is an object");
+    let port_base = spec.port_base.map(|p| Value::int(p as i64)).unwrap_or(Value::Null);
+    fields.insert("id".into(), Value::string(spec.base_dir.display().to_string()));
+    fields.insert("port_base".into(), port_base);
+    fields.insert("endpoint_host".into(), Value::string(HOST));
+    fields.insert("endpoint_port".into(), Value::int(layout.pgpool().port as i64));
+    fields.insert("primary".into(), Value::opt_string(live.primary.map(layout::node_name)));
+    fields.insert("pgpool_status".into(), Value::string(live.pgpool_status()));
+    fields.insert("nodes".into(), Value::List(nodes));
+    // Unknowns of the plan that apply did not settle become null.
+    for value in fields.values_mut() {
+        if !value.is_wholly_known() {
+            *value = Value::Null;
+        }
+    }
+    state
+}
+
+/// Why the group in `state` needs an apply to be healthy again; empty when it is.
+fn repairs(state: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let nodes = state.attr("nodes").as_elements().unwrap_or_default();
+    for node in nodes {
+        let status = node.attr("status").as_str().unwrap_or_default();
+        if status != STATUS_UP {
+            let name = node.attr("name").as_str().unwrap_or_default();
+            let action = match status {
+                observe::STATUS_FENCED => "an old primary that came back: apply rewinds it and rejoins it as a standby",
+                observe::STATUS_DETACHED => "detached in pgpool: apply attaches it again",
+                observe::STATUS_NOT_REPLICATING => "not replicating from the primary: apply rejoins or re-clones it",
+                observe::STATUS_UNMONITORED => "without its repmgrd: apply starts repmgrd",
+                _ => "down: apply starts it, or rejoins or re-clones it",
+            };
+            out.push(format!("{name} is {status}, {action}"));
+        }
+    }
+    let wanted = state.attr("standbys").as_i64().unwrap_or(2) as usize + 1;
+    if nodes.len() > wanted {
+        out.push(format!("{} nodes exist where {wanted} are configured: apply removes the others", nodes.len()));
+    }
+    match state.attr("pgpool_status").as_str() {
+        Some("up") | None => {}
+        Some("wrong_primary") => out.push("pgpool's primary is not repmgr's: apply promotes repmgr's primary in pgpool".into()),
+        Some(other) => out.push(format!("pgpool is {other}: apply starts it")),
+    }
+    out
+}
+
+/// Ports from `base` that nothing listens on.
+fn ports_free(base: u16) -> Result<(), u16> {
+    for port in base..base + PORTS_PER_GROUP {
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
+            return Err(port);
+        }
+    }
+    Ok(())
+}
+
+/// A block of free consecutive ports, from the kernel's ephemeral choice
+/// downwards into the registered range where the kernel does not hand out
+/// ports by itself.
+fn choose_port_base() -> Option<u16> {
+    let seed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).ok()?.local_addr().ok()?.port();
+    let start = 20000 + (seed % 20000);
+    (0..200u16).map(|i| 20000 + (start - 20000 + i * PORTS_PER_GROUP) % 20000).find(|b| ports_free(*b).is_ok())
+}
+
+/// Plan-time checks of the base directory: creatable or empty, or already this group.
+fn check_base_dir(dir: &Path, diags: &mut Diagnostics) {
+    let path = AttrPath::root("base_dir");
+    if dir.exists() {
+        if !dir.is_dir() {
+            diags.error_at(path, "Base directory is not a directory", format!("{} exists and is not a directory.", dir.display()));
+            return;
+        }
+        let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !empty && !dir.join(layout::MARKER).exists() {
+            diags.error_at(path, "Base directory in use", format!("{} is not empty and holds no pgpool_ha group.", dir.display()));
+            return;
+        }
+    }
+    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    let writable = existing.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+    if !writable {
+        diags.error_at(
+            path,
+            "Base directory not writable",
+            format!("The provider cannot create {} because {} is not a directory it may write into.", dir.display(), existing.display()),
+        );
+    }
+}
+
+impl HaResource {
+    async fn apply(&self, ctx: &Context, planned: &Value, operation: &str, diags: &mut Diagnostics) -> Result<Value, (Failure, Option<Value>)> {
+        let spec = GroupSpec::from_value(planned);
+        let deadline = Deadline::new(timeout(planned, operation));
+        match converge::converge(ctx, &spec, &deadline).await {
+            Ok(live) => Ok(to_state(planned, &spec, &live)),
+            Err(failure) => {
+                let slots: Vec<usize> = spec.slots().collect();
+                let live = observe::observe(&spec.layout(), &slots).await;
+                let _ = diags;
+                Err((failure, Some(to_state(planned, &spec, &live))))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for HaResource {
+    fn type_name(&self) -> &'static str {
+        "pgpool_ha"
+    }
+
+    fn schema(&self) -> Schema {
+        schema::schema()
+    }
+
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        let sync = config.attr("synchronous_replication").as_bool() == Some(true);
+        if sync && config.attr("standbys").as_i64() == Some(0) {
+            diags.error_at(
+                AttrPath::root("synchronous_replication"),
+                "Synchronous replication needs a standby",
+                "With `standbys = 0` no commit could ever be acknowledged. Add a standby or turn synchronous_replication off.",
+            );
+        }
+    }
+
+    async fn modify_plan(&self, _ctx: &Context, change: &mut PlannedChange, diags: &mut Diagnostics) {
+        if change.is_delete() {
+            if change.prior.attr("deletion_protection").as_bool() != Some(false) {
+                diags.warning_at(
+                    AttrPath::root("deletion_protection"),
+                    "Destroy will be refused",
+                    "deletion_protection is on: set it to false and apply before destroying the group.",
+                );
+            }
+            return;
+        }
+        let planned = &mut change.planned;
+        if change.prior.is_null() {
+            if let Some(dir) = planned.attr("base_dir").as_str() {
+                check_base_dir(Path::new(dir), diags);
+            }
+            if let Some(base) = planned.attr("port_base").as_i64() {
+                if let Err(port) = ports_free(base as u16) {
+                    diags.error_at(
+                        AttrPath::root("port_base"),
+                        "Port in use",
+                        format!("Port {port} (of the {PORTS_PER_GROUP} from port_base = {base}) is already in use on {HOST}."),
+                    );
+                }
+            }
+            let fields = planned.as_object_mut().expect("object");
+            fields.insert("endpoint_host".into(), Value::string(HOST));
+            let endpoint = fields.get("port_base").cloned().filter(|v| v.as_i64().is_some()).unwrap_or(Value::Unknown);
+            fields.insert("endpoint_port".into(), endpoint);
+            fields.insert("id".into(), fields.get("base_dir").cloned().unwrap_or(Value::Unknown));
+            return;
+        }
+        let needed = repairs(&change.prior);
+        if !needed.is_empty() {
+            for reason in &needed {
+                diags.warning("Group needs repair", reason.clone());
+            }
+            let fields = planned.as_object_mut().expect("object");
+            for name in ["nodes", "primary", "pgpool_status"] {
+                fields.insert(name.into(), Value::Unknown);
+            }
+        }
+    }
+
+    async fn create(&self, ctx: &Context, planned: &Value, diags: &mut Diagnostics) -> Value {
+        let mut planned = planned.clone();
+        if planned.attr("port_base").as_i64().is_none() {
+            let Some(base) = choose_port_base() else {
+                diags.error_at(AttrPath::root("port_base"), "No free ports", format!("Found no {PORTS_PER_GROUP} consecutive free ports on {HOST}; set port_base."));
+                return Value::Null;
+            };
+            planned.as_object_mut().expect("object").insert("port_base".into(), Value::int(base as i64));
+        }
+        match self.apply(ctx, &planned, "create", diags).await {
+            Ok(state) => state,
+            Err((failure, state)) if failure.is_stopped() => {
+                // Interrupted: what runs keeps running (detached) and is in state.
+                failure.report(diags);
+                state.unwrap_or(Value::Null)
+            }
+            Err((failure, _)) => {
+                // A failed create leaves nothing half-started behind.
+                let spec = GroupSpec::from_value(&planned);
+                let deadline = Deadline::new(std::time::Duration::from_secs(120));
+                if let Err(e) = converge::destroy(&spec, &deadline).await {
+                    diags.warning(e.summary, format!("While cleaning up after the failed create: {}", e.detail));
+                }
+                failure.report(diags);
+                Value::Null
+            }
+        }
+    }
+
+    async fn read(&self, _ctx: &Context, state: &Value, _diags: &mut Diagnostics) -> Option<Value> {
+        let spec = GroupSpec::from_value(state);
+        spec.port_base?;
+        let layout: Layout = spec.layout();
+        if !layout.marker().exists() {
+            return None;
+        }
+        let mut slots: Vec<usize> = spec.slots().collect();
+        for s in observe::slots_on_disk(&layout) {
+            if !slots.contains(&s) {
+                slots.push(s);
+            }
+        }
+        let live = observe::observe(&layout, &slots).await;
+        Some(to_state(state, &spec, &live))
+    }
+
+    async fn update(&self, ctx: &Context, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
+        match self.apply(ctx, planned, "update", diags).await {
+            Ok(state) => state,
+            Err((failure, state)) => {
+                failure.report(diags);
+                state.unwrap_or_else(|| prior.clone())
+            }
+        }
+    }
+
+    async fn delete(&self, _ctx: &Context, prior: &Value, diags: &mut Diagnostics) {
+        let spec = GroupSpec::from_value(prior);
+        if spec.deletion_protection {
+            diags.error_at(
+                AttrPath::root("deletion_protection"),
+                "Deletion protection is on",
+                format!(
+                    "The group {:?} in {} was not destroyed: its processes keep running and its data stays. \
+                     Set deletion_protection = false and apply, then destroy.",
+                    spec.name,
+                    spec.base_dir.display()
+                ),
+            );
+            return;
+        }
+        let deadline = Deadline::new(timeout(prior, "delete"));
+        if let Err(failure) = converge::destroy(&spec, &deadline).await {
+            failure.report(diags);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The group a planned value asks for, as typed Rust.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cty::Value;
+use crate::framework::timeouts;
+
+use super::layout::Layout;
+
+/// `disable_load_balance_on_write` values pgpool 4.3 accepts.
+pub const LB_ON_WRITE: &[&str] = &["off", "transaction", "trans_transaction", "always", "dml_adaptive"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgpoolSettings {
+    pub load_balance_mode: bool,
+    pub disable_load_balance_on_write: String,
+    pub health_check_period: i64,
+    pub health_check_timeout: i64,
+    pub health_check_max_retries: i64,
+    pub sr_check_period: i64,
+    pub num_init_children: i64,
+    pub max_pool: i64,
+}
+
+impl PgpoolSettings {
+    fn from_value(block: &Value) -> Self {
+        let int = |name: &str, default: i64| block.attr(name).as_i64().unwrap_or(default);
+        PgpoolSettings {
+            load_balance_mode: block.attr("load_balance_mode").as_bool().unwrap_or(true),
+            disable_load_balance_on_write: block
+                .attr("disable_load_balance_on_write")
+                .as_str()
+                .unwrap_or("transaction")
+                .to_string(),
+            health_check_period: int("health_check_period", 5),
+            health_check_timeout: int("health_check_timeout", 10),
+            health_check_max_retries: int("health_check_max_retries", 1),
+            sr_check_period: int("sr_check_period", 5),
+            num_init_children: int("num_init_children", 16),
+            max_pool: int("max_pool", 2),
+        }
+    }
+}
+
+/// How quickly repmgrd notices a dead primary and fails over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverSettings {
+    pub monitor_interval_secs: i64,
+    pub reconnect_attempts: i64,
+    pub reconnect_interval: i64,
+}
+
+impl FailoverSettings {
+    fn from_value(block: &Value) -> Self {
+        let int = |name: &str, default: i64| block.attr(name).as_i64().unwrap_or(default);
+        FailoverSettings {
+            monitor_interval_secs: int("monitor_interval_secs", 2),
+            reconnect_attempts: int("reconnect_attempts", 3),
+            reconnect_interval: int("reconnect_interval", 2),
+        }
+    }
+}
+
+/// The group a planned (or prior) value describes. `port_base` is `None`
+/// only before create has chosen it.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    pub name: String,
+    pub base_dir: PathBuf,
+    pub port_base: Option<u16>,
+    pub standbys: usize,
+    pub postgresql_settings: BTreeMap<String, String>,
+    pub preload_libraries: Vec<String>,
+    pub synchronous_replication: bool,
+    pub pgpool: PgpoolSettings,
+    pub failover: FailoverSettings,
+    pub deletion_protection: bool,
+}
+
+impl GroupSpec {
+    pub fn from_value(value: &Value) -> GroupSpec {
+        let settings = match value.attr("postgresql_settings") {
+            Value::Map(m) => m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
+            _ => BTreeMap::new(),
+        };
+        let preload = value
+            .attr("preload_libraries")
+            .as_elements()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        GroupSpec {
+            name: value.attr("name").as_str().unwrap_or_default().to_string(),
+            base_dir: PathBuf::from(value.attr("base_dir").as_str().unwrap_or_default()),
+            port_base: value.attr("port_base").as_i64().map(|p| p as u16),
+            standbys: value.attr("standbys").as_i64().unwrap_or(2).clamp(0, super::layout::MAX_STANDBYS as i64) as usize,
+            postgresql_settings: settings,
+            preload_libraries: preload,
+            synchronous_replication: value.attr("synchronous_replication").as_bool().unwrap_or(false),
+            pgpool: PgpoolSettings::from_value(value.attr("pgpool_settings")),
+            failover: FailoverSettings::from_value(value.attr("failover_settings")),
+            deletion_protection: value.attr("deletion_protection").as_bool().unwrap_or(true),
+        }
+    }
+
+    /// The layout; only meaningful once `port_base` is known.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.base_dir, self.port_base.unwrap_or(0))
+    }
+
+    /// Node slots the group should have: the primary's and one per standby.
+    pub fn slots(&self) -> std::ops::RangeInclusive<usize> {
+        0..=self.standbys
+    }
+
+    /// `shared_preload_libraries`: citus first (it insists), then the
+    /// user's others, then repmgr (repmgrd needs it).
+    pub fn shared_preload_libraries(&self) -> Vec<String> {
+        let mut libs: Vec<String> = Vec::new();
+        if self.preload_libraries.iter().any(|l| l == "citus") {
+            libs.push("citus".into());
+        }
+        for lib in &self.preload_libraries {
+            if !libs.contains(lib) && lib != "repmgr" {
+                libs.push(lib.clone());
+            }
+        }
+        libs.push("repmgr".into());
+        libs
+    }
+
+    pub fn uses_citus(&self) -> bool {
+        self.preload_libraries.iter().any(|l| l == "citus")
+    }
+}
+
+pub fn timeout(value: &Value, operation: &str) -> Duration {
+    timeouts::get(value, operation, Duration::from_secs(15 * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn citus_goes_first_and_repmgr_last() {
+        let mut spec = GroupSpec::from_value(&Value::Null);
+        spec.preload_libraries = vec!["pg_stat_statements".into(), "citus".into(), "repmgr".into()];
+        assert_eq!(spec.shared_preload_libraries(), ["citus", "pg_stat_statements", "repmgr"]);
+    }
+
+    #[test]
+    fn defaults_when_blocks_are_absent() {
+        let spec = GroupSpec::from_value(&Value::Null);
+        assert_eq!(spec.standbys, 2);
+        assert!(spec.deletion_protection);
+        assert_eq!(spec.pgpool.disable_load_balance_on_write, "transaction");
+        assert_eq!(spec.slots().count(), 3);
+    }
+}

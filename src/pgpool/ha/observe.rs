@@ -1,0 +1,241 @@
+//! Reading a group back: pid files, every node over SQL, pgpool's
+//! `SHOW POOL_NODES`. A read never fails because a node is down; the node's
+//! `status` says so, and the plan repairs it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::sql::{ConnectionSettings, SslMode};
+
+use super::layout::{node_name, Layout, NodeLayout, HOST};
+use super::local::live_pid;
+use super::render::SUPERUSER;
+
+pub const STATUS_UP: &str = "up";
+pub const STATUS_DOWN: &str = "down";
+pub const STATUS_DETACHED: &str = "detached";
+pub const STATUS_NOT_REPLICATING: &str = "not_replicating";
+pub const STATUS_FENCED: &str = "fenced";
+/// Running and replicating, but its repmgrd is not: it would not fail over.
+pub const STATUS_UNMONITORED: &str = "unmonitored";
+
+/// What one node is doing now.
+#[derive(Debug, Clone, Default)]
+pub struct NodeLive {
+    pub slot: usize,
+    pub port: u16,
+    pub has_data: bool,
+    pub running: bool,
+    /// Answered SQL: whether it is in recovery.
+    pub in_recovery: Option<bool>,
+    /// On a node out of recovery: its current timeline.
+    pub timeline: Option<i64>,
+    /// On a standby: the port of the server it streams from.
+    pub upstream_port: Option<u16>,
+    pub repmgrd_running: bool,
+}
+
+/// One row of `SHOW POOL_NODES`.
+#[derive(Debug, Clone)]
+pub struct PoolNode {
+    pub id: usize,
+    /// `up`, `waiting`, `down` or `unused`.
+    pub status: String,
+    /// `primary` or `standby`, as pgpool sees it.
+    pub role: String,
+}
+
+impl PoolNode {
+    pub fn attached(&self) -> bool {
+        matches!(self.status.as_str(), "up" | "waiting")
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GroupLive {
+    pub nodes: BTreeMap<usize, NodeLive>,
+    /// The node that is primary: out of recovery on the highest timeline.
+    pub primary: Option<usize>,
+    /// `None` when pgpool did not answer.
+    pub pool_nodes: Option<Vec<PoolNode>>,
+    /// Replay lag in bytes per node name, from the primary.
+    pub delays: BTreeMap<String, i64>,
+}
+
+impl GroupLive {
+    /// The node status the schema documents.
+    pub fn status(&self, slot: usize) -> &'static str {
+        let Some(node) = self.nodes.get(&slot) else { return STATUS_DOWN };
+        if !node.running || node.in_recovery.is_none() {
+            return STATUS_DOWN;
+        }
+        if node.in_recovery == Some(false) && self.primary != Some(slot) {
+            return STATUS_FENCED;
+        }
+        if node.in_recovery == Some(true) {
+            let primary_port = self.primary.and_then(|p| self.nodes.get(&p)).map(|p| p.port);
+            if primary_port.is_none() || node.upstream_port != primary_port {
+                return STATUS_NOT_REPLICATING;
+            }
+        }
+        if let Some(pool) = &self.pool_nodes {
+            if !pool.iter().any(|p| p.id == slot && p.attached()) {
+                return STATUS_DETACHED;
+            }
+        }
+        if !node.repmgrd_running {
+            return STATUS_UNMONITORED;
+        }
+        STATUS_UP
+    }
+
+    pub fn role(&self, slot: usize) -> &'static str {
+        match self.nodes.get(&slot).and_then(|n| n.in_recovery) {
+            _ if self.primary == Some(slot) => "primary",
+            Some(true) => "standby",
+            _ => "unknown",
+        }
+    }
+
+    /// pgpool's primary, when it has one attached.
+    pub fn pgpool_primary(&self) -> Option<usize> {
+        self.pool_nodes.as_ref()?.iter().find(|p| p.role == "primary" && p.attached()).map(|p| p.id)
+    }
+
+    /// `up` when pgpool answers and agrees with repmgr on the primary.
+    pub fn pgpool_status(&self) -> &'static str {
+        match (&self.pool_nodes, self.pgpool_primary(), self.primary) {
+            (None, _, _) => "down",
+            (Some(_), p, q) if p == q => "up",
+            _ => "wrong_primary",
+        }
+    }
+}
+
+pub fn node_settings(port: u16, database: &str) -> ConnectionSettings {
+    ConnectionSettings {
+        host: HOST.into(),
+        port,
+        database: database.into(),
+        user: SUPERUSER.into(),
+        password: None,
+        sslmode: SslMode::Disable,
+        connect_timeout: Duration::from_secs(3),
+        ..ConnectionSettings::default()
+    }
+}
+
+pub async fn connect_node(port: u16) -> Option<Client> {
+    node_settings(port, "postgres").connect().await.ok()
+}
+
+/// Rows of a simple query as text, by column name.
+pub async fn simple_rows(client: &Client, query: &str) -> Result<Vec<BTreeMap<String, Option<String>>>, tokio_postgres::Error> {
+    let messages = client.simple_query(query).await?;
+    Ok(messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                row.columns()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name().to_string(), row.get(i).map(str::to_string)))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+async fn observe_node(node: NodeLayout) -> NodeLive {
+    let mut live = NodeLive {
+        slot: node.slot,
+        port: node.port,
+        has_data: node.has_data(),
+        running: live_pid(&node.postmaster_pid(), "postgres").is_some(),
+        repmgrd_running: live_pid(&node.repmgrd_pid(), "repmgrd").is_some(),
+        ..NodeLive::default()
+    };
+    if !live.running {
+        return live;
+    }
+    let Some(client) = connect_node(node.port).await else { return live };
+    const QUERY: &str = "SELECT pg_catalog.pg_is_in_recovery()::text AS recovery, \
+        CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL \
+        ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::bigint::text END AS timeline, \
+        (SELECT sender_port::text FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming') AS upstream";
+    if let Ok(rows) = simple_rows(&client, QUERY).await {
+        if let Some(row) = rows.first() {
+            let get = |k: &str| row.get(k).cloned().flatten();
+            live.in_recovery = get("recovery").map(|v| v == "true");
+            live.timeline = get("timeline").and_then(|v| v.parse().ok());
+            live.upstream_port = get("upstream").and_then(|v| v.parse().ok());
+        }
+    }
+    live
+}
+
+async fn replication_delays(port: u16) -> BTreeMap<String, i64> {
+    let Some(client) = connect_node(port).await else { return BTreeMap::new() };
+    const QUERY: &str = "SELECT application_name, \
+        COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::bigint::text AS delay \
+        FROM pg_catalog.pg_stat_replication";
+    simple_rows(&client, QUERY)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| Some((r.get("application_name")?.clone()?, r.get("delay")?.clone()?.parse().ok()?)))
+        .collect()
+}
+
+pub async fn pool_nodes(port: u16) -> Option<Vec<PoolNode>> {
+    let client = connect_node(port).await?;
+    let rows = simple_rows(&client, "SHOW POOL_NODES").await.ok()?;
+    Some(
+        rows.into_iter()
+            .filter_map(|r| {
+                let get = |k: &str| r.get(k).cloned().flatten().unwrap_or_default();
+                Some(PoolNode {
+                    id: get("node_id").parse().ok()?,
+                    status: get("status"),
+                    role: get("role"),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Reads every node in `slots` (the wanted ones and any others on disk).
+pub async fn observe(layout: &Layout, slots: &[usize]) -> GroupLive {
+    let nodes: BTreeMap<usize, NodeLive> =
+        join_all(slots.iter().map(|s| observe_node(layout.node(*s)))).await.into_iter().map(|n| (n.slot, n)).collect();
+    let primary = nodes
+        .values()
+        .filter(|n| n.in_recovery == Some(false))
+        .max_by_key(|n| (n.timeline.unwrap_or(0), std::cmp::Reverse(n.slot)))
+        .map(|n| n.slot);
+    let pgpool = layout.pgpool();
+    let pgpool_running = live_pid(&pgpool.pid(), "pgpool").is_some();
+    let pool_nodes = if pgpool_running { pool_nodes(pgpool.port).await } else { None };
+    let delays = match primary {
+        Some(p) => replication_delays(nodes[&p].port).await,
+        None => BTreeMap::new(),
+    };
+    GroupLive { nodes, primary, pool_nodes, delays }
+}
+
+/// Slots with a node directory on disk.
+pub fn slots_on_disk(layout: &Layout) -> Vec<usize> {
+    (0..=super::layout::MAX_STANDBYS).filter(|s| layout.node(*s).dir.exists()).collect()
+}
+
+/// A delay to report: replay lag for standbys, 0 for the primary.
+pub fn delay_of(live: &GroupLive, slot: usize) -> i64 {
+    if live.primary == Some(slot) {
+        return 0;
+    }
+    live.delays.get(&node_name(slot)).copied().unwrap_or(0)
+}

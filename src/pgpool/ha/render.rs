@@ -1,0 +1,299 @@
+//! Every configuration file of a group, rendered as text. Pure functions:
+//! the converge step writes them, the tests read them.
+
+use std::fmt::Write as _;
+
+use super::layout::{node_name, repmgr_node_id, Layout, HOST};
+use super::model::GroupSpec;
+
+/// PostgreSQL's programs (initdb, pg_ctl, repmgr, repmgrd).
+pub const PG_BINDIR: &str = "/usr/lib/postgresql/15/bin";
+pub const PGPOOL_BIN: &str = "/usr/sbin/pgpool";
+pub const PCP_BINDIR: &str = "/usr/sbin";
+/// The superuser every tool connects as (initdb's bootstrap user).
+pub const SUPERUSER: &str = "postgres";
+/// repmgr keeps its metadata in a database of its own.
+pub const REPMGR_DB: &str = "repmgr";
+/// The PCP user the provider and the event script use.
+pub const PCP_USER: &str = "shardform";
+
+/// A value in single quotes for postgresql.conf, pgpool.conf and repmgr.conf.
+pub fn quote_conf(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The line appended to every data directory's postgresql.conf. Relative
+/// paths resolve against PGDATA, so after a clone or rewind (which copy the
+/// primary's postgresql.conf) each node still includes its own file.
+pub const DATA_DIR_INCLUDE: &str = "include '../postgresql.node.conf'  # shardform pgpool_ha: every setting lives there\n";
+
+/// `postgresql.node.conf`: the group's settings, the user's, then this node's own.
+pub fn node_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
+    let node = layout.node(slot);
+    let mut out = String::from(
+        "# Written by shardform (pgpool_ha) on every apply; edits are overwritten.\n\
+         # Outside the data directory so that a clone or a rejoin never replaces it.\n\n# Replication and failover\n",
+    );
+    let wal_level = if spec.uses_citus() { "logical" } else { "replica" };
+    let mut line = |name: &str, value: String| {
+        let _ = writeln!(out, "{name} = {value}");
+    };
+    line("wal_level", quote_conf(wal_level));
+    line("max_wal_senders", "16".into());
+    line("max_replication_slots", "16".into());
+    line("hot_standby", "on".into());
+    line("wal_log_hints", "on".into());
+    line("full_page_writes", "on".into());
+    line("shared_preload_libraries", quote_conf(&spec.shared_preload_libraries().join(",")));
+    line("synchronous_standby_names", quote_conf(&synchronous_standby_names(spec)));
+    if !spec.postgresql_settings.is_empty() {
+        out.push_str("\n# postgresql_settings\n");
+        for (name, value) in &spec.postgresql_settings {
+            let _ = writeln!(out, "{name} = {}", quote_conf(value));
+        }
+    }
+    out.push_str("\n# This node\n");
+    let _ = writeln!(out, "listen_addresses = {}", quote_conf(HOST));
+    let _ = writeln!(out, "port = {}", node.port);
+    let _ = writeln!(out, "unix_socket_directories = {}", quote_conf(&node.socket_dir().display().to_string()));
+    let _ = writeln!(out, "hba_file = {}", quote_conf(&node.hba().display().to_string()));
+    let _ = writeln!(out, "cluster_name = {}", quote_conf(&format!("{}-{}", spec.name, node.name())));
+    out
+}
+
+/// `ANY 1 (...)` over every node name: a node never waits for itself, so the
+/// same value is right on whichever node is primary.
+pub fn synchronous_standby_names(spec: &GroupSpec) -> String {
+    if !spec.synchronous_replication || spec.standbys == 0 {
+        return String::new();
+    }
+    let names: Vec<String> = spec.slots().map(|s| format!("\"{}\"", node_name(s))).collect();
+    format!("ANY 1 ({})", names.join(", "))
+}
+
+/// Loopback only; trust, because only the service user can reach the
+/// sockets and every TCP listener is on 127.0.0.1.
+pub fn pg_hba() -> String {
+    format!(
+        "# Written by shardform (pgpool_ha).\n\
+         local all all trust\n\
+         local replication all trust\n\
+         host all all {HOST}/32 trust\n\
+         host replication all {HOST}/32 trust\n"
+    )
+}
+
+pub fn node_conninfo(port: u16, dbname: &str) -> String {
+    format!("host={HOST} port={port} user={SUPERUSER} dbname={dbname} connect_timeout=2")
+}
+
+pub fn repmgr_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
+    let node = layout.node(slot);
+    let conf = node.repmgr_conf().display().to_string();
+    let data = node.data().display().to_string();
+    let log = node.postgres_log().display().to_string();
+    let pg_ctl = format!("{PG_BINDIR}/pg_ctl -D {data} -l {log} -w -t 120");
+    let repmgr = format!("{PG_BINDIR}/repmgr -f {conf} --log-to-file");
+    let f = &spec.failover;
+    let entries: Vec<(&str, String)> = vec![
+        ("node_id", repmgr_node_id(slot).to_string()),
+        ("node_name", quote_conf(&node.name())),
+        ("conninfo", quote_conf(&node_conninfo(node.port, super::render::REPMGR_DB))),
+        ("data_directory", quote_conf(&data)),
+        ("pg_bindir", quote_conf(PG_BINDIR)),
+        ("use_replication_slots", "yes".into()),
+        ("failover", quote_conf("automatic")),
+        ("priority", "100".into()),
+        ("promote_command", quote_conf(&format!("{repmgr} standby promote"))),
+        ("follow_command", quote_conf(&format!("{repmgr} standby follow --upstream-node-id=%n"))),
+        ("service_start_command", quote_conf(&format!("{pg_ctl} start"))),
+        ("service_stop_command", quote_conf(&format!("{pg_ctl} -m fast stop"))),
+        ("service_restart_command", quote_conf(&format!("{pg_ctl} -m fast restart"))),
+        ("service_reload_command", quote_conf(&format!("{pg_ctl} reload"))),
+        ("monitor_interval_secs", f.monitor_interval_secs.to_string()),
+        ("reconnect_attempts", f.reconnect_attempts.to_string()),
+        ("reconnect_interval", f.reconnect_interval.to_string()),
+        ("standby_reconnect_timeout", "60".into()),
+        ("repmgrd_pid_file", quote_conf(&node.repmgrd_pid().display().to_string())),
+        ("log_file", quote_conf(&node.repmgrd_log().display().to_string())),
+        ("log_level", quote_conf("INFO")),
+        (
+            "event_notification_command",
+            quote_conf(&format!("{} %n %e %s", layout.pgpool().event_script().display())),
+        ),
+    ];
+    let mut out = String::from("# Written by shardform (pgpool_ha).\n");
+    for (k, v) in entries {
+        let _ = writeln!(out, "{k}={v}");
+    }
+    out
+}
+
+pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
+    let p = layout.pgpool();
+    let s = &spec.pgpool;
+    let dir = |path: std::path::PathBuf| quote_conf(&path.display().to_string());
+    let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
+    let entries: Vec<(String, String)> = vec![
+        ("backend_clustering_mode".into(), quote_conf("streaming_replication")),
+        ("listen_addresses".into(), quote_conf(HOST)),
+        ("port".into(), p.port.to_string()),
+        ("socket_dir".into(), dir(p.socket_dir())),
+        ("pcp_listen_addresses".into(), quote_conf(HOST)),
+        ("pcp_port".into(), p.pcp_port.to_string()),
+        ("pcp_socket_dir".into(), dir(p.socket_dir())),
+        ("wd_ipc_socket_dir".into(), dir(p.socket_dir())),
+        ("pid_file_name".into(), dir(p.pid())),
+        ("logdir".into(), dir(p.logdir())),
+        ("memqcache_oiddir".into(), dir(p.logdir().join("oiddir"))),
+        ("use_watchdog".into(), "off".into()),
+        ("log_destination".into(), quote_conf("stderr")),
+        ("logging_collector".into(), "off".into()),
+        ("enable_pool_hba".into(), "off".into()),
+        ("pool_passwd".into(), quote_conf("")),
+        ("num_init_children".into(), s.num_init_children.to_string()),
+        ("max_pool".into(), s.max_pool.to_string()),
+        ("load_balance_mode".into(), on_off(s.load_balance_mode)),
+        ("disable_load_balance_on_write".into(), quote_conf(&s.disable_load_balance_on_write)),
+        ("statement_level_load_balance".into(), "off".into()),
+        ("sr_check_period".into(), s.sr_check_period.to_string()),
+        ("sr_check_user".into(), quote_conf(SUPERUSER)),
+        ("sr_check_password".into(), quote_conf("")),
+        ("sr_check_database".into(), quote_conf("postgres")),
+        ("health_check_period".into(), s.health_check_period.to_string()),
+        ("health_check_timeout".into(), s.health_check_timeout.to_string()),
+        ("health_check_user".into(), quote_conf(SUPERUSER)),
+        ("health_check_password".into(), quote_conf("")),
+        ("health_check_database".into(), quote_conf("postgres")),
+        ("health_check_max_retries".into(), s.health_check_max_retries.to_string()),
+        ("health_check_retry_delay".into(), "1".into()),
+        ("connect_timeout".into(), "3000".into()),
+        // repmgr is the failover authority: pgpool only detaches a dead node
+        // and then looks for the primary repmgr promotes, for ever.
+        ("failover_command".into(), quote_conf("")),
+        ("follow_primary_command".into(), quote_conf("")),
+        ("failover_on_backend_error".into(), "off".into()),
+        ("search_primary_node_timeout".into(), "0".into()),
+        ("auto_failback".into(), "off".into()),
+        // A second primary (an old one restarted by hand) that no standby
+        // follows is detached: pgpool never writes to it.
+        ("detach_false_primary".into(), "on".into()),
+    ];
+    let mut out = String::from("# Written by shardform (pgpool_ha); a change restarts pgpool.\n");
+    for (k, v) in entries {
+        let _ = writeln!(out, "{k} = {v}");
+    }
+    for slot in spec.slots() {
+        let node = layout.node(slot);
+        let _ = writeln!(out, "\nbackend_hostname{slot} = {}", quote_conf(HOST));
+        let _ = writeln!(out, "backend_port{slot} = {}", node.port);
+        let _ = writeln!(out, "backend_weight{slot} = 1");
+        let _ = writeln!(out, "backend_data_directory{slot} = {}", quote_conf(&node.data().display().to_string()));
+        let _ = writeln!(out, "backend_flag{slot} = {}", quote_conf("ALLOW_TO_FAILOVER"));
+        let _ = writeln!(out, "backend_application_name{slot} = {}", quote_conf(&node.name()));
+    }
+    out
+}
+
+/// `pcp.conf`: the PCP user and the md5 of its password.
+pub fn pcp_conf(md5_hex: &str) -> String {
+    format!("# Written by shardform (pgpool_ha).\n{PCP_USER}:{md5_hex}\n")
+}
+
+/// `PCPPASSFILE` for the PCP tools (mode 0600).
+pub fn pcppass(password: &str) -> String {
+    format!("*:*:{PCP_USER}:{password}\n")
+}
+
+pub fn pool_hba() -> String {
+    format!("# Written by shardform (pgpool_ha); unused while enable_pool_hba is off.\nlocal all all trust\nhost all all {HOST}/32 trust\n")
+}
+
+/// repmgr's `event_notification_command`, run as `SCRIPT NODE_ID EVENT SUCCESS`
+/// on the node where the event happened. After a promotion it tells pgpool at
+/// once which node is primary, instead of waiting for its next checks.
+pub fn event_script(layout: &Layout) -> String {
+    let p = layout.pgpool();
+    format!(
+        "#!/bin/sh\n\
+         # Written by shardform (pgpool_ha). repmgr runs it for every event.\n\
+         node_id=\"$1\" event=\"$2\" success=\"$3\"\n\
+         [ \"$success\" = 1 ] || exit 0\n\
+         case \"$event\" in\n\
+         \x20 repmgrd_failover_promote|standby_promote)\n\
+         \x20   # pgpool backend ids are repmgr node ids minus one.\n\
+         \x20   PCPPASSFILE={pass} {PCP_BINDIR}/pcp_promote_node -h {sock} -p {pcp} -U {PCP_USER} -w -n \"$((node_id - 1))\" \\\n\
+         \x20     >>{log} 2>&1 || true\n\
+         \x20   ;;\n\
+         esac\n\
+         exit 0\n",
+        pass = p.pcppass().display(),
+        sock = p.socket_dir().display(),
+        pcp = p.pcp_port,
+        log = p.dir.join("repmgr-event.log").display(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cty::Value;
+
+    fn spec() -> GroupSpec {
+        let mut spec = GroupSpec::from_value(&Value::Null);
+        spec.name = "g".into();
+        spec.base_dir = "/srv/g".into();
+        spec.port_base = Some(7000);
+        spec
+    }
+
+    #[test]
+    fn conf_values_are_quoted() {
+        assert_eq!(quote_conf("it's"), "'it''s'");
+        assert_eq!(quote_conf(r"a\b"), r"'a\\b'");
+    }
+
+    #[test]
+    fn node_conf_keeps_user_settings_and_owns_the_node_ones() {
+        let mut spec = spec();
+        spec.postgresql_settings.insert("work_mem".into(), "64MB".into());
+        spec.preload_libraries = vec!["citus".into()];
+        let conf = node_conf(&spec, &spec.layout(), 1);
+        assert!(conf.contains("work_mem = '64MB'"));
+        assert!(conf.contains("port = 7003"));
+        assert!(conf.contains("shared_preload_libraries = 'citus,repmgr'"));
+        assert!(conf.contains("wal_level = 'logical'"));
+        assert!(conf.contains("unix_socket_directories = '/srv/g/node1/run'"));
+        // The node's own settings come last, so nothing overrides them.
+        assert!(conf.find("work_mem").unwrap() < conf.find("port = ").unwrap());
+    }
+
+    #[test]
+    fn synchronous_names_cover_every_node() {
+        let mut spec = spec();
+        assert_eq!(synchronous_standby_names(&spec), "");
+        spec.synchronous_replication = true;
+        assert_eq!(synchronous_standby_names(&spec), "ANY 1 (\"node0\", \"node1\", \"node2\")");
+    }
+
+    #[test]
+    fn pgpool_lists_one_backend_per_slot_and_defers_to_repmgr() {
+        let spec = spec();
+        let conf = pgpool_conf(&spec, &spec.layout());
+        assert!(conf.contains("backend_port2 = 7004"));
+        assert!(!conf.contains("backend_port3"));
+        assert!(conf.contains("failover_on_backend_error = off"));
+        assert!(conf.contains("search_primary_node_timeout = 0"));
+        assert!(conf.contains("backend_application_name0 = 'node0'"));
+    }
+
+    #[test]
+    fn repmgr_conf_has_per_node_pid_file_and_full_paths() {
+        let spec = spec();
+        let conf = repmgr_conf(&spec, &spec.layout(), 2);
+        assert!(conf.contains("node_id=3\n"));
+        assert!(conf.contains("repmgrd_pid_file='/srv/g/node2/repmgrd.pid'"));
+        assert!(conf.contains("promote_command='/usr/lib/postgresql/15/bin/repmgr -f /srv/g/node2/repmgr.conf"));
+        assert!(conf.contains("conninfo='host=127.0.0.1 port=7004 user=postgres dbname=repmgr"));
+    }
+}

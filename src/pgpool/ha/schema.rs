@@ -1,0 +1,296 @@
+//! The `pgpool_ha` schema and its attribute validators.
+
+use std::path::Path;
+
+use crate::cty::{Type, Value};
+use crate::framework::validators::{int_between, one_of, NameLike, Validator};
+use crate::framework::{timeouts, Attribute, AttrPath, Block, Diagnostics, NestedBlock, Schema};
+
+use super::layout::{is_plain_path, MAX_BASE_DIR_LEN, MAX_STANDBYS};
+use super::model::LB_ON_WRITE;
+
+pub const TARGETS: &[&str] = &["local"];
+
+/// Settings the group itself owns on every node; a user value would break
+/// the layout, replication or failover, so they have attributes of their own
+/// or are not settable at all.
+pub const RESERVED_SETTINGS: &[&str] = &[
+    "port",
+    "listen_addresses",
+    "unix_socket_directories",
+    "hba_file",
+    "ident_file",
+    "config_file",
+    "data_directory",
+    "external_pid_file",
+    "shared_preload_libraries",
+    "synchronous_standby_names",
+    "primary_conninfo",
+    "primary_slot_name",
+    "hot_standby",
+    "wal_log_hints",
+    // pg_rewind (rejoining an old primary) needs it.
+    "full_page_writes",
+    "include",
+    "include_if_exists",
+    "include_dir",
+];
+
+fn group_name() -> NameLike {
+    NameLike {
+        max_len: 63,
+        allowed: |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'),
+        explain: "letters, digits, `_` and `-`",
+    }
+}
+
+/// An absolute path of plain characters, short enough for socket paths.
+struct BaseDir;
+
+impl Validator for BaseDir {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        let Some(s) = value.as_str() else { return };
+        if !is_plain_path(Path::new(s)) {
+            diags.error_at(
+                path.clone(),
+                "Invalid base directory",
+                format!("{path} must be an absolute path of letters, digits, `/`, `.`, `_` and `-`, got {s:?}."),
+            );
+        } else if s.len() > MAX_BASE_DIR_LEN {
+            diags.error_at(
+                path.clone(),
+                "Base directory path too long",
+                format!(
+                    "{path} is {} bytes long; at most {MAX_BASE_DIR_LEN} fit, because PostgreSQL's unix sockets live under it \
+                     and a socket path is limited to 107 bytes.",
+                    s.len()
+                ),
+            );
+        }
+    }
+}
+
+/// A PostgreSQL parameter name such as `work_mem` or `citus.shard_count`.
+pub fn is_setting_name(name: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    let mut parts = name.split('.');
+    let first = parts.next().unwrap_or_default();
+    let rest: Vec<&str> = parts.collect();
+    name.len() <= 63 && part(first) && rest.len() <= 1 && rest.iter().all(|p| part(p))
+}
+
+struct PostgresqlSettings;
+
+impl Validator for PostgresqlSettings {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        let Value::Map(settings) = value else { return };
+        for (name, v) in settings {
+            let at = path.key(name);
+            if !is_setting_name(name) {
+                diags.error_at(
+                    at,
+                    "Invalid setting name",
+                    format!("{path} keys must be PostgreSQL parameter names (lower case letters, digits and `_`, optionally one `.` as in `citus.shard_count`), got {name:?}."),
+                );
+            } else if RESERVED_SETTINGS.contains(&name.as_str()) {
+                diags.error_at(
+                    at,
+                    "Setting owned by the group",
+                    format!("{name:?} is set by pgpool_ha itself on every node (ports, sockets, replication, preload libraries have attributes of their own); remove it from {path}."),
+                );
+            } else if v.as_str().is_some_and(|s| s.contains(['\n', '\r', '\0'])) {
+                diags.error_at(at, "Invalid setting value", format!("The value of {name:?} must be on one line."));
+            }
+        }
+    }
+}
+
+struct LibraryNames;
+
+impl Validator for LibraryNames {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        for (i, lib) in value.as_elements().unwrap_or_default().iter().enumerate() {
+            let Some(s) = lib.as_str() else { continue };
+            if s.is_empty() || s.len() > 63 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                diags.error_at(
+                    path.index(i),
+                    "Invalid library name",
+                    format!("{path}[{i}] must be a library name of letters, digits, `_` and `-` (as in `citus` or `pg_stat_statements`), got {s:?}."),
+                );
+            }
+        }
+    }
+}
+
+fn seconds(name: &'static str, what: &str, default: i64, min: i64, max: i64) -> Attribute {
+    Attribute::optional(name, Type::Number)
+        .describe(format!("{what} Defaults to `{default}`."))
+        .validate(int_between(min, max))
+        .default(Value::int(default))
+}
+
+fn pgpool_block() -> NestedBlock {
+    let block = Block::new("Pgpool-II settings. Changing any of them restarts pgpool (a few seconds without the endpoint); the nodes keep running.")
+        .attribute(
+            Attribute::optional("load_balance_mode", Type::Bool)
+                .describe("Send read-only queries to standbys as well as the primary. Defaults to `true`.")
+                .default(true),
+        )
+        .attribute(
+            Attribute::optional("disable_load_balance_on_write", Type::String)
+                .describe("When reads stop being balanced after a write: `off`, `transaction`, `trans_transaction`, `always` or `dml_adaptive`. Defaults to `transaction`.")
+                .validate(one_of(LB_ON_WRITE))
+                .default("transaction"),
+        )
+        .attribute(seconds("health_check_period", "Seconds between pgpool's health checks of each node; `0` turns them off (a dead node is then only noticed by repmgr).", 5, 0, 3600))
+        .attribute(seconds("health_check_timeout", "Seconds a health check may take.", 10, 1, 3600))
+        .attribute(seconds("health_check_max_retries", "Failed health checks retried before pgpool detaches a node.", 1, 0, 100))
+        .attribute(seconds("sr_check_period", "Seconds between pgpool's streaming-replication delay checks.", 5, 0, 3600))
+        .attribute(seconds("num_init_children", "Pgpool child processes: the most concurrent client sessions.", 16, 1, 1000))
+        .attribute(seconds("max_pool", "Cached backend connections per pgpool child. Every node needs `num_init_children * max_pool` connections to spare.", 2, 1, 100));
+    NestedBlock::single("pgpool_settings", block)
+}
+
+fn failover_block() -> NestedBlock {
+    let block = Block::new("How quickly repmgrd declares the primary dead and promotes a standby: about `monitor_interval_secs + reconnect_attempts * reconnect_interval` seconds.")
+        .attribute(seconds("monitor_interval_secs", "Seconds between repmgrd's checks of its upstream.", 2, 1, 600))
+        .attribute(seconds("reconnect_attempts", "Reconnection attempts before the primary is considered dead.", 3, 0, 100))
+        .attribute(seconds("reconnect_interval", "Seconds between those attempts.", 2, 1, 600));
+    NestedBlock::single("failover_settings", block)
+}
+
+fn node_type() -> Type {
+    Type::object([
+        ("name", Type::String),
+        ("host", Type::String),
+        ("port", Type::Number),
+        ("role", Type::String),
+        ("status", Type::String),
+        ("replication_delay_bytes", Type::Number),
+    ])
+}
+
+pub fn schema() -> Schema {
+    let block = Block::new(
+        "One highly available PostgreSQL node group: a primary and `standbys` streaming replicas managed \
+         by repmgr (repmgrd promotes a standby when the primary dies), with Pgpool-II in front for \
+         read/write splitting. The `local` target runs every process on the machine running Terraform, \
+         under `base_dir`, as the unprivileged `postgres` user when Terraform runs as root, detached from \
+         Terraform so that Ctrl-C or the provider exiting never stops them.\n\n\
+         A failover is not drift: the group is healthy with another primary. A node that is down, \
+         detached in pgpool, not replicating, or an old primary that came back (`fenced`) is drift: the \
+         plan shows `nodes` as known after apply, and apply repairs it (restart, `repmgr node rejoin \
+         --force-rewind`, or a fresh clone; then `pcp_attach_node`).\n\n\
+         **Destroy** stops every process of the group and deletes `base_dir`, and is refused while \
+         `deletion_protection` is on.",
+    )
+    .attribute(Attribute::computed("id", Type::String).describe("The group's base directory.").use_state_for_unknown())
+    .attribute(
+        Attribute::required("name", Type::String)
+            .describe("A name for the group, used in logs and messages.")
+            .validate(group_name()),
+    )
+    .attribute(
+        Attribute::optional("target", Type::String)
+            .describe("Where the group runs. Only `local` (processes on this machine) is available yet. Defaults to `local`.")
+            .validate(one_of(TARGETS))
+            .default("local")
+            .requires_replace(),
+    )
+    .attribute(
+        Attribute::required("base_dir", Type::String)
+            .describe("Absolute directory holding every data directory, configuration file, socket and log of the group. Created when missing; it must be empty or hold this group.")
+            .validate(BaseDir)
+            .requires_replace(),
+    )
+    .attribute(
+        Attribute::optional("standbys", Type::Number)
+            .describe(format!("Number of standbys besides the primary, 0 to {MAX_STANDBYS}. Defaults to `2`."))
+            .validate(int_between(0, MAX_STANDBYS as i64))
+            .default(Value::int(2)),
+    )
+    .attribute(
+        Attribute::optional_computed("port_base", Type::Number)
+            .describe(format!(
+                "First of {} consecutive loopback ports: pgpool, pcp, then one per node slot. Chosen among free ports when omitted, and kept.",
+                super::layout::PORTS_PER_GROUP
+            ))
+            .validate(int_between(1024, 65535 - super::layout::PORTS_PER_GROUP as i64 + 1))
+            .use_state_for_unknown()
+            .requires_replace(),
+    )
+    .attribute(
+        Attribute::optional("postgresql_settings", Type::map(Type::String))
+            .describe("PostgreSQL parameters written into every node's configuration file (outside the data directory, so failover, rejoin and re-clone keep them). Applied with a reload; a change to a parameter that needs a restart restarts the nodes.")
+            .validate(PostgresqlSettings),
+    )
+    .attribute(
+        Attribute::optional("preload_libraries", Type::list(Type::String))
+            .describe("Libraries for `shared_preload_libraries` besides `repmgr` (always loaded). `citus` is put first, as Citus requires, and switches `wal_level` to `logical`.")
+            .validate(LibraryNames),
+    )
+    .attribute(
+        Attribute::optional("synchronous_replication", Type::Bool)
+            .describe("Acknowledge a commit only once a standby has it (`synchronous_standby_names = 'ANY 1 (...)'`), so no acknowledged write is lost on failover. Needs at least one standby. Defaults to `false`.")
+            .default(false),
+    )
+    .attribute(
+        Attribute::optional("deletion_protection", Type::Bool)
+            .describe("Refuse to destroy the group (and delete its data). Defaults to `true`.")
+            .default(true),
+    )
+    .attribute(Attribute::computed("endpoint_host", Type::String).describe("Host of the pgpool endpoint applications connect to.").use_state_for_unknown())
+    .attribute(Attribute::computed("endpoint_port", Type::Number).describe("Port of the pgpool endpoint.").use_state_for_unknown())
+    .attribute(Attribute::computed("primary", Type::String).describe("Name of the node that is the primary now (changes on failover, which is not drift)."))
+    .attribute(Attribute::computed("pgpool_status", Type::String).describe("`up` when pgpool answers on the endpoint, `down` otherwise."))
+    .attribute(
+        Attribute::computed("nodes", Type::list(node_type()))
+            .describe("Every node: `name`, direct `host` and `port`, `role` (`primary`, `standby` or `unknown`), `status` (`up`, `down`, `detached` in pgpool, `not_replicating`, `unmonitored` when its repmgrd is not running, `fenced` for an old primary that came back) and `replication_delay_bytes` (on standbys)."),
+    )
+    .block(pgpool_block())
+    .block(failover_block())
+    .block(timeouts::block(&["create", "update", "delete"]));
+    Schema::new(0, block)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setting_names() {
+        assert!(is_setting_name("work_mem"));
+        assert!(is_setting_name("citus.shard_count"));
+        assert!(!is_setting_name("Work_mem"));
+        assert!(!is_setting_name("a.b.c"));
+        assert!(!is_setting_name("x'; drop"));
+        assert!(!is_setting_name(""));
+    }
+
+    #[test]
+    fn reserved_and_bad_settings_are_reported_at_their_key() {
+        let mut diags = Diagnostics::new();
+        let value = Value::Map(
+            [("port".to_string(), Value::string("1")), ("bad name".to_string(), Value::string("1")), ("work_mem".to_string(), Value::string("64MB"))]
+                .into_iter()
+                .collect(),
+        );
+        PostgresqlSettings.validate(&value, &AttrPath::root("postgresql_settings"), &mut diags);
+        let paths: Vec<String> = diags.iter().map(|d| d.path.as_ref().unwrap().to_string()).collect();
+        assert_eq!(paths, ["postgresql_settings[\"bad name\"]", "postgresql_settings[\"port\"]"]);
+    }
+
+    #[test]
+    fn base_dir_must_be_plain_and_short() {
+        let mut diags = Diagnostics::new();
+        BaseDir.validate(&Value::string("/tmp/ok"), &AttrPath::root("base_dir"), &mut diags);
+        assert!(!diags.has_errors());
+        BaseDir.validate(&Value::string(format!("/{}", "a".repeat(100))), &AttrPath::root("base_dir"), &mut diags);
+        BaseDir.validate(&Value::string("tmp/x"), &AttrPath::root("base_dir"), &mut diags);
+        assert_eq!(diags.iter().count(), 2);
+    }
+}
