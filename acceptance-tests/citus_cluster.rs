@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::harness::{require_citus, required_providers_hcl, wait_until, CitusCluster, PgInstance, Workdir};
+use crate::harness::{
+    require_citus, required_providers_hcl, wait_until, CitusCluster, PgInstance, Workdir,
+};
 
 struct WorkerDecl<'a> {
     name: &'a str,
@@ -15,18 +17,32 @@ fn config(coordinator: &PgInstance, workers: &[WorkerDecl], extra: &str) -> Stri
     config_with_mode(coordinator, workers, extra, "block_writes")
 }
 
-fn config_with_mode(coordinator: &PgInstance, workers: &[WorkerDecl], extra: &str, mode: &str) -> String {
+fn config_with_mode(
+    coordinator: &PgInstance,
+    workers: &[WorkerDecl],
+    extra: &str,
+    mode: &str,
+) -> String {
     let mut hcl = required_providers_hcl(&["citus"]);
     hcl.push_str(&format!(
         "provider \"citus\" {{\n  host = \"127.0.0.1\"\n  port = {}\n  username = \"postgres\"\n}}\n\n",
         coordinator.port()
     ));
     hcl.push_str("resource \"citus_cluster\" \"this\" {\n");
-    hcl.push_str(&format!("  coordinator {{\n    host = \"127.0.0.1\"\n    port = {}\n  }}\n", coordinator.port()));
+    hcl.push_str(&format!(
+        "  coordinator {{\n    host = \"127.0.0.1\"\n    port = {}\n  }}\n",
+        coordinator.port()
+    ));
     for w in workers {
-        hcl.push_str(&format!("  worker \"{}\" {{\n    host = \"127.0.0.1\"\n    port = {}\n  }}\n", w.name, w.node.port()));
+        hcl.push_str(&format!(
+            "  worker \"{}\" {{\n    host = \"127.0.0.1\"\n    port = {}\n  }}\n",
+            w.name,
+            w.node.port()
+        ));
     }
-    hcl.push_str(&format!("  rebalance {{\n    shard_transfer_mode = \"{mode}\"\n  }}\n"));
+    hcl.push_str(&format!(
+        "  rebalance {{\n    shard_transfer_mode = \"{mode}\"\n  }}\n"
+    ));
     hcl.push_str(extra);
     hcl.push_str("}\n");
     hcl
@@ -54,7 +70,10 @@ fn placements_on(coordinator: &PgInstance, port: u16) -> i64 {
 /// Count and an order-independent digest of every row of `events`.
 fn table_fingerprint(coordinator: &PgInstance) -> (String, String) {
     let rows = coordinator.sql("SELECT count(*)::text, md5(string_agg(id::text || ':' || payload, ',' ORDER BY id)) FROM events");
-    (rows[0][0].clone().unwrap(), rows[0][1].clone().unwrap_or_default())
+    (
+        rows[0][0].clone().unwrap(),
+        rows[0][1].clone().unwrap_or_default(),
+    )
 }
 
 fn create_events_table(coordinator: &PgInstance, rows: i64, shards: i64) {
@@ -75,7 +94,20 @@ fn citus_cluster_lifecycle_scale_out_scale_in_import() {
     let tf = Workdir::new("citus_cluster_lifecycle");
 
     // Three workers registered; the next plan is empty.
-    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    let three = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+        WorkerDecl {
+            name: "w3",
+            node: &w[2],
+        },
+    ];
     tf.write_config(&config(coord, &three, ""));
     tf.init();
     tf.apply_and_assert_idempotent();
@@ -88,21 +120,61 @@ fn citus_cluster_lifecycle_scale_out_scale_in_import() {
     tf.assert_plan_empty();
 
     // A fourth worker: shards move onto it in the same apply.
-    let four = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }, WorkerDecl { name: "w4", node: &w[3] }];
+    let four = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+        WorkerDecl {
+            name: "w3",
+            node: &w[2],
+        },
+        WorkerDecl {
+            name: "w4",
+            node: &w[3],
+        },
+    ];
     tf.write_config(&config(coord, &four, ""));
     tf.apply_and_assert_idempotent();
-    assert!(placements_on(coord, w[3].port()) > 0, "the new worker got no shards");
+    assert!(
+        placements_on(coord, w[3].port()) > 0,
+        "the new worker got no shards"
+    );
     assert_eq!(table_fingerprint(coord), before);
 
     // w2 leaves: drained, then removed; every row is still there.
-    let without_w2 = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w3", node: &w[2] }, WorkerDecl { name: "w4", node: &w[3] }];
+    let without_w2 = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w3",
+            node: &w[2],
+        },
+        WorkerDecl {
+            name: "w4",
+            node: &w[3],
+        },
+    ];
     tf.write_config(&config(coord, &without_w2, ""));
     tf.apply_and_assert_idempotent();
-    assert!(!registered_worker_ports(coord).contains(&w[1].port().to_string()), "w2 is still registered");
+    assert!(
+        !registered_worker_ports(coord).contains(&w[1].port().to_string()),
+        "w2 is still registered"
+    );
     assert_eq!(table_fingerprint(coord), before);
 
     // Import gives the same state.
-    tf.import_and_compare("citus_cluster.this", &format!("127.0.0.1:{}", coord.port()), &["rebalance", "timeouts"]);
+    tf.import_and_compare(
+        "citus_cluster.this",
+        &format!("127.0.0.1:{}", coord.port()),
+        &["rebalance", "timeouts"],
+    );
 
     // Destroy by default forgets the cluster and leaves every node registered.
     tf.destroy();
@@ -118,31 +190,65 @@ fn citus_cluster_drift_shows_in_plan_and_is_repaired() {
     let cluster = CitusCluster::start(2);
     let (coord, w) = (&cluster.coordinator, &cluster.workers);
     let tf = Workdir::new("citus_cluster_drift");
-    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    let two = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+    ];
     tf.write_config(&config(coord, &two, ""));
     tf.init();
     tf.apply_and_assert_idempotent();
 
     // Someone flips a property by hand: the plan shows it, apply repairs it.
-    coord.sql(&format!("SELECT citus_set_node_property('127.0.0.1', {}, 'shouldhaveshards', false)", w[1].port()));
+    coord.sql(&format!(
+        "SELECT citus_set_node_property('127.0.0.1', {}, 'shouldhaveshards', false)",
+        w[1].port()
+    ));
     let (code, plan) = tf.plan_exit_code(true);
-    assert_eq!(code, 2, "a hand-made change must show in the plan:\n{}", plan.stdout);
-    assert!(plan.stdout.contains("should_have_shards"), "{}", plan.stdout);
+    assert_eq!(
+        code, 2,
+        "a hand-made change must show in the plan:\n{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("should_have_shards"),
+        "{}",
+        plan.stdout
+    );
     tf.apply_and_assert_idempotent();
-    let flag = coord.sql(&format!("SELECT shouldhaveshards::text FROM pg_dist_node WHERE nodeport = {}", w[1].port()));
+    let flag = coord.sql(&format!(
+        "SELECT shouldhaveshards::text FROM pg_dist_node WHERE nodeport = {}",
+        w[1].port()
+    ));
     assert_eq!(flag[0][0].as_deref(), Some("true"));
 
     // A worker disabled by hand is drift too; apply activates it again.
-    coord.sql(&format!("SELECT citus_disable_node('127.0.0.1', {}, synchronous => true)", w[1].port()));
+    coord.sql(&format!(
+        "SELECT citus_disable_node('127.0.0.1', {}, synchronous => true)",
+        w[1].port()
+    ));
     let (code, plan) = tf.plan_exit_code(true);
-    assert_eq!(code, 2, "a disabled worker must show in the plan:\n{}", plan.stdout);
+    assert_eq!(
+        code, 2,
+        "a disabled worker must show in the plan:\n{}",
+        plan.stdout
+    );
     assert!(plan.stdout.contains("is_active"), "{}", plan.stdout);
     tf.apply_and_assert_idempotent();
-    let active = coord.sql(&format!("SELECT isactive::text FROM pg_dist_node WHERE nodeport = {}", w[1].port()));
+    let active = coord.sql(&format!(
+        "SELECT isactive::text FROM pg_dist_node WHERE nodeport = {}",
+        w[1].port()
+    ));
     assert_eq!(active[0][0].as_deref(), Some("true"));
 
     // Owned Citus settings reach every node; one node losing a setting is drift.
-    let setting = "  settings = {\n    \"citus.max_background_task_executors_per_node\" = \"2\"\n  }\n";
+    let setting =
+        "  settings = {\n    \"citus.max_background_task_executors_per_node\" = \"2\"\n  }\n";
     tf.write_config(&config(coord, &two, setting));
     tf.apply_and_assert_idempotent();
     for node in cluster.nodes() {
@@ -152,8 +258,17 @@ fn citus_cluster_drift_shows_in_plan_and_is_repaired() {
     w[0].sql("ALTER SYSTEM RESET citus.max_background_task_executors_per_node");
     w[0].sql("SELECT pg_reload_conf()");
     let (code, plan) = tf.plan_exit_code(true);
-    assert_eq!(code, 2, "a lost setting must show in the plan:\n{}", plan.stdout);
-    assert!(plan.stdout.contains("citus.max_background_task_executors_per_node"), "{}", plan.stdout);
+    assert_eq!(
+        code, 2,
+        "a lost setting must show in the plan:\n{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("citus.max_background_task_executors_per_node"),
+        "{}",
+        plan.stdout
+    );
     tf.apply_and_assert_idempotent();
     let value = w[0].sql("SELECT setting FROM pg_file_settings WHERE name = 'citus.max_background_task_executors_per_node' \
          AND sourcefile LIKE '%postgresql.auto.conf'");
@@ -176,7 +291,20 @@ fn citus_cluster_worker_down_is_reported_and_blocks_only_itself() {
     let cluster = CitusCluster::start(4);
     let (coord, w) = (&cluster.coordinator, &cluster.workers);
     let tf = Workdir::new("citus_cluster_worker_down");
-    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    let three = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+        WorkerDecl {
+            name: "w3",
+            node: &w[2],
+        },
+    ];
     tf.write_config(&config(coord, &three, ""));
     tf.init();
     tf.apply_and_assert_idempotent();
@@ -186,29 +314,78 @@ fn citus_cluster_worker_down_is_reported_and_blocks_only_itself() {
     w[2].stop();
     // The plan still works and reports the node.
     let (code, plan) = tf.plan_exit_code(true);
-    assert_eq!(code, 2, "plan must report the stopped worker:\n{}{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        code, 2,
+        "plan must report the stopped worker:\n{}{}",
+        plan.stdout, plan.stderr
+    );
     assert!(plan.stdout.contains("reachable"), "{}", plan.stdout);
 
     // Adding w4 while w3 is down: a clear error naming w3, nothing else changes.
-    let four = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }, WorkerDecl { name: "w4", node: &w[3] }];
+    let four = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+        WorkerDecl {
+            name: "w3",
+            node: &w[2],
+        },
+        WorkerDecl {
+            name: "w4",
+            node: &w[3],
+        },
+    ];
     tf.write_config(&config(coord, &four, ""));
     let failed = tf.apply_expect_error();
-    assert!(failed.stderr.contains("w3") && failed.stderr.contains("Node unreachable"), "{}", failed.stderr);
-    assert_eq!(registered_worker_ports(coord), before_nodes, "nothing may change while a node is down");
+    assert!(
+        failed.stderr.contains("w3") && failed.stderr.contains("Node unreachable"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        registered_worker_ports(coord),
+        before_nodes,
+        "nothing may change while a node is down"
+    );
 
     // Removing the stopped worker that holds the only placements: refused, tables named.
-    let without_w3 = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    let without_w3 = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+    ];
     tf.write_config(&config(coord, &without_w3, ""));
     let refused = tf.apply_expect_error();
-    assert!(refused.stderr.contains("events"), "the refusal must name the table:\n{}", refused.stderr);
-    assert!(refused.stderr.contains("citus_update_node"), "the refusal must offer the way out:\n{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("events"),
+        "the refusal must name the table:\n{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("citus_update_node"),
+        "the refusal must offer the way out:\n{}",
+        refused.stderr
+    );
     assert_eq!(registered_worker_ports(coord), before_nodes);
 
     // Back up: the removal drains and converges.
     w[2].start();
     tf.apply_and_assert_idempotent();
     assert_eq!(registered_worker_ports(coord).len(), 2);
-    assert_eq!(coord.sql("SELECT count(*)::text FROM events")[0][0].as_deref(), Some("2000"));
+    assert_eq!(
+        coord.sql("SELECT count(*)::text FROM events")[0][0].as_deref(),
+        Some("2000")
+    );
 }
 
 #[test]
@@ -219,7 +396,20 @@ fn citus_cluster_killed_during_drain_converges_on_next_apply() {
     let cluster = CitusCluster::start(3);
     let (coord, w) = (&cluster.coordinator, &cluster.workers);
     let tf = Workdir::new("citus_cluster_killed_during_drain");
-    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    let three = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+        WorkerDecl {
+            name: "w3",
+            node: &w[2],
+        },
+    ];
     // Logical moves take seconds each: long enough to kill Terraform mid-drain.
     tf.write_config(&config_with_mode(coord, &three, "", "force_logical"));
     tf.init();
@@ -227,11 +417,22 @@ fn citus_cluster_killed_during_drain_converges_on_next_apply() {
     create_events_table(coord, 5_000, 12);
     let before = table_fingerprint(coord);
 
-    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    let two = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+    ];
     tf.write_config(&config_with_mode(coord, &two, "", "force_logical"));
     let mut apply = tf.spawn(&["apply", "-auto-approve", "-input=false", "-no-color"]);
     wait_until("a drain job to run", Duration::from_secs(120), || {
-        let rows = coord.sql("SELECT count(*)::text FROM pg_dist_background_task WHERE status::text = 'running'");
+        let rows = coord.sql(
+            "SELECT count(*)::text FROM pg_dist_background_task WHERE status::text = 'running'",
+        );
         rows[0][0].as_deref() != Some("0")
     });
     crate::harness::process::kill_process_group(&apply);
@@ -240,7 +441,11 @@ fn citus_cluster_killed_during_drain_converges_on_next_apply() {
     // The next apply adopts or finishes the job and converges.
     tf.apply_and_assert_idempotent();
     assert!(!registered_worker_ports(coord).contains(&w[2].port().to_string()));
-    assert_eq!(table_fingerprint(coord), before, "rows changed across the interrupted drain");
+    assert_eq!(
+        table_fingerprint(coord),
+        before,
+        "rows changed across the interrupted drain"
+    );
 }
 
 #[test]
@@ -249,17 +454,41 @@ fn citus_cluster_bad_input_is_rejected_at_plan_time() {
     let tf = Workdir::new("citus_cluster_bad_input");
     let head = required_providers_hcl(&["citus"]);
     let cases = [
-        ("port = 70000", "worker \"w1\" {\n host = \"127.0.0.1\"\n port = 70000\n }", "worker[\"w1\"].port"),
-        ("empty host", "worker \"w1\" {\n host = \"\"\n }", "must not be empty"),
-        ("bad name", "worker \"w 1\" {\n host = \"10.0.0.1\"\n }", "Invalid name"),
+        (
+            "port = 70000",
+            "worker \"w1\" {\n host = \"127.0.0.1\"\n port = 70000\n }",
+            "worker[\"w1\"].port",
+        ),
+        (
+            "empty host",
+            "worker \"w1\" {\n host = \"\"\n }",
+            "must not be empty",
+        ),
+        (
+            "bad name",
+            "worker \"w 1\" {\n host = \"10.0.0.1\"\n }",
+            "Invalid name",
+        ),
         (
             "duplicate address",
             "worker \"w1\" {\n host = \"10.0.0.1\"\n }\n worker \"w2\" {\n host = \"10.0.0.1\"\n }",
             "Duplicate node address",
         ),
-        ("duplicate name", "worker \"w1\" {\n host = \"10.0.0.1\"\n }\n worker \"w1\" {\n host = \"10.0.0.2\"\n }", "Duplicate worker block"),
-        ("bad transfer mode", "rebalance {\n shard_transfer_mode = \"fast\"\n }", "shard_transfer_mode must be one of"),
-        ("not a citus setting", "settings = {\n \"work_mem\" = \"1GB\"\n }", "Not a Citus setting"),
+        (
+            "duplicate name",
+            "worker \"w1\" {\n host = \"10.0.0.1\"\n }\n worker \"w1\" {\n host = \"10.0.0.2\"\n }",
+            "Duplicate worker block",
+        ),
+        (
+            "bad transfer mode",
+            "rebalance {\n shard_transfer_mode = \"fast\"\n }",
+            "shard_transfer_mode must be one of",
+        ),
+        (
+            "not a citus setting",
+            "settings = {\n \"work_mem\" = \"1GB\"\n }",
+            "Not a Citus setting",
+        ),
     ];
     for (what, body, expected) in cases {
         tf.write_config(&format!(
@@ -270,7 +499,11 @@ fn citus_cluster_bad_input_is_rejected_at_plan_time() {
         }
         let out = tf.run(&["plan", "-input=false", "-no-color"]);
         assert_ne!(out.code(), 0, "{what}: plan must fail");
-        assert!(out.stderr.contains(expected), "{what}: expected {expected:?} in:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "{what}: expected {expected:?} in:\n{}",
+            out.stderr
+        );
     }
 
     // An unreachable coordinator is reported at plan time, naming the attribute.
@@ -283,7 +516,11 @@ fn citus_cluster_bad_input_is_rejected_at_plan_time() {
     ));
     let out = tf.run(&["plan", "-input=false", "-no-color"]);
     assert_ne!(out.code(), 0);
-    assert!(out.stderr.contains("Cannot connect to the coordinator"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Cannot connect to the coordinator"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("coordinator"), "{}", out.stderr);
 }
 
@@ -296,7 +533,16 @@ fn citus_cluster_read_replica_joins_its_workers_group() {
     let (coord, w) = (&cluster.coordinator, &cluster.workers);
     let replica = PgInstance::standby_of(&w[0]);
     let tf = Workdir::new("citus_cluster_read_replica");
-    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    let two = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+    ];
     let with_replica = config(coord, &two, "").replace(
         &format!("port = {}\n  }}\n  worker \"w2\"", w[0].port()),
         &format!(
@@ -305,7 +551,10 @@ fn citus_cluster_read_replica_joins_its_workers_group() {
             replica.port()
         ),
     );
-    assert!(with_replica.contains("read_replica"), "test config lacks the replica:\n{with_replica}");
+    assert!(
+        with_replica.contains("read_replica"),
+        "test config lacks the replica:\n{with_replica}"
+    );
     tf.write_config(&with_replica);
     tf.init();
     tf.apply_and_assert_idempotent();
@@ -315,26 +564,46 @@ fn citus_cluster_read_replica_joins_its_workers_group() {
         w[0].port(),
         replica.port()
     ));
-    assert_eq!(secondary, vec![vec![Some("secondary".into()), Some("true".into())]]);
+    assert_eq!(
+        secondary,
+        vec![vec![Some("secondary".into()), Some("true".into())]]
+    );
     let values = tf.resource_values("citus_cluster.this");
-    assert_eq!(values["worker"]["w1"]["read_replica"][0]["port"], serde_json::json!(replica.port()));
+    assert_eq!(
+        values["worker"]["w1"]["read_replica"][0]["port"],
+        serde_json::json!(replica.port())
+    );
 
     // Dropping the replica from the configuration deregisters it.
     tf.write_config(&config(coord, &two, ""));
     tf.apply_and_assert_idempotent();
-    let left = coord.sql(&format!("SELECT count(*)::text FROM pg_dist_node WHERE nodeport = {}", replica.port()));
+    let left = coord.sql(&format!(
+        "SELECT count(*)::text FROM pg_dist_node WHERE nodeport = {}",
+        replica.port()
+    ));
     assert_eq!(left[0][0].as_deref(), Some("0"));
 }
 
 #[test]
 fn citus_cluster_ctrl_c_during_rebalance_stops_waiting_and_leaves_the_job_running() {
-    if !require_citus("citus_cluster_ctrl_c_during_rebalance_stops_waiting_and_leaves_the_job_running") {
+    if !require_citus(
+        "citus_cluster_ctrl_c_during_rebalance_stops_waiting_and_leaves_the_job_running",
+    ) {
         return;
     }
     let cluster = CitusCluster::start(3);
     let (coord, w) = (&cluster.coordinator, &cluster.workers);
     let tf = Workdir::new("citus_cluster_ctrl_c");
-    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    let two = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+    ];
     tf.write_config(&config_with_mode(coord, &two, "", "force_logical"));
     tf.init();
     tf.apply_and_assert_idempotent();
@@ -342,11 +611,26 @@ fn citus_cluster_ctrl_c_during_rebalance_stops_waiting_and_leaves_the_job_runnin
     let before = table_fingerprint(coord);
 
     // A third worker: a logical rebalance of several shards, seconds per move.
-    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
+    let three = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+        WorkerDecl {
+            name: "w3",
+            node: &w[2],
+        },
+    ];
     tf.write_config(&config_with_mode(coord, &three, "", "force_logical"));
     let mut apply = tf.spawn(&["apply", "-auto-approve"]);
     wait_until("a rebalance task to run", Duration::from_secs(120), || {
-        let rows = coord.sql("SELECT count(*)::text FROM pg_dist_background_task WHERE status::text = 'running'");
+        let rows = coord.sql(
+            "SELECT count(*)::text FROM pg_dist_background_task WHERE status::text = 'running'",
+        );
         rows[0][0].as_deref() != Some("0")
     });
     // Ctrl-C reaches the whole foreground process group.
@@ -357,11 +641,18 @@ fn citus_cluster_ctrl_c_during_rebalance_stops_waiting_and_leaves_the_job_runnin
     let status = apply.wait().expect("terraform exits");
     let waited = interrupted.elapsed();
     eprintln!("terraform exited {waited:?} after Ctrl-C with {status}");
-    assert!(waited < Duration::from_secs(15), "Stop must end the provider's waiting promptly, took {waited:?}");
+    assert!(
+        waited < Duration::from_secs(15),
+        "Stop must end the provider's waiting promptly, took {waited:?}"
+    );
     let active = coord.sql(
         "SELECT count(*)::text FROM pg_dist_background_job WHERE state::text IN ('scheduled', 'running')",
     );
-    assert_eq!(active[0][0].as_deref(), Some("1"), "the server-side job must keep running after Ctrl-C");
+    assert_eq!(
+        active[0][0].as_deref(),
+        Some("1"),
+        "the server-side job must keep running after Ctrl-C"
+    );
 
     // The next apply adopts the job and converges.
     tf.apply_and_assert_idempotent();
@@ -377,7 +668,16 @@ fn citus_cluster_deregister_on_destroy_refuses_while_workers_hold_shards() {
     let cluster = CitusCluster::start(2);
     let (coord, w) = (&cluster.coordinator, &cluster.workers);
     let tf = Workdir::new("citus_cluster_deregister");
-    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    let two = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+    ];
     tf.write_config(&config(coord, &two, "  deregister_on_destroy = true\n"));
     tf.init();
     tf.apply_and_assert_idempotent();
@@ -385,15 +685,24 @@ fn citus_cluster_deregister_on_destroy_refuses_while_workers_hold_shards() {
 
     // Workers hold placements: destroy refuses, names the table, removes nothing.
     let refused = tf.run(&["destroy", "-auto-approve"]);
-    assert!(!refused.success(), "destroy must refuse while workers hold shards");
+    assert!(
+        !refused.success(),
+        "destroy must refuse while workers hold shards"
+    );
     assert!(refused.stderr.contains("events"), "{}", refused.stderr);
     assert_eq!(registered_worker_ports(coord).len(), 2);
 
     // Without distributed data, destroy deregisters every worker.
     coord.sql("SELECT undistribute_table('events')");
     tf.destroy();
-    assert!(registered_worker_ports(coord).is_empty(), "workers are still registered");
-    assert_eq!(coord.sql("SELECT count(*)::text FROM events")[0][0].as_deref(), Some("1000"));
+    assert!(
+        registered_worker_ports(coord).is_empty(),
+        "workers are still registered"
+    );
+    assert_eq!(
+        coord.sql("SELECT count(*)::text FROM events")[0][0].as_deref(),
+        Some("1000")
+    );
 }
 
 #[test]
@@ -404,19 +713,48 @@ fn citus_cluster_rebalancing_can_be_switched_off() {
     let cluster = CitusCluster::start(3);
     let (coord, w) = (&cluster.coordinator, &cluster.workers);
     let tf = Workdir::new("citus_cluster_rebalance_off");
-    let two = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }];
+    let two = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+    ];
     tf.write_config(&config(coord, &two, ""));
     tf.init();
     tf.apply_and_assert_idempotent();
     create_events_table(coord, 1_000, 8);
 
     // With rebalancing off, a new worker joins empty and the pending moves are only reported.
-    let three = [WorkerDecl { name: "w1", node: &w[0] }, WorkerDecl { name: "w2", node: &w[1] }, WorkerDecl { name: "w3", node: &w[2] }];
-    let off = config(coord, &three, "").replace("  rebalance {\n", "  rebalance {\n    enabled = false\n");
+    let three = [
+        WorkerDecl {
+            name: "w1",
+            node: &w[0],
+        },
+        WorkerDecl {
+            name: "w2",
+            node: &w[1],
+        },
+        WorkerDecl {
+            name: "w3",
+            node: &w[2],
+        },
+    ];
+    let off = config(coord, &three, "")
+        .replace("  rebalance {\n", "  rebalance {\n    enabled = false\n");
     tf.write_config(&off);
     tf.apply_and_assert_idempotent();
-    assert_eq!(placements_on(coord, w[2].port()), 0, "no shard may move while rebalancing is off");
-    let pending = tf.resource_values("citus_cluster.this")["pending_rebalance_moves"].as_i64().unwrap();
+    assert_eq!(
+        placements_on(coord, w[2].port()),
+        0,
+        "no shard may move while rebalancing is off"
+    );
+    let pending = tf.resource_values("citus_cluster.this")["pending_rebalance_moves"]
+        .as_i64()
+        .unwrap();
     assert!(pending > 0, "the pending moves must be reported");
 
     // Switched back on: the plan shows the rebalance, and apply runs it.

@@ -3,7 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{require_citus, required_providers_hcl, start_instances, wait_until, CitusCluster, PgInstance, PgOptions, Workdir};
+use crate::harness::{
+    require_citus, required_providers_hcl, start_instances, wait_until, CitusCluster, PgInstance,
+    PgOptions, Workdir,
+};
 
 fn provider_block(coordinator: &PgInstance) -> String {
     format!(
@@ -36,9 +39,12 @@ fn one_value(node: &PgInstance, query: &str) -> String {
 }
 
 fn shard_count(coordinator: &PgInstance, table: &str) -> i64 {
-    one_value(coordinator, &format!("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = '{table}'::regclass"))
-        .parse()
-        .unwrap()
+    one_value(
+        coordinator,
+        &format!("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = '{table}'::regclass"),
+    )
+    .parse()
+    .unwrap()
 }
 
 /// Other tables in the table's colocation group.
@@ -77,14 +83,24 @@ fn citus_distributed_table_sentry_layout_end_to_end() {
     tf.init();
     tf.apply_and_assert_idempotent();
     assert_eq!(shard_count(coord, "nodestore_node"), 64);
-    assert_eq!(colocated_tables(coord, "nodestore_node"), 0, "nodestore_node must be colocated with no other table");
+    assert_eq!(
+        colocated_tables(coord, "nodestore_node"),
+        0,
+        "nodestore_node must be colocated with no other table"
+    );
     let workers_with_shards = one_value(
         coord,
         "SELECT count(DISTINCT p.groupid) FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid) \
          WHERE s.logicalrelid = 'nodestore_node'::regclass",
     );
     assert_eq!(workers_with_shards, "6");
-    assert_eq!(one_value(coord, "SELECT count(*) FROM get_rebalance_table_shards_plan()"), "0");
+    assert_eq!(
+        one_value(
+            coord,
+            "SELECT count(*) FROM get_rebalance_table_shards_plan()"
+        ),
+        "0"
+    );
 
     coord.sql(
         "INSERT INTO nodestore_node SELECT md5(g::text), repeat(md5(g::text), 4), now() - g * interval '1 minute' \
@@ -96,25 +112,46 @@ fn citus_distributed_table_sentry_layout_end_to_end() {
     tf.write_config(&sentry_config(&cluster, 32));
     let (code, plan) = tf.plan_exit_code(true);
     assert_eq!(code, 2);
-    assert!(plan.stdout.contains("update in-place") && !plan.stdout.contains("must be replaced"), "{}", plan.stdout);
-    assert!(plan.stderr.contains("rewrites") || plan.stdout.contains("rewrites"), "the plan must warn of the rewrite:\n{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("update in-place") && !plan.stdout.contains("must be replaced"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stderr.contains("rewrites") || plan.stdout.contains("rewrites"),
+        "the plan must warn of the rewrite:\n{}{}",
+        plan.stdout,
+        plan.stderr
+    );
     tf.apply_and_assert_idempotent();
     assert_eq!(shard_count(coord, "nodestore_node"), 32);
     assert_eq!(colocated_tables(coord, "nodestore_node"), 0);
     assert_eq!(nodestore_fingerprint(coord), before);
 
     // Import by name reproduces the state.
-    tf.import_and_compare(NODESTORE, "public.nodestore_node", &["create_if_missing", "timeouts"]);
+    tf.import_and_compare(
+        NODESTORE,
+        "public.nodestore_node",
+        &["create_if_missing", "timeouts"],
+    );
 
     // Changes made by hand show up as plans, and apply puts them back.
     coord.sql("SELECT alter_distributed_table('nodestore_node', shard_count := 8, colocate_with := 'none')");
     let (code, plan) = tf.plan_exit_code(true);
-    assert_eq!(code, 2, "a hand-made shard count change must show:\n{}", plan.stdout);
+    assert_eq!(
+        code, 2,
+        "a hand-made shard count change must show:\n{}",
+        plan.stdout
+    );
     tf.apply_and_assert_idempotent();
     assert_eq!(shard_count(coord, "nodestore_node"), 32);
     coord.sql("SELECT undistribute_table('nodestore_node')");
     let (code, plan) = tf.plan_exit_code(true);
-    assert_eq!(code, 2, "an undistributed table must show:\n{}", plan.stdout);
+    assert_eq!(
+        code, 2,
+        "an undistributed table must show:\n{}",
+        plan.stdout
+    );
     tf.apply_and_assert_idempotent();
     assert_eq!(shard_count(coord, "nodestore_node"), 32);
     assert_eq!(nodestore_fingerprint(coord), before);
@@ -140,7 +177,10 @@ fn registered_cluster(workers: usize) -> CitusCluster {
         node.sql("CREATE EXTENSION citus");
     }
     let coord = &cluster.coordinator;
-    coord.sql(&format!("SELECT citus_set_coordinator_host('127.0.0.1', {})", coord.port()));
+    coord.sql(&format!(
+        "SELECT citus_set_coordinator_host('127.0.0.1', {})",
+        coord.port()
+    ));
     for w in &cluster.workers {
         coord.sql(&format!("SELECT citus_add_node('127.0.0.1', {})", w.port()));
     }
@@ -167,7 +207,13 @@ fn citus_distributed_table_undistribute_on_destroy_brings_rows_back() {
     // Distributing copied the rows into the shards; the local copy is left alone.
     assert_eq!(one_value(coord, "SELECT count(*) FROM events"), "3000");
     tf.destroy();
-    assert_eq!(one_value(coord, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass"), "0");
+    assert_eq!(
+        one_value(
+            coord,
+            "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass"
+        ),
+        "0"
+    );
     assert_eq!(one_value(coord, "SELECT count(*) FROM events"), "3000");
 }
 
@@ -185,7 +231,12 @@ fn citus_distributed_table_bad_input_is_rejected_with_paths() {
         }
         let out = tf.run(&["plan", "-input=false"]);
         assert!(!out.success());
-        assert!(out.stderr.contains("shard_count must be a whole number between 1 and 64000"), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("shard_count must be a whole number between 1 and 64000"),
+            "{}",
+            out.stderr
+        );
     }
 
     if !require_citus("citus_distributed_table_bad_input_is_rejected_with_paths") {
@@ -219,26 +270,43 @@ fn citus_distributed_table_bad_input_is_rejected_with_paths() {
         tf.write_config(&table_config(coord, body));
         let out = tf.run(&["plan", "-input=false"]);
         assert!(!out.success(), "{what}: plan must fail");
-        assert!(out.stderr.contains(expected), "{what}: expected {expected:?} in:\n{}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "{what}: expected {expected:?} in:\n{}",
+            out.stderr
+        );
     }
     // Nothing changed in the database.
-    assert_eq!(one_value(coord, "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass"), "0");
+    assert_eq!(
+        one_value(
+            coord,
+            "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass"
+        ),
+        "0"
+    );
     let tables_after = one_value(coord, "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace");
     assert_eq!(tables_before, tables_after);
 }
 
 #[test]
 fn citus_distributed_table_refresh_sends_the_same_statements_for_64_and_4096_shards() {
-    if !require_citus("citus_distributed_table_refresh_sends_the_same_statements_for_64_and_4096_shards") {
+    if !require_citus(
+        "citus_distributed_table_refresh_sends_the_same_statements_for_64_and_4096_shards",
+    ) {
         return;
     }
-    let logged = PgOptions::citus().setting("log_statement", "all").setting("log_line_prefix", "%a|");
+    let logged = PgOptions::citus()
+        .setting("log_statement", "all")
+        .setting("log_line_prefix", "%a|");
     let mut nodes = start_instances(3, &logged);
     let coord = nodes.remove(0);
     for node in std::iter::once(&coord).chain(&nodes) {
         node.sql("CREATE EXTENSION citus");
     }
-    coord.sql(&format!("SELECT citus_set_coordinator_host('127.0.0.1', {})", coord.port()));
+    coord.sql(&format!(
+        "SELECT citus_set_coordinator_host('127.0.0.1', {})",
+        coord.port()
+    ));
     for w in &nodes {
         coord.sql(&format!("SELECT citus_add_node('127.0.0.1', {})", w.port()));
     }
@@ -249,7 +317,9 @@ fn citus_distributed_table_refresh_sends_the_same_statements_for_64_and_4096_sha
         let tf = Workdir::new(&format!("citus_distributed_table_refresh_{shards}"));
         tf.write_config(&table_config(
             &coord,
-            &format!("  table = \"{table}\"\n  distribution_column = \"id\"\n  shard_count = {shards}"),
+            &format!(
+                "  table = \"{table}\"\n  distribution_column = \"id\"\n  shard_count = {shards}"
+            ),
         ));
         tf.init();
         tf.apply();
@@ -259,13 +329,18 @@ fn citus_distributed_table_refresh_sends_the_same_statements_for_64_and_4096_sha
         let log = std::fs::read(coord.log_path()).unwrap();
         let statements = String::from_utf8_lossy(&log[log_before..])
             .lines()
-            .filter(|l| l.starts_with("shardform|") && (l.contains("statement: ") || l.contains("execute ")))
+            .filter(|l| {
+                l.starts_with("shardform|") && (l.contains("statement: ") || l.contains("execute "))
+            })
             .count();
         eprintln!("refresh of {shards} shards: {statements} statements from the provider");
         counts.push(statements);
     }
     assert!(counts[0] > 0, "no provider statements were logged");
-    assert_eq!(counts[0], counts[1], "a refresh must cost the same whatever the shard count");
+    assert_eq!(
+        counts[0], counts[1],
+        "a refresh must cost the same whatever the shard count"
+    );
 }
 
 #[test]
@@ -277,46 +352,79 @@ fn citus_distributed_table_killed_during_shard_count_change_converges() {
     let coord = &cluster.coordinator;
     coord.sql("CREATE TABLE events (id bigint PRIMARY KEY, payload text)");
     let tf = Workdir::new("citus_distributed_table_killed");
-    let body = |n: i64| format!("  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = {n}\n  colocate_with = \"none\"");
+    let body = |n: i64| {
+        format!("  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = {n}\n  colocate_with = \"none\"")
+    };
     tf.write_config(&table_config(coord, &body(64)));
     tf.init();
     tf.apply_and_assert_idempotent();
-    coord.sql("INSERT INTO events SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 200000) g");
-    let before = one_value(coord, "SELECT count(*) || ':' || sum(length(payload)) FROM events");
+    coord.sql(
+        "INSERT INTO events SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 200000) g",
+    );
+    let before = one_value(
+        coord,
+        "SELECT count(*) || ':' || sum(length(payload)) FROM events",
+    );
 
     tf.write_config(&table_config(coord, &body(32)));
     let mut apply = tf.spawn(&["apply", "-auto-approve"]);
-    wait_until("alter_distributed_table to run", Duration::from_secs(120), || {
-        one_value(coord, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%alter_distributed_table%' AND application_name = 'shardform'") != "0"
-    });
+    wait_until(
+        "alter_distributed_table to run",
+        Duration::from_secs(120),
+        || {
+            one_value(coord, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%alter_distributed_table%' AND application_name = 'shardform'") != "0"
+        },
+    );
     crate::harness::process::kill_process_group(&apply);
     let _ = apply.wait();
 
     tf.apply_and_assert_idempotent();
     assert_eq!(shard_count(coord, "events"), 32);
     assert_eq!(colocated_tables(coord, "events"), 0);
-    assert_eq!(one_value(coord, "SELECT count(*) || ':' || sum(length(payload)) FROM events"), before);
+    assert_eq!(
+        one_value(
+            coord,
+            "SELECT count(*) || ':' || sum(length(payload)) FROM events"
+        ),
+        before
+    );
 }
 
 #[test]
 fn citus_distributed_table_read_with_a_worker_down_reports_what_it_could_not_read() {
-    if !require_citus("citus_distributed_table_read_with_a_worker_down_reports_what_it_could_not_read") {
+    if !require_citus(
+        "citus_distributed_table_read_with_a_worker_down_reports_what_it_could_not_read",
+    ) {
         return;
     }
     let cluster = registered_cluster(2);
     let coord = &cluster.coordinator;
     coord.sql("CREATE TABLE events (id bigint PRIMARY KEY, payload text)");
     let tf = Workdir::new("citus_distributed_table_worker_down");
-    tf.write_config(&table_config(coord, "  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = 8"));
+    tf.write_config(&table_config(
+        coord,
+        "  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = 8",
+    ));
     tf.init();
     tf.apply_and_assert_idempotent();
     let sizes = tf.resource_values("citus_distributed_table.t")["placements"].clone();
-    assert_eq!(sizes.as_object().map(|m| m.len()), Some(2), "placements on both workers: {sizes}");
+    assert_eq!(
+        sizes.as_object().map(|m| m.len()),
+        Some(2),
+        "placements on both workers: {sizes}"
+    );
 
     cluster.workers[1].stop();
     let (code, plan) = tf.plan_exit_code(true);
-    assert_eq!(code, 0, "a worker down must not fail or change the plan:\n{}{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        code, 0,
+        "a worker down must not fail or change the plan:\n{}{}",
+        plan.stdout, plan.stderr
+    );
     let output = format!("{}{}", plan.stdout, plan.stderr);
-    assert!(output.contains("Shard sizes unavailable"), "the read must say what it could not read:\n{output}");
+    assert!(
+        output.contains("Shard sizes unavailable"),
+        "the read must say what it could not read:\n{output}"
+    );
     cluster.workers[1].start();
 }

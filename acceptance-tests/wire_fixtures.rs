@@ -24,7 +24,8 @@ const TYPES_FILE: &str = "types.json";
 fn recorded_type(type_name: &str) -> Type {
     let text = fs::read_to_string(fixture_dir().join(TYPES_FILE)).expect("fixture types file");
     let types: serde_json::Value = serde_json::from_str(&text).expect("fixture types are JSON");
-    Type::from_json(&types[type_name]).unwrap_or_else(|e| panic!("fixture type of {type_name}: {e}"))
+    Type::from_json(&types[type_name])
+        .unwrap_or_else(|e| panic!("fixture type of {type_name}: {e}"))
 }
 
 fn current_type(type_name: &str) -> Type {
@@ -46,7 +47,12 @@ fn parse_name(path: &Path) -> (String, String, String, String) {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let parts: Vec<&str> = name.split('.').collect();
     assert_eq!(parts.len(), 5, "unexpected fixture name {name}");
-    (parts[0].into(), parts[1].into(), parts[2].into(), parts[4].into())
+    (
+        parts[0].into(),
+        parts[1].into(),
+        parts[2].into(),
+        parts[4].into(),
+    )
 }
 
 fn contains_unknown(v: &Value) -> bool {
@@ -61,7 +67,11 @@ fn terraform_fixtures_decode_and_reencode() {
         .filter(|p| !p.ends_with(TYPES_FILE))
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "expected captured fixtures, found {}", files.len());
+    assert!(
+        files.len() >= 10,
+        "expected captured fixtures, found {}",
+        files.len()
+    );
     let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut unknown_in_config = false;
     let mut unknown_in_planned = false;
@@ -73,14 +83,23 @@ fn terraform_fixtures_decode_and_reencode() {
         let value = if ext == "json" {
             cty::decode_json(&bytes, &ty).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         } else {
-            let value = cty::decode_msgpack(&bytes, &ty).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let value = cty::decode_msgpack(&bytes, &ty)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             // Our encoder writes what Terraform wrote, byte for byte.
             let again = cty::encode_msgpack(&value, &ty).unwrap();
-            assert_eq!(again, bytes, "{}: re-encoding differs from Terraform's bytes", path.display());
+            assert_eq!(
+                again,
+                bytes,
+                "{}: re-encoding differs from Terraform's bytes",
+                path.display()
+            );
             value
         };
         *seen.entry((rpc.clone(), field.clone())).or_default() += 1;
-        if rpc == "PlanResourceChange" && field == "config" && value.attr("coordinator").attr("host").is_unknown() {
+        if rpc == "PlanResourceChange"
+            && field == "config"
+            && value.attr("coordinator").attr("host").is_unknown()
+        {
             unknown_in_config = true;
         }
         if rpc == "ApplyResourceChange" && field == "planned_state" && contains_unknown(&value) {
@@ -100,10 +119,19 @@ fn terraform_fixtures_decode_and_reencode() {
         ("ReadResource", "current_state"),
         ("UpgradeResourceState", "raw_state"),
     ] {
-        assert!(seen.contains_key(&(wanted.0.to_string(), wanted.1.to_string())), "no fixture for {wanted:?}");
+        assert!(
+            seen.contains_key(&(wanted.0.to_string(), wanted.1.to_string())),
+            "no fixture for {wanted:?}"
+        );
     }
-    assert!(unknown_in_config, "no fixture carries an unknown value in a config");
-    assert!(unknown_in_planned, "no fixture carries unknown computed values in a planned state");
+    assert!(
+        unknown_in_config,
+        "no fixture carries an unknown value in a config"
+    );
+    assert!(
+        unknown_in_planned,
+        "no fixture carries unknown computed values in a planned state"
+    );
     assert!(nil_prior_on_create, "no fixture carries a null prior state");
 }
 
@@ -150,8 +178,15 @@ fn capture_terraform_fixtures() {
         "provider": current_type("provider").to_json(),
         "citus_cluster": current_type("citus_cluster").to_json(),
     });
-    fs::write(out.join(TYPES_FILE), serde_json::to_string_pretty(&types).unwrap()).unwrap();
-    let mut captured: Vec<PathBuf> = fs::read_dir(&raw).unwrap().map(|e| e.unwrap().path()).collect();
+    fs::write(
+        out.join(TYPES_FILE),
+        serde_json::to_string_pretty(&types).unwrap(),
+    )
+    .unwrap();
+    let mut captured: Vec<PathBuf> = fs::read_dir(&raw)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     captured.sort_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).unwrap());
     let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
     let mut counters: BTreeMap<String, usize> = BTreeMap::new();

@@ -3,5 +3,8 @@
 use shardform::plugin::grpc::ProviderService;
 
 fn main() -> std::process::ExitCode {
-    shardform::plugin::run(ProviderService::new(shardform::longhorn::provider()), shardform::longhorn::REGISTRY_ADDRESS)
+    shardform::plugin::run(
+        ProviderService::new(shardform::longhorn::provider()),
+        shardform::longhorn::REGISTRY_ADDRESS,
+    )
 }

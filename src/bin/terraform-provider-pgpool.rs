@@ -3,5 +3,8 @@
 use shardform::plugin::grpc::ProviderService;
 
 fn main() -> std::process::ExitCode {
-    shardform::plugin::run(ProviderService::new(shardform::pgpool::provider()), shardform::pgpool::REGISTRY_ADDRESS)
+    shardform::plugin::run(
+        ProviderService::new(shardform::pgpool::provider()),
+        shardform::pgpool::REGISTRY_ADDRESS,
+    )
 }

@@ -37,7 +37,9 @@ pub fn attributes() -> Vec<Attribute> {
 }
 
 pub fn block() -> NestedBlock {
-    let mut block = Block::new("How the provider connects to the coordinator; overrides the provider's settings.");
+    let mut block = Block::new(
+        "How the provider connects to the coordinator; overrides the provider's settings.",
+    );
     block.attributes = attributes();
     NestedBlock::single("connection", block)
 }
@@ -54,28 +56,45 @@ impl ConnectionDefaults {
     /// Whether every provider-level value is known (some may come from
     /// resources not created yet, and are known only at apply).
     pub fn is_known(&self) -> bool {
-        self.0.read().expect("connection defaults lock").is_wholly_known()
+        self.0
+            .read()
+            .expect("connection defaults lock")
+            .is_wholly_known()
     }
 
     /// Settings for the coordinator: the resource's `connection` block first,
     /// then the provider's, then libpq-like defaults. `fallback_host` and
     /// `fallback_port` (the coordinator's registered address) apply when
     /// neither names a host or port.
-    pub fn resolve(&self, connection: &Value, fallback_host: &str, fallback_port: u16) -> ConnectionSettings {
+    pub fn resolve(
+        &self,
+        connection: &Value,
+        fallback_host: &str,
+        fallback_port: u16,
+    ) -> ConnectionSettings {
         let provider = self.0.read().expect("connection defaults lock").clone();
         let pick = |name: &str| -> Value {
             let own = connection.attr(name);
-            if own.is_null() { provider.attr(name).clone() } else { own.clone() }
+            if own.is_null() {
+                provider.attr(name).clone()
+            } else {
+                own.clone()
+            }
         };
         let string = |name: &str| pick(name).as_str().map(str::to_string);
         let defaults = ConnectionSettings::default();
         ConnectionSettings {
             host: string("host").unwrap_or_else(|| fallback_host.to_string()),
-            port: pick("port").as_i64().map(|p| p as u16).unwrap_or(fallback_port),
+            port: pick("port")
+                .as_i64()
+                .map(|p| p as u16)
+                .unwrap_or(fallback_port),
             database: string("database").unwrap_or(defaults.database),
             user: string("username").unwrap_or(defaults.user),
             password: string("password").map(Secret::new),
-            sslmode: string("sslmode").and_then(|s| SslMode::parse(&s)).unwrap_or_default(),
+            sslmode: string("sslmode")
+                .and_then(|s| SslMode::parse(&s))
+                .unwrap_or_default(),
             sslrootcert: string("sslrootcert"),
             sslcert: string("sslcert"),
             sslkey: string("sslkey"),

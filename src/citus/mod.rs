@@ -7,8 +7,8 @@ mod rebalance;
 mod retry;
 
 pub use cluster::ClusterResource;
-pub use distributed_table::DistributedTableResource;
 pub use connection::ConnectionDefaults;
+pub use distributed_table::DistributedTableResource;
 
 use std::sync::Arc;
 
@@ -24,7 +24,9 @@ pub struct CitusProvider {
 }
 
 pub fn provider() -> CitusProvider {
-    CitusProvider { defaults: Arc::new(ConnectionDefaults::default()) }
+    CitusProvider {
+        defaults: Arc::new(ConnectionDefaults::default()),
+    }
 }
 
 #[async_trait]

@@ -32,9 +32,17 @@ pub struct PendingMoves {
 pub enum RebalanceError {
     Sql(SqlError),
     /// The job ended in `failed` or `cancelled`.
-    JobFailed { job_id: i64, state: String, message: String },
+    JobFailed {
+        job_id: i64,
+        state: String,
+        message: String,
+    },
     /// Still running when the timeout passed or Stop came; the job is left running.
-    StillRunning { job_id: i64, reason: String, message: String },
+    StillRunning {
+        job_id: i64,
+        reason: String,
+        message: String,
+    },
 }
 
 impl std::fmt::Display for RebalanceError {
@@ -74,7 +82,10 @@ pub async fn active_job(client: &Client) -> Result<Option<i64>, SqlError> {
 
 /// Moves the rebalancer would make with `strategy` (one query; Citus asks each
 /// node for sizes once, not per shard).
-pub async fn pending_moves(client: &Client, strategy: Option<&str>) -> Result<PendingMoves, SqlError> {
+pub async fn pending_moves(
+    client: &Client,
+    strategy: Option<&str>,
+) -> Result<PendingMoves, SqlError> {
     let row = client
         .query_one(
             "SELECT count(*)::bigint, coalesce(sum(shard_size), 0)::bigint \
@@ -82,11 +93,18 @@ pub async fn pending_moves(client: &Client, strategy: Option<&str>) -> Result<Pe
             &[&strategy],
         )
         .await?;
-    Ok(PendingMoves { moves: row.get(0), bytes: row.get(1) })
+    Ok(PendingMoves {
+        moves: row.get(0),
+        bytes: row.get(1),
+    })
 }
 
 /// Starts a background rebalance; `None` when there is nothing to move.
-pub async fn start(client: &Client, options: &RebalanceOptions, drain_only: bool) -> Result<Option<i64>, SqlError> {
+pub async fn start(
+    client: &Client,
+    options: &RebalanceOptions,
+    drain_only: bool,
+) -> Result<Option<i64>, SqlError> {
     let row = client
         .query_one(
             "SELECT pg_catalog.citus_rebalance_start(rebalance_strategy := $1::text::name, drain_only := $2, \
@@ -98,19 +116,33 @@ pub async fn start(client: &Client, options: &RebalanceOptions, drain_only: bool
 }
 
 /// Waits until `job_id` is `finished`, surfacing the failing task's message.
-pub async fn wait(client: &Client, job_id: i64, stop: &StopSignal, timeout: Duration) -> Result<(), RebalanceError> {
+pub async fn wait(
+    client: &Client,
+    job_id: i64,
+    stop: &StopSignal,
+    timeout: Duration,
+) -> Result<(), RebalanceError> {
     log::info!("waiting for Citus rebalance job {job_id}");
-    let result = poll_until(stop, timeout, Duration::from_millis(500), "the Citus rebalance job", || async {
-        let state: String = client
-            .query_one("SELECT state::text FROM pg_catalog.pg_dist_background_job WHERE job_id = $1", &[&job_id])
-            .await?
-            .get(0);
-        Ok::<_, SqlError>(match state.as_str() {
-            "finished" => Some(Ok(())),
-            "failed" | "cancelled" => Some(Err(state)),
-            _ => None,
-        })
-    })
+    let result = poll_until(
+        stop,
+        timeout,
+        Duration::from_millis(500),
+        "the Citus rebalance job",
+        || async {
+            let state: String = client
+                .query_one(
+                    "SELECT state::text FROM pg_catalog.pg_dist_background_job WHERE job_id = $1",
+                    &[&job_id],
+                )
+                .await?
+                .get(0);
+            Ok::<_, SqlError>(match state.as_str() {
+                "finished" => Some(Ok(())),
+                "failed" | "cancelled" => Some(Err(state)),
+                _ => None,
+            })
+        },
+    )
     .await;
     match result {
         Ok(Ok(())) => {
@@ -119,19 +151,32 @@ pub async fn wait(client: &Client, job_id: i64, stop: &StopSignal, timeout: Dura
         }
         Ok(Err(state)) => {
             let message = last_task_message(client, job_id).await.unwrap_or_default();
-            Err(RebalanceError::JobFailed { job_id, state, message })
+            Err(RebalanceError::JobFailed {
+                job_id,
+                state,
+                message,
+            })
         }
         Err(WaitError::Failed(e)) => Err(e.into()),
-        Err(WaitError::Stopped) => Err(still_running(client, job_id, "the provider was asked to stop".into()).await),
-        Err(WaitError::TimedOut(t)) => {
-            Err(still_running(client, job_id, format!("not finished after {}s", t.as_secs())).await)
+        Err(WaitError::Stopped) => {
+            Err(still_running(client, job_id, "the provider was asked to stop".into()).await)
         }
+        Err(WaitError::TimedOut(t)) => Err(still_running(
+            client,
+            job_id,
+            format!("not finished after {}s", t.as_secs()),
+        )
+        .await),
     }
 }
 
 async fn still_running(client: &Client, job_id: i64, reason: String) -> RebalanceError {
     let message = last_task_message(client, job_id).await.unwrap_or_default();
-    RebalanceError::StillRunning { job_id, reason, message }
+    RebalanceError::StillRunning {
+        job_id,
+        reason,
+        message,
+    }
 }
 
 /// The newest non-empty task message of a job: the error of a failed or retrying move.

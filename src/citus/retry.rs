@@ -9,7 +9,11 @@ use crate::sql::SqlError;
 /// Metadata resync in progress, serialization failures, deadlocks and lock
 /// timeouts clear up by themselves; anything else is reported at once.
 pub fn is_retryable(e: &SqlError) -> bool {
-    e.message.contains("is out of sync") || matches!(e.code.as_deref(), Some("40001") | Some("40P01") | Some("55P03"))
+    e.message.contains("is out of sync")
+        || matches!(
+            e.code.as_deref(),
+            Some("40001") | Some("40P01") | Some("55P03")
+        )
 }
 
 /// Runs `attempt` up to seven times with a doubling delay from half a second.

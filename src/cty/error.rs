@@ -62,4 +62,3 @@ impl fmt::Display for Step<'_> {
         }
     }
 }
-

@@ -19,7 +19,6 @@ use super::error::Step;
 use super::number::WireNumber;
 use super::{Number, Type, Value};
 
-
 /// Decodes JSON state of type `ty` (see the module docs for the leniencies).
 pub fn decode_json(bytes: &[u8], ty: &Type) -> Result<Value, JsonError> {
     let json: Json =

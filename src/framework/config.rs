@@ -6,7 +6,9 @@ use super::schema::{Block, Nesting};
 use crate::cty::Value;
 
 pub fn validate_block(block: &Block, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
-    let Some(object) = value.as_object() else { return };
+    let Some(object) = value.as_object() else {
+        return;
+    };
     for attribute in &block.attributes {
         let attr_value = object.get(attribute.name).unwrap_or(&Value::Null);
         if attr_value.is_null() || !attr_value.is_wholly_known() {

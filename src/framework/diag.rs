@@ -86,7 +86,12 @@ impl Diagnostics {
         self.push(Severity::Error, None, summary, detail);
     }
 
-    pub fn error_at(&mut self, path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) {
+    pub fn error_at(
+        &mut self,
+        path: AttrPath,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         self.push(Severity::Error, Some(path), summary, detail);
     }
 
@@ -94,12 +99,28 @@ impl Diagnostics {
         self.push(Severity::Warning, None, summary, detail);
     }
 
-    pub fn warning_at(&mut self, path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) {
+    pub fn warning_at(
+        &mut self,
+        path: AttrPath,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         self.push(Severity::Warning, Some(path), summary, detail);
     }
 
-    fn push(&mut self, severity: Severity, path: Option<AttrPath>, summary: impl Into<String>, detail: impl Into<String>) {
-        self.0.push(Diagnostic { severity, summary: summary.into(), detail: detail.into(), path });
+    fn push(
+        &mut self,
+        severity: Severity,
+        path: Option<AttrPath>,
+        summary: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.0.push(Diagnostic {
+            severity,
+            summary: summary.into(),
+            detail: detail.into(),
+            path,
+        });
     }
 
     pub fn extend(&mut self, other: Diagnostics) {
@@ -127,6 +148,9 @@ mod tests {
     fn paths_display_like_terraform_addresses() {
         let path = AttrPath::root("worker").key("w1").attr("port");
         assert_eq!(path.to_string(), "worker[\"w1\"].port");
-        assert_eq!(AttrPath::root("read_replica").index(2).to_string(), "read_replica[2]");
+        assert_eq!(
+            AttrPath::root("read_replica").index(2).to_string(),
+            "read_replica[2]"
+        );
     }
 }

@@ -65,7 +65,13 @@ pub trait Resource: Send + Sync {
 
     /// Refines the framework's plan: marks what apply will change as unknown,
     /// adds replacement paths, reports what only the live system can tell.
-    async fn modify_plan(&self, _ctx: &Context, _change: &mut PlannedChange, _diags: &mut Diagnostics) {}
+    async fn modify_plan(
+        &self,
+        _ctx: &Context,
+        _change: &mut PlannedChange,
+        _diags: &mut Diagnostics,
+    ) {
+    }
 
     /// Creates the object. On failure, returns what exists (or null) along
     /// with the error, so the next apply picks up from there.
@@ -74,13 +80,22 @@ pub trait Resource: Send + Sync {
     /// Reads the live object. `None` means it is gone, and Terraform plans to create it.
     async fn read(&self, ctx: &Context, state: &Value, diags: &mut Diagnostics) -> Option<Value>;
 
-    async fn update(&self, ctx: &Context, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value;
+    async fn update(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        planned: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value;
 
     async fn delete(&self, ctx: &Context, prior: &Value, diags: &mut Diagnostics);
 
     /// Builds state from an identifier; the default says import is unsupported.
     async fn import(&self, _ctx: &Context, _id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        diags.error("Import not supported", format!("{} cannot be imported.", self.type_name()));
+        diags.error(
+            "Import not supported",
+            format!("{} cannot be imported.", self.type_name()),
+        );
         None
     }
 

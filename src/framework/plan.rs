@@ -34,22 +34,51 @@ impl PlannedChange {
     }
 }
 
-pub fn plan_resource_change(schema: &Schema, prior: Value, config: Value, proposed: Value) -> PlannedChange {
+pub fn plan_resource_change(
+    schema: &Schema,
+    prior: Value,
+    config: Value,
+    proposed: Value,
+) -> PlannedChange {
     if proposed.is_null() {
-        return PlannedChange { prior, config, planned: Value::Null, requires_replace: Vec::new() };
+        return PlannedChange {
+            prior,
+            config,
+            planned: Value::Null,
+            requires_replace: Vec::new(),
+        };
     }
     let mut planned = apply_defaults(&schema.block, &config, proposed);
     let user_changed = !prior.is_null() && differs_in_configurable(&schema.block, &prior, &planned);
-    planned = unknown_computed(&schema.block, &prior, &config, planned, prior.is_null() || user_changed);
+    planned = unknown_computed(
+        &schema.block,
+        &prior,
+        &config,
+        planned,
+        prior.is_null() || user_changed,
+    );
     let mut requires_replace = Vec::new();
     if !prior.is_null() {
-        collect_replacements(&schema.block, &prior, &planned, &AttrPath::default(), &mut requires_replace);
+        collect_replacements(
+            &schema.block,
+            &prior,
+            &planned,
+            &AttrPath::default(),
+            &mut requires_replace,
+        );
     }
-    PlannedChange { prior, config, planned, requires_replace }
+    PlannedChange {
+        prior,
+        config,
+        planned,
+        requires_replace,
+    }
 }
 
 fn apply_defaults(block: &Block, config: &Value, proposed: Value) -> Value {
-    let Value::Object(mut fields) = proposed else { return proposed };
+    let Value::Object(mut fields) = proposed else {
+        return proposed;
+    };
     for attribute in &block.attributes {
         if let Some(default) = attribute.default_value() {
             if config.attr(attribute.name).is_null() {
@@ -60,7 +89,9 @@ fn apply_defaults(block: &Block, config: &Value, proposed: Value) -> Value {
     for nested in &block.blocks {
         let config_value = config.attr(nested.name);
         if let Some(value) = fields.remove(nested.name) {
-            let value = map_nested(nested.nesting, value, config_value, |cfg, v| apply_defaults(&nested.block, cfg, v));
+            let value = map_nested(nested.nesting, value, config_value, |cfg, v| {
+                apply_defaults(&nested.block, cfg, v)
+            });
             fields.insert(nested.name.to_string(), value);
         }
     }
@@ -70,7 +101,9 @@ fn apply_defaults(block: &Block, config: &Value, proposed: Value) -> Value {
 /// True when a value the user controls differs between prior and planned.
 fn differs_in_configurable(block: &Block, prior: &Value, planned: &Value) -> bool {
     for attribute in &block.attributes {
-        if attribute.presence != Presence::Computed && prior.attr(attribute.name) != planned.attr(attribute.name) {
+        if attribute.presence != Presence::Computed
+            && prior.attr(attribute.name) != planned.attr(attribute.name)
+        {
             return true;
         }
     }
@@ -78,14 +111,21 @@ fn differs_in_configurable(block: &Block, prior: &Value, planned: &Value) -> boo
         let (p, n) = (prior.attr(nested.name), planned.attr(nested.name));
         let differs = match (nested.nesting, p, n) {
             (Nesting::Single, p, n) => {
-                p.is_null() != n.is_null() || (!p.is_null() && differs_in_configurable(&nested.block, p, n))
+                p.is_null() != n.is_null()
+                    || (!p.is_null() && differs_in_configurable(&nested.block, p, n))
             }
             (Nesting::List, Value::List(a), Value::List(b)) => {
-                a.len() != b.len() || a.iter().zip(b).any(|(x, y)| differs_in_configurable(&nested.block, x, y))
+                a.len() != b.len()
+                    || a.iter()
+                        .zip(b)
+                        .any(|(x, y)| differs_in_configurable(&nested.block, x, y))
             }
             (Nesting::Map, Value::Map(a), Value::Map(b)) => {
                 a.len() != b.len()
-                    || a.iter().any(|(k, x)| b.get(k).is_none_or(|y| differs_in_configurable(&nested.block, x, y)))
+                    || a.iter().any(|(k, x)| {
+                        b.get(k)
+                            .is_none_or(|y| differs_in_configurable(&nested.block, x, y))
+                    })
             }
             (_, p, n) => p != n,
         };
@@ -98,12 +138,24 @@ fn differs_in_configurable(block: &Block, prior: &Value, planned: &Value) -> boo
 
 /// Marks computed attributes the configuration does not set as unknown when
 /// apply may change them. Nested elements that are new are always unknown.
-fn unknown_computed(block: &Block, prior: &Value, config: &Value, planned: Value, changing: bool) -> Value {
-    let Value::Object(mut fields) = planned else { return planned };
+fn unknown_computed(
+    block: &Block,
+    prior: &Value,
+    config: &Value,
+    planned: Value,
+    changing: bool,
+) -> Value {
+    let Value::Object(mut fields) = planned else {
+        return planned;
+    };
     for attribute in &block.attributes {
         let configured = !config.attr(attribute.name).is_null();
-        let keeps_state = attribute.has_modifier(&PlanModifier::UseStateForUnknown) && !prior.attr(attribute.name).is_null();
-        let volatile = attribute.is_computed() && !configured && attribute.default_value().is_none() && !keeps_state;
+        let keeps_state = attribute.has_modifier(&PlanModifier::UseStateForUnknown)
+            && !prior.attr(attribute.name).is_null();
+        let volatile = attribute.is_computed()
+            && !configured
+            && attribute.default_value().is_none()
+            && !keeps_state;
         if volatile && (prior.is_null() || changing) {
             fields.insert(attribute.name.to_string(), Value::Unknown);
         }
@@ -112,14 +164,22 @@ fn unknown_computed(block: &Block, prior: &Value, config: &Value, planned: Value
         let (prior_nested, config_nested) = (prior.attr(nested.name), config.attr(nested.name));
         if let Some(value) = fields.remove(nested.name) {
             let value = match (nested.nesting, value) {
-                (Nesting::Single, v) => unknown_computed(&nested.block, prior_nested, config_nested, v, changing),
+                (Nesting::Single, v) => {
+                    unknown_computed(&nested.block, prior_nested, config_nested, v, changing)
+                }
                 (Nesting::List, Value::List(items)) => Value::List(
                     items
                         .into_iter()
                         .enumerate()
                         .map(|(i, v)| {
-                            let p = prior_nested.as_elements().and_then(|e| e.get(i)).unwrap_or(&Value::Null);
-                            let c = config_nested.as_elements().and_then(|e| e.get(i)).unwrap_or(&Value::Null);
+                            let p = prior_nested
+                                .as_elements()
+                                .and_then(|e| e.get(i))
+                                .unwrap_or(&Value::Null);
+                            let c = config_nested
+                                .as_elements()
+                                .and_then(|e| e.get(i))
+                                .unwrap_or(&Value::Null);
                             unknown_computed(&nested.block, p, c, v, changing)
                         })
                         .collect(),
@@ -143,7 +203,13 @@ fn unknown_computed(block: &Block, prior: &Value, config: &Value, planned: Value
     Value::Object(fields)
 }
 
-fn collect_replacements(block: &Block, prior: &Value, planned: &Value, path: &AttrPath, out: &mut Vec<AttrPath>) {
+fn collect_replacements(
+    block: &Block,
+    prior: &Value,
+    planned: &Value,
+    path: &AttrPath,
+    out: &mut Vec<AttrPath>,
+) {
     for attribute in &block.attributes {
         if attribute.has_modifier(&PlanModifier::RequiresReplace) {
             let (p, n) = (prior.attr(attribute.name), planned.attr(attribute.name));
@@ -154,7 +220,11 @@ fn collect_replacements(block: &Block, prior: &Value, planned: &Value, path: &At
     }
     for nested in &block.blocks {
         let nested_path = child(path, nested.name);
-        match (nested.nesting, prior.attr(nested.name), planned.attr(nested.name)) {
+        match (
+            nested.nesting,
+            prior.attr(nested.name),
+            planned.attr(nested.name),
+        ) {
             (Nesting::Single, p, n) if !p.is_null() && !n.is_null() => {
                 collect_replacements(&nested.block, p, n, &nested_path, out)
             }
@@ -175,19 +245,39 @@ fn collect_replacements(block: &Block, prior: &Value, planned: &Value, path: &At
     }
 }
 
-fn map_nested(nesting: Nesting, value: Value, config: &Value, f: impl Fn(&Value, Value) -> Value) -> Value {
+fn map_nested(
+    nesting: Nesting,
+    value: Value,
+    config: &Value,
+    f: impl Fn(&Value, Value) -> Value,
+) -> Value {
     match (nesting, value) {
         (Nesting::Single, v) if !v.is_null() && !v.is_unknown() => f(config, v),
         (Nesting::List, Value::List(items)) => Value::List(
             items
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| f(config.as_elements().and_then(|e| e.get(i)).unwrap_or(&Value::Null), v))
+                .map(|(i, v)| {
+                    f(
+                        config
+                            .as_elements()
+                            .and_then(|e| e.get(i))
+                            .unwrap_or(&Value::Null),
+                        v,
+                    )
+                })
                 .collect(),
         ),
-        (Nesting::Map, Value::Map(items)) => {
-            Value::Map(items.into_iter().map(|(k, v)| { let c = map_entry(config, &k); let v = f(c, v); (k, v) }).collect::<BTreeMap<_, _>>())
-        }
+        (Nesting::Map, Value::Map(items)) => Value::Map(
+            items
+                .into_iter()
+                .map(|(k, v)| {
+                    let c = map_entry(config, &k);
+                    let v = f(c, v);
+                    (k, v)
+                })
+                .collect::<BTreeMap<_, _>>(),
+        ),
         (_, v) => v,
     }
 }
@@ -226,12 +316,23 @@ mod tests {
     }
 
     fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
     fn create_fills_defaults_and_unknowns() {
-        let config = obj(&[("name", "a".into()), ("size", Value::Null), ("port", Value::Null), ("id", Value::Null), ("status", Value::Null)]);
+        let config = obj(&[
+            ("name", "a".into()),
+            ("size", Value::Null),
+            ("port", Value::Null),
+            ("id", Value::Null),
+            ("status", Value::Null),
+        ]);
         let change = plan_resource_change(&schema(), Value::Null, config.clone(), config);
         assert_eq!(change.planned.attr("port"), &Value::int(5432));
         assert!(change.planned.attr("id").is_unknown());
@@ -241,8 +342,20 @@ mod tests {
 
     #[test]
     fn unchanged_update_keeps_computed_and_replaces_nothing() {
-        let prior = obj(&[("name", "a".into()), ("size", Value::Null), ("port", Value::int(5432)), ("id", "x".into()), ("status", "ok".into())]);
-        let config = obj(&[("name", "a".into()), ("size", Value::Null), ("port", Value::Null), ("id", Value::Null), ("status", Value::Null)]);
+        let prior = obj(&[
+            ("name", "a".into()),
+            ("size", Value::Null),
+            ("port", Value::int(5432)),
+            ("id", "x".into()),
+            ("status", "ok".into()),
+        ]);
+        let config = obj(&[
+            ("name", "a".into()),
+            ("size", Value::Null),
+            ("port", Value::Null),
+            ("id", Value::Null),
+            ("status", Value::Null),
+        ]);
         let change = plan_resource_change(&schema(), prior.clone(), config, prior.clone());
         assert_eq!(change.planned, prior);
         assert!(change.requires_replace.is_empty());
@@ -250,9 +363,27 @@ mod tests {
 
     #[test]
     fn changed_update_marks_volatile_computed_unknown_and_replaces_on_name() {
-        let prior = obj(&[("name", "a".into()), ("size", Value::Null), ("port", Value::int(5432)), ("id", "x".into()), ("status", "ok".into())]);
-        let config = obj(&[("name", "b".into()), ("size", Value::Null), ("port", Value::Null), ("id", Value::Null), ("status", Value::Null)]);
-        let proposed = obj(&[("name", "b".into()), ("size", Value::Null), ("port", Value::int(5432)), ("id", "x".into()), ("status", "ok".into())]);
+        let prior = obj(&[
+            ("name", "a".into()),
+            ("size", Value::Null),
+            ("port", Value::int(5432)),
+            ("id", "x".into()),
+            ("status", "ok".into()),
+        ]);
+        let config = obj(&[
+            ("name", "b".into()),
+            ("size", Value::Null),
+            ("port", Value::Null),
+            ("id", Value::Null),
+            ("status", Value::Null),
+        ]);
+        let proposed = obj(&[
+            ("name", "b".into()),
+            ("size", Value::Null),
+            ("port", Value::int(5432)),
+            ("id", "x".into()),
+            ("status", "ok".into()),
+        ]);
         let change = plan_resource_change(&schema(), prior, config, proposed);
         assert_eq!(change.planned.attr("id"), &Value::string("x"));
         assert!(change.planned.attr("status").is_unknown());

@@ -101,14 +101,22 @@ impl Attribute {
     /// A default for an optional attribute; makes it optional+computed so the
     /// planned default is allowed to differ from the (null) configuration.
     pub fn default(mut self, value: impl Into<Value>) -> Self {
-        debug_assert!(self.presence != Presence::Required, "{}: a required attribute has no default", self.name);
+        debug_assert!(
+            self.presence != Presence::Required,
+            "{}: a required attribute has no default",
+            self.name
+        );
         self.presence = Presence::OptionalComputed;
-        self.plan_modifiers.push(PlanModifier::Default(value.into()));
+        self.plan_modifiers
+            .push(PlanModifier::Default(value.into()));
         self
     }
 
     pub fn is_computed(&self) -> bool {
-        matches!(self.presence, Presence::Computed | Presence::OptionalComputed)
+        matches!(
+            self.presence,
+            Presence::Computed | Presence::OptionalComputed
+        )
     }
 
     pub fn default_value(&self) -> Option<&Value> {
@@ -144,15 +152,33 @@ pub struct NestedBlock {
 
 impl NestedBlock {
     pub fn single(name: &'static str, block: Block) -> Self {
-        NestedBlock { name, nesting: Nesting::Single, block, min_items: 0, max_items: 0 }
+        NestedBlock {
+            name,
+            nesting: Nesting::Single,
+            block,
+            min_items: 0,
+            max_items: 0,
+        }
     }
 
     pub fn list(name: &'static str, block: Block) -> Self {
-        NestedBlock { name, nesting: Nesting::List, block, min_items: 0, max_items: 0 }
+        NestedBlock {
+            name,
+            nesting: Nesting::List,
+            block,
+            min_items: 0,
+            max_items: 0,
+        }
     }
 
     pub fn map(name: &'static str, block: Block) -> Self {
-        NestedBlock { name, nesting: Nesting::Map, block, min_items: 0, max_items: 0 }
+        NestedBlock {
+            name,
+            nesting: Nesting::Map,
+            block,
+            min_items: 0,
+            max_items: 0,
+        }
     }
 
     /// Makes a single block required.
@@ -191,7 +217,11 @@ pub struct Block {
 
 impl Block {
     pub fn new(description: impl Into<String>) -> Self {
-        Block { description: description.into(), attributes: Vec::new(), blocks: Vec::new() }
+        Block {
+            description: description.into(),
+            attributes: Vec::new(),
+            blocks: Vec::new(),
+        }
     }
 
     pub fn attribute(mut self, attribute: Attribute) -> Self {

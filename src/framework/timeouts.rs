@@ -14,7 +14,9 @@ pub fn block(operations: &[&'static str]) -> NestedBlock {
     for op in operations {
         block = block.attribute(
             Attribute::optional(op, Type::String)
-                .describe(format!("How long `{op}` may take before the provider gives up waiting."))
+                .describe(format!(
+                    "How long `{op}` may take before the provider gives up waiting."
+                ))
                 .validate(duration()),
         );
     }

@@ -26,7 +26,12 @@ impl Validator for IntBetween {
             _ => diags.error_at(
                 path.clone(),
                 "Value out of range",
-                format!("{path} must be a whole number between {} and {}, got {}.", self.min, self.max, display(value)),
+                format!(
+                    "{path} must be a whole number between {} and {}, got {}.",
+                    self.min,
+                    self.max,
+                    display(value)
+                ),
             ),
         }
     }
@@ -47,7 +52,11 @@ pub fn not_blank() -> NotBlank {
 impl Validator for NotBlank {
     fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
         if value.as_str().is_some_and(|s| s.trim().is_empty()) {
-            diags.error_at(path.clone(), "Empty value", format!("{path} must not be empty."));
+            diags.error_at(
+                path.clone(),
+                "Empty value",
+                format!("{path} must not be empty."),
+            );
         }
     }
 }
@@ -68,7 +77,10 @@ impl Validator for OneOf {
                 diags.error_at(
                     path.clone(),
                     "Invalid value",
-                    format!("{path} must be one of {}, got {s:?}.", quoted_list(self.allowed)),
+                    format!(
+                        "{path} must be one of {}, got {s:?}.",
+                        quoted_list(self.allowed)
+                    ),
                 );
             }
         }
@@ -90,7 +102,10 @@ impl Validator for NameLike {
             diags.error_at(
                 path.clone(),
                 "Invalid name",
-                format!("{path} must be 1 to {} characters of {}, got {s:?}.", self.max_len, self.explain),
+                format!(
+                    "{path} must be 1 to {} characters of {}, got {s:?}.",
+                    self.max_len, self.explain
+                ),
             );
         }
     }
@@ -125,13 +140,17 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let number: f64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let seconds = match &rest[..unit_len] {
             "ms" => 0.001,
             "s" => 1.0,
@@ -146,7 +165,11 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
 }
 
 fn quoted_list(items: &[&str]) -> String {
-    items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn display(value: &Value) -> String {
@@ -163,9 +186,18 @@ mod tests {
 
     #[test]
     fn durations_parse_like_go() {
-        assert_eq!(parse_duration("1h30m"), Some(std::time::Duration::from_secs(5400)));
-        assert_eq!(parse_duration("45s"), Some(std::time::Duration::from_secs(45)));
-        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(
+            parse_duration("1h30m"),
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_duration("45s"),
+            Some(std::time::Duration::from_secs(45))
+        );
+        assert_eq!(
+            parse_duration("250ms"),
+            Some(std::time::Duration::from_millis(250))
+        );
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration(""), None);
@@ -178,6 +210,8 @@ mod tests {
         port().validate(&Value::int(70000), &path, &mut diags);
         let d = diags.iter().next().expect("a diagnostic");
         assert_eq!(d.path.as_ref(), Some(&path));
-        assert!(d.detail.contains("coordinator.port must be a whole number between 1 and 65535, got 70000"));
+        assert!(d
+            .detail
+            .contains("coordinator.port must be a whole number between 1 and 65535, got 70000"));
     }
 }

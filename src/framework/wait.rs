@@ -40,7 +40,10 @@ where
             return Err(WaitError::TimedOut(timeout));
         }
         if last_log.elapsed() >= Duration::from_secs(10) {
-            log::info!("still waiting for {what} ({}s)", started.elapsed().as_secs());
+            log::info!(
+                "still waiting for {what} ({}s)",
+                started.elapsed().as_secs()
+            );
             last_log = Instant::now();
         }
         tokio::select! {

@@ -20,7 +20,10 @@ pub fn provider() -> LonghornProvider {
 #[async_trait]
 impl Provider for LonghornProvider {
     fn schema(&self) -> Schema {
-        Schema::new(0, Block::new("Longhorn volumes through the Kubernetes API."))
+        Schema::new(
+            0,
+            Block::new("Longhorn volumes through the Kubernetes API."),
+        )
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {

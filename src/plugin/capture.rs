@@ -19,21 +19,39 @@ fn directory() -> Option<PathBuf> {
 }
 
 pub fn value(rpc: &str, field: &str, type_name: &str, value: Option<&DynamicValue>) {
-    let (Some(dir), Some(value)) = (directory(), value) else { return };
-    let (bytes, extension) = if value.msgpack.is_empty() { (&value.json, "json") } else { (&value.msgpack, "msgpack") };
+    let (Some(dir), Some(value)) = (directory(), value) else {
+        return;
+    };
+    let (bytes, extension) = if value.msgpack.is_empty() {
+        (&value.json, "json")
+    } else {
+        (&value.msgpack, "msgpack")
+    };
     write(dir, rpc, field, type_name, bytes, extension);
 }
 
 pub fn raw_state(type_name: &str, json: &[u8]) {
     if let Some(dir) = directory() {
-        write(dir, "UpgradeResourceState", "raw_state", type_name, json, "json");
+        write(
+            dir,
+            "UpgradeResourceState",
+            "raw_state",
+            type_name,
+            json,
+            "json",
+        );
     }
 }
 
 fn write(dir: PathBuf, rpc: &str, field: &str, type_name: &str, bytes: &[u8], extension: &str) {
     let n = SEQUENCE.fetch_add(1, Ordering::SeqCst);
-    let name = format!("{}-{n:03}-{rpc}-{field}-{type_name}.{extension}", std::process::id());
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join(&name), bytes)) {
+    let name = format!(
+        "{}-{n:03}-{rpc}-{field}-{type_name}.{extension}",
+        std::process::id()
+    );
+    if let Err(e) =
+        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join(&name), bytes))
+    {
         log::warn!("cannot write capture {name}: {e}");
     }
 }

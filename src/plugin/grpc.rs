@@ -13,8 +13,8 @@ use super::capture;
 use super::wire::tfplugin5 as wire;
 use crate::cty::{self, Type, Value};
 use crate::framework::{
-    self, AttrPath, Block, Context, DataSource, Diagnostics, Nesting, PathStep, Presence, Provider, Resource, Schema,
-    Severity, StopSignal,
+    self, AttrPath, Block, Context, DataSource, Diagnostics, Nesting, PathStep, Presence, Provider,
+    Resource, Schema, Severity, StopSignal,
 };
 
 pub struct ProviderService {
@@ -26,19 +26,37 @@ pub struct ProviderService {
 
 impl ProviderService {
     pub fn new(provider: impl Provider) -> Self {
-        let resources = provider.resources().into_iter().map(|r| (r.type_name(), r)).collect();
-        let data_sources = provider.data_sources().into_iter().map(|d| (d.type_name(), d)).collect();
-        ProviderService { provider: Arc::new(provider), resources, data_sources, stop: StopSignal::default() }
+        let resources = provider
+            .resources()
+            .into_iter()
+            .map(|r| (r.type_name(), r))
+            .collect();
+        let data_sources = provider
+            .data_sources()
+            .into_iter()
+            .map(|d| (d.type_name(), d))
+            .collect();
+        ProviderService {
+            provider: Arc::new(provider),
+            resources,
+            data_sources,
+            stop: StopSignal::default(),
+        }
     }
 
     fn context(&self) -> Context {
-        Context { stop: self.stop.clone() }
+        Context {
+            stop: self.stop.clone(),
+        }
     }
 
     fn resource(&self, type_name: &str, diags: &mut Diagnostics) -> Option<Arc<dyn Resource>> {
         let found = self.resources.get(type_name).cloned();
         if found.is_none() {
-            diags.error("Unknown resource type", format!("This provider has no resource type {type_name:?}."));
+            diags.error(
+                "Unknown resource type",
+                format!("This provider has no resource type {type_name:?}."),
+            );
         }
         found
     }
@@ -46,7 +64,10 @@ impl ProviderService {
     fn data_source(&self, type_name: &str, diags: &mut Diagnostics) -> Option<Arc<dyn DataSource>> {
         let found = self.data_sources.get(type_name).cloned();
         if found.is_none() {
-            diags.error("Unknown data source", format!("This provider has no data source {type_name:?}."));
+            diags.error(
+                "Unknown data source",
+                format!("This provider has no data source {type_name:?}."),
+            );
         }
         found
     }
@@ -60,7 +81,11 @@ impl wire::provider_server::Provider for ProviderService {
     ) -> Result<Response<wire::get_provider_schema::Response>, Status> {
         Ok(Response::new(wire::get_provider_schema::Response {
             provider: Some(schema_to_wire(&self.provider.schema())),
-            resource_schemas: self.resources.iter().map(|(n, r)| (n.to_string(), schema_to_wire(&r.schema()))).collect(),
+            resource_schemas: self
+                .resources
+                .iter()
+                .map(|(n, r)| (n.to_string(), schema_to_wire(&r.schema())))
+                .collect(),
             data_source_schemas: self
                 .data_sources
                 .iter()
@@ -76,7 +101,12 @@ impl wire::provider_server::Provider for ProviderService {
         request: Request<wire::prepare_provider_config::Request>,
     ) -> Result<Response<wire::prepare_provider_config::Response>, Status> {
         let request = request.into_inner();
-        capture::value("PrepareProviderConfig", "config", "provider", request.config.as_ref());
+        capture::value(
+            "PrepareProviderConfig",
+            "config",
+            "provider",
+            request.config.as_ref(),
+        );
         let schema = self.provider.schema();
         let mut diags = Diagnostics::new();
         if let Some(config) = decode(request.config.as_ref(), &schema.value_type(), &mut diags) {
@@ -94,16 +124,26 @@ impl wire::provider_server::Provider for ProviderService {
         request: Request<wire::validate_resource_type_config::Request>,
     ) -> Result<Response<wire::validate_resource_type_config::Response>, Status> {
         let request = request.into_inner();
-        capture::value("ValidateResourceTypeConfig", "config", &request.type_name, request.config.as_ref());
+        capture::value(
+            "ValidateResourceTypeConfig",
+            "config",
+            &request.type_name,
+            request.config.as_ref(),
+        );
         let mut diags = Diagnostics::new();
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let schema = resource.schema();
-            if let Some(config) = decode(request.config.as_ref(), &schema.value_type(), &mut diags) {
+            if let Some(config) = decode(request.config.as_ref(), &schema.value_type(), &mut diags)
+            {
                 framework::validate_block(&schema.block, &config, &AttrPath::default(), &mut diags);
                 resource.validate_config(&config, &mut diags);
             }
         }
-        Ok(Response::new(wire::validate_resource_type_config::Response { diagnostics: diags_to_wire(diags) }))
+        Ok(Response::new(
+            wire::validate_resource_type_config::Response {
+                diagnostics: diags_to_wire(diags),
+            },
+        ))
     }
 
     async fn validate_data_source_config(
@@ -114,12 +154,15 @@ impl wire::provider_server::Provider for ProviderService {
         let mut diags = Diagnostics::new();
         if let Some(data_source) = self.data_source(&request.type_name, &mut diags) {
             let schema = data_source.schema();
-            if let Some(config) = decode(request.config.as_ref(), &schema.value_type(), &mut diags) {
+            if let Some(config) = decode(request.config.as_ref(), &schema.value_type(), &mut diags)
+            {
                 framework::validate_block(&schema.block, &config, &AttrPath::default(), &mut diags);
                 data_source.validate_config(&config, &mut diags);
             }
         }
-        Ok(Response::new(wire::validate_data_source_config::Response { diagnostics: diags_to_wire(diags) }))
+        Ok(Response::new(wire::validate_data_source_config::Response {
+            diagnostics: diags_to_wire(diags),
+        }))
     }
 
     async fn upgrade_resource_state(
@@ -140,10 +183,19 @@ impl wire::provider_server::Provider for ProviderService {
                     let state = resource.upgrade_state(request.version, state, &mut diags);
                     upgraded_state = encode(&state, &ty, &mut diags);
                 }
-                Err(e) => diags.error("Unreadable stored state", format!("The state of {} could not be decoded: {e}", request.type_name)),
+                Err(e) => diags.error(
+                    "Unreadable stored state",
+                    format!(
+                        "The state of {} could not be decoded: {e}",
+                        request.type_name
+                    ),
+                ),
             }
         }
-        Ok(Response::new(wire::upgrade_resource_state::Response { upgraded_state, diagnostics: diags_to_wire(diags) }))
+        Ok(Response::new(wire::upgrade_resource_state::Response {
+            upgraded_state,
+            diagnostics: diags_to_wire(diags),
+        }))
     }
 
     async fn configure(
@@ -154,10 +206,16 @@ impl wire::provider_server::Provider for ProviderService {
         let mut diags = Diagnostics::new();
         log::debug!("configure from Terraform {}", request.terraform_version);
         capture::value("Configure", "config", "provider", request.config.as_ref());
-        if let Some(config) = decode(request.config.as_ref(), &self.provider.schema().value_type(), &mut diags) {
+        if let Some(config) = decode(
+            request.config.as_ref(),
+            &self.provider.schema().value_type(),
+            &mut diags,
+        ) {
             self.provider.configure(&config, &mut diags).await;
         }
-        Ok(Response::new(wire::configure::Response { diagnostics: diags_to_wire(diags) }))
+        Ok(Response::new(wire::configure::Response {
+            diagnostics: diags_to_wire(diags),
+        }))
     }
 
     async fn read_resource(
@@ -169,7 +227,12 @@ impl wire::provider_server::Provider for ProviderService {
         let mut new_state = None;
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let ty = resource.schema().value_type();
-            capture::value("ReadResource", "current_state", &request.type_name, request.current_state.as_ref());
+            capture::value(
+                "ReadResource",
+                "current_state",
+                &request.type_name,
+                request.current_state.as_ref(),
+            );
             if let Some(state) = decode(request.current_state.as_ref(), &ty, &mut diags) {
                 let read = resource.read(&self.context(), &state, &mut diags).await;
                 // A failed read keeps the prior state rather than dropping the object.
@@ -199,16 +262,33 @@ impl wire::provider_server::Provider for ProviderService {
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let schema = resource.schema();
             let ty = schema.value_type();
-            capture::value("PlanResourceChange", "prior_state", &request.type_name, request.prior_state.as_ref());
-            capture::value("PlanResourceChange", "proposed_new_state", &request.type_name, request.proposed_new_state.as_ref());
-            capture::value("PlanResourceChange", "config", &request.type_name, request.config.as_ref());
+            capture::value(
+                "PlanResourceChange",
+                "prior_state",
+                &request.type_name,
+                request.prior_state.as_ref(),
+            );
+            capture::value(
+                "PlanResourceChange",
+                "proposed_new_state",
+                &request.type_name,
+                request.proposed_new_state.as_ref(),
+            );
+            capture::value(
+                "PlanResourceChange",
+                "config",
+                &request.type_name,
+                request.config.as_ref(),
+            );
             let prior = decode(request.prior_state.as_ref(), &ty, &mut diags);
             let proposed = decode(request.proposed_new_state.as_ref(), &ty, &mut diags);
             let config = decode(request.config.as_ref(), &ty, &mut diags);
             if let (Some(prior), Some(proposed), Some(config)) = (prior, proposed, config) {
                 let mut change = framework::plan_resource_change(&schema, prior, config, proposed);
                 if !change.is_delete() {
-                    resource.modify_plan(&self.context(), &mut change, &mut diags).await;
+                    resource
+                        .modify_plan(&self.context(), &mut change, &mut diags)
+                        .await;
                 }
                 planned_state = encode(&change.planned, &ty, &mut diags);
                 requires_replace = change.requires_replace.iter().map(path_to_wire).collect();
@@ -232,8 +312,18 @@ impl wire::provider_server::Provider for ProviderService {
         let mut new_state = None;
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let ty = resource.schema().value_type();
-            capture::value("ApplyResourceChange", "prior_state", &request.type_name, request.prior_state.as_ref());
-            capture::value("ApplyResourceChange", "planned_state", &request.type_name, request.planned_state.as_ref());
+            capture::value(
+                "ApplyResourceChange",
+                "prior_state",
+                &request.type_name,
+                request.prior_state.as_ref(),
+            );
+            capture::value(
+                "ApplyResourceChange",
+                "planned_state",
+                &request.type_name,
+                request.planned_state.as_ref(),
+            );
             let prior = decode(request.prior_state.as_ref(), &ty, &mut diags);
             let planned = decode(request.planned_state.as_ref(), &ty, &mut diags);
             if let (Some(prior), Some(planned)) = (prior, planned) {
@@ -242,7 +332,11 @@ impl wire::provider_server::Provider for ProviderService {
                     (_, true) => {
                         resource.delete(&ctx, &prior, &mut diags).await;
                         // A failed delete keeps the object in state.
-                        if diags.has_errors() { prior } else { Value::Null }
+                        if diags.has_errors() {
+                            prior
+                        } else {
+                            Value::Null
+                        }
                     }
                     (true, false) => resource.create(&ctx, &planned, &mut diags).await,
                     (false, false) => resource.update(&ctx, &prior, &planned, &mut diags).await,
@@ -267,7 +361,10 @@ impl wire::provider_server::Provider for ProviderService {
         let mut imported_resources = Vec::new();
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
             let ty = resource.schema().value_type();
-            if let Some(state) = resource.import(&self.context(), &request.id, &mut diags).await {
+            if let Some(state) = resource
+                .import(&self.context(), &request.id, &mut diags)
+                .await
+            {
                 if let Some(state) = encode(&state, &ty, &mut diags) {
                     imported_resources.push(wire::import_resource_state::ImportedResource {
                         type_name: request.type_name.clone(),
@@ -277,7 +374,10 @@ impl wire::provider_server::Provider for ProviderService {
                 }
             }
         }
-        Ok(Response::new(wire::import_resource_state::Response { imported_resources, diagnostics: diags_to_wire(diags) }))
+        Ok(Response::new(wire::import_resource_state::Response {
+            imported_resources,
+            diagnostics: diags_to_wire(diags),
+        }))
     }
 
     async fn read_data_source(
@@ -294,19 +394,29 @@ impl wire::provider_server::Provider for ProviderService {
                 state = encode(&value, &ty, &mut diags);
             }
         }
-        Ok(Response::new(wire::read_data_source::Response { state, diagnostics: diags_to_wire(diags) }))
+        Ok(Response::new(wire::read_data_source::Response {
+            state,
+            diagnostics: diags_to_wire(diags),
+        }))
     }
 
-    async fn stop(&self, _: Request<wire::stop::Request>) -> Result<Response<wire::stop::Response>, Status> {
+    async fn stop(
+        &self,
+        _: Request<wire::stop::Request>,
+    ) -> Result<Response<wire::stop::Response>, Status> {
         log::info!("stop requested: ending waits; server-side jobs keep running and are adopted by the next apply");
         self.stop.stop();
-        Ok(Response::new(wire::stop::Response { error: String::new() }))
+        Ok(Response::new(wire::stop::Response {
+            error: String::new(),
+        }))
     }
 }
 
 /// Decodes a dynamic value; `None` (with a diagnostic) when it cannot be.
 fn decode(value: Option<&wire::DynamicValue>, ty: &Type, diags: &mut Diagnostics) -> Option<Value> {
-    let Some(value) = value else { return Some(Value::Null) };
+    let Some(value) = value else {
+        return Some(Value::Null);
+    };
     let decoded = if !value.msgpack.is_empty() {
         cty::decode_msgpack(&value.msgpack, ty).map_err(|e| e.to_string())
     } else if !value.json.is_empty() {
@@ -317,7 +427,10 @@ fn decode(value: Option<&wire::DynamicValue>, ty: &Type, diags: &mut Diagnostics
     match decoded {
         Ok(v) => Some(v),
         Err(e) => {
-            diags.error("Malformed value from Terraform", format!("The provider could not decode a value: {e}"));
+            diags.error(
+                "Malformed value from Terraform",
+                format!("The provider could not decode a value: {e}"),
+            );
             None
         }
     }
@@ -325,9 +438,15 @@ fn decode(value: Option<&wire::DynamicValue>, ty: &Type, diags: &mut Diagnostics
 
 fn encode(value: &Value, ty: &Type, diags: &mut Diagnostics) -> Option<wire::DynamicValue> {
     match cty::encode_msgpack(value, ty) {
-        Ok(msgpack) => Some(wire::DynamicValue { msgpack, json: Vec::new() }),
+        Ok(msgpack) => Some(wire::DynamicValue {
+            msgpack,
+            json: Vec::new(),
+        }),
         Err(e) => {
-            diags.error("Provider produced a malformed value", format!("This is a bug in the provider: {e}"));
+            diags.error(
+                "Provider produced a malformed value",
+                format!("This is a bug in the provider: {e}"),
+            );
             None
         }
     }
@@ -336,18 +455,26 @@ fn encode(value: &Value, ty: &Type, diags: &mut Diagnostics) -> Option<wire::Dyn
 /// Nested list and map blocks are never null on the wire; state written by an
 /// older schema may lack them.
 fn normalize_blocks(block: &Block, value: Value) -> Value {
-    let Value::Object(mut fields) = value else { return value };
+    let Value::Object(mut fields) = value else {
+        return value;
+    };
     for nested in &block.blocks {
         let v = fields.remove(nested.name).unwrap_or(Value::Null);
         let v = match (nested.nesting, v) {
             (Nesting::Single, v) => normalize_blocks(&nested.block, v),
             (_, Value::Null) => nested.empty_value(),
-            (Nesting::List, Value::List(items)) => {
-                Value::List(items.into_iter().map(|i| normalize_blocks(&nested.block, i)).collect())
-            }
-            (Nesting::Map, Value::Map(items)) => {
-                Value::Map(items.into_iter().map(|(k, i)| (k, normalize_blocks(&nested.block, i))).collect())
-            }
+            (Nesting::List, Value::List(items)) => Value::List(
+                items
+                    .into_iter()
+                    .map(|i| normalize_blocks(&nested.block, i))
+                    .collect(),
+            ),
+            (Nesting::Map, Value::Map(items)) => Value::Map(
+                items
+                    .into_iter()
+                    .map(|(k, i)| (k, normalize_blocks(&nested.block, i)))
+                    .collect(),
+            ),
             (_, v) => v,
         };
         fields.insert(nested.name.to_string(), v);
@@ -356,7 +483,10 @@ fn normalize_blocks(block: &Block, value: Value) -> Value {
 }
 
 pub fn schema_to_wire(schema: &Schema) -> wire::Schema {
-    wire::Schema { version: schema.version, block: Some(block_to_wire(&schema.block)) }
+    wire::Schema {
+        version: schema.version,
+        block: Some(block_to_wire(&schema.block)),
+    }
 }
 
 fn block_to_wire(block: &Block) -> wire::schema::Block {

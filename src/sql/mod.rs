@@ -46,7 +46,8 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    pub const NAMES: &'static [&'static str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
+    pub const NAMES: &'static [&'static str] =
+        &["disable", "prefer", "require", "verify-ca", "verify-full"];
 
     /// The libpq spelling.
     pub fn name(self) -> &'static str {
@@ -130,9 +131,15 @@ impl From<tokio_postgres::Error> for SqlError {
                 if let Some(hint) = db.hint() {
                     message.push_str(&format!(" Hint: {hint}"));
                 }
-                SqlError { message, code: Some(db.code().code().to_string()) }
+                SqlError {
+                    message,
+                    code: Some(db.code().code().to_string()),
+                }
             }
-            None => SqlError { message: full_chain(&e), code: None },
+            None => SqlError {
+                message: full_chain(&e),
+                code: None,
+            },
         }
     }
 }
@@ -189,7 +196,10 @@ impl ConnectionSettings {
         };
         match tokio::time::timeout(self.connect_timeout + Duration::from_secs(1), connect).await {
             Ok(result) => result,
-            Err(_) => Err(SqlError { message: format!("timed out connecting to {}", self.address()), code: None }),
+            Err(_) => Err(SqlError {
+                message: format!("timed out connecting to {}", self.address()),
+                code: None,
+            }),
         }
     }
 }

@@ -28,7 +28,10 @@ mod tests {
     #[test]
     fn identifiers_are_always_quoted_and_escaped() {
         assert_eq!(quote_ident("nodestore_node"), "\"nodestore_node\"");
-        assert_eq!(quote_ident("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
+        assert_eq!(
+            quote_ident("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
+        );
         assert_eq!(quote_qualified("public", "T"), "\"public\".\"T\"");
     }
 

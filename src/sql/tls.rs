@@ -23,33 +23,51 @@ pub fn connector(settings: &ConnectionSettings) -> Result<MakeRustlsConnect, Sql
     let verify_chain = matches!(settings.sslmode, SslMode::VerifyCa | SslMode::VerifyFull)
         || (settings.sslmode == SslMode::Require && settings.sslrootcert.is_some());
     let verifier: Arc<dyn ServerCertVerifier> = if verify_chain {
-            let root_path = settings.sslrootcert.as_deref().ok_or_else(|| SqlError {
-                message: format!("sslmode {} needs sslrootcert", settings.sslmode.name()),
+        let root_path = settings.sslrootcert.as_deref().ok_or_else(|| SqlError {
+            message: format!("sslmode {} needs sslrootcert", settings.sslmode.name()),
+            code: None,
+        })?;
+        let mut roots = RootCertStore::empty();
+        for cert in
+            CertificateDer::pem_file_iter(root_path).map_err(|e| file_error(root_path, e))?
+        {
+            roots
+                .add(cert.map_err(|e| file_error(root_path, e))?)
+                .map_err(tls_error)?;
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| SqlError {
+                message: format!("TLS setup: {e}"),
                 code: None,
             })?;
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(root_path).map_err(|e| file_error(root_path, e))? {
-                roots.add(cert.map_err(|e| file_error(root_path, e))?).map_err(tls_error)?;
-            }
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| SqlError { message: format!("TLS setup: {e}"), code: None })?;
-            Arc::new(ChainVerifier { inner: webpki, check_name: settings.sslmode == SslMode::VerifyFull })
+        Arc::new(ChainVerifier {
+            inner: webpki,
+            check_name: settings.sslmode == SslMode::VerifyFull,
+        })
     } else {
         Arc::new(EncryptOnly(provider))
     };
-    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let config = match (&settings.sslcert, &settings.sslkey) {
         (Some(_), None) | (None, Some(_)) => {
-            return Err(SqlError { message: "sslcert and sslkey must be given together".into(), code: None })
+            return Err(SqlError {
+                message: "sslcert and sslkey must be given together".into(),
+                code: None,
+            })
         }
         (Some(cert_path), Some(key_path)) => {
             let certs = CertificateDer::pem_file_iter(cert_path)
                 .map_err(|e| file_error(cert_path, e))?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| file_error(cert_path, e))?;
-            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| file_error(key_path, e))?;
-            builder.with_client_auth_cert(certs, key).map_err(tls_error)?
+            let key =
+                PrivateKeyDer::from_pem_file(key_path).map_err(|e| file_error(key_path, e))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(tls_error)?
         }
         _ => builder.with_no_client_auth(),
     };
@@ -57,11 +75,17 @@ pub fn connector(settings: &ConnectionSettings) -> Result<MakeRustlsConnect, Sql
 }
 
 fn tls_error(e: TlsError) -> SqlError {
-    SqlError { message: format!("TLS setup: {e}"), code: None }
+    SqlError {
+        message: format!("TLS setup: {e}"),
+        code: None,
+    }
 }
 
 fn file_error(path: &str, e: impl std::fmt::Display) -> SqlError {
-    SqlError { message: format!("cannot read {path}: {e}"), code: None }
+    SqlError {
+        message: format!("cannot read {path}: {e}"),
+        code: None,
+    }
 }
 
 /// `verify-ca` / `verify-full`: the chain must lead to sslrootcert; the host
@@ -81,13 +105,14 @@ impl ServerCertVerifier for ChainVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
             Err(TlsError::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(TlsError::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. }))
-                if !self.check_name =>
-            {
-                Ok(ServerCertVerified::assertion())
-            }
+            | Err(TlsError::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }

@@ -26,7 +26,12 @@ const NODE_NAMES_SETTING: &str = "shardform.node_names";
 
 /// The installed citus extension's version, `None` when it is not created.
 pub async fn citus_version(client: &Client) -> Result<Option<String>, SqlError> {
-    let row = client.query_opt("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'citus'", &[]).await?;
+    let row = client
+        .query_opt(
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'citus'",
+            &[],
+        )
+        .await?;
     Ok(row.map(|r| r.get(0)))
 }
 
@@ -83,19 +88,31 @@ pub async fn tables_in_group(client: &Client, group_id: i32) -> Result<Vec<Strin
 
 /// Worker names recorded by an earlier apply, by `host:port`.
 pub async fn node_names(client: &Client) -> Result<BTreeMap<String, String>, SqlError> {
-    let row = client.query_one("SELECT current_setting($1, true)", &[&NODE_NAMES_SETTING]).await?;
+    let row = client
+        .query_one("SELECT current_setting($1, true)", &[&NODE_NAMES_SETTING])
+        .await?;
     let text: Option<String> = row.get(0);
-    Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default())
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
 }
 
 /// Records worker names on the coordinator's database. `ALTER DATABASE` takes
 /// no parameters, so the database is quoted as an identifier and the JSON as a
 /// literal; DDL propagation is off because the names concern the coordinator only.
-pub async fn record_node_names(client: &mut Client, names: &BTreeMap<String, String>) -> Result<(), SqlError> {
-    let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
+pub async fn record_node_names(
+    client: &mut Client,
+    names: &BTreeMap<String, String>,
+) -> Result<(), SqlError> {
+    let database: String = client
+        .query_one("SELECT current_database()", &[])
+        .await?
+        .get(0);
     let json = serde_json::to_string(names).expect("names serialize");
     let transaction = client.transaction().await?;
-    transaction.execute("SET LOCAL citus.enable_ddl_propagation TO off", &[]).await?;
+    transaction
+        .execute("SET LOCAL citus.enable_ddl_propagation TO off", &[])
+        .await?;
     let statement = format!(
         "ALTER DATABASE {} SET {} TO {}",
         quote_ident(&database),

@@ -28,11 +28,19 @@ pub struct Failure {
 
 impl Failure {
     fn at(path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) -> Self {
-        Failure { path: Some(path), summary: summary.into(), detail: detail.into() }
+        Failure {
+            path: Some(path),
+            summary: summary.into(),
+            detail: detail.into(),
+        }
     }
 
     fn general(summary: impl Into<String>, detail: impl Into<String>) -> Self {
-        Failure { path: None, summary: summary.into(), detail: detail.into() }
+        Failure {
+            path: None,
+            summary: summary.into(),
+            detail: detail.into(),
+        }
     }
 
     pub fn report(self, diags: &mut Diagnostics) {
@@ -56,7 +64,10 @@ pub async fn connect_coordinator(spec: &ClusterSpec) -> Result<Client, Failure> 
         Failure::at(
             AttrPath::root("coordinator").attr("host"),
             "Cannot connect to the coordinator",
-            format!("The provider could not connect to the coordinator at {}: {e}", spec.connection.address()),
+            format!(
+                "The provider could not connect to the coordinator at {}: {e}",
+                spec.connection.address()
+            ),
         )
     })
 }
@@ -75,7 +86,12 @@ async fn preflight(spec: &ClusterSpec) -> Result<Vec<NodeSession>, Failure> {
     let mut targets: Vec<(AttrPath, String, ConnectionSettings, bool)> = Vec::new();
     for (name, worker) in &spec.workers {
         let path = AttrPath::root("worker").key(name);
-        targets.push((path.clone(), format!("worker {name:?}"), spec.node_connection(&worker.connect), false));
+        targets.push((
+            path.clone(),
+            format!("worker {name:?}"),
+            spec.node_connection(&worker.connect),
+            false,
+        ));
         for (i, replica) in worker.replicas.iter().enumerate() {
             targets.push((
                 path.attr("read_replica").index(i),
@@ -90,7 +106,11 @@ async fn preflight(spec: &ClusterSpec) -> Result<Vec<NodeSession>, Failure> {
     let mut first_failure = None;
     for ((path, what, settings, is_replica), attempt) in targets.into_iter().zip(attempts) {
         match attempt {
-            Ok(client) => clients.push(NodeSession { what, client, is_replica }),
+            Ok(client) => clients.push(NodeSession {
+                what,
+                client,
+                is_replica,
+            }),
             Err(e) if first_failure.is_none() => {
                 first_failure = Some(Failure::at(
                     path,
@@ -113,8 +133,15 @@ async fn preflight(spec: &ClusterSpec) -> Result<Vec<NodeSession>, Failure> {
 
 /// Creates (and, when asked, updates) the extension on the coordinator and
 /// every worker, concurrently.
-async fn ensure_extension(coordinator: &Client, nodes: &[NodeSession], update: bool) -> Result<(), Failure> {
-    let primaries = nodes.iter().filter(|n| !n.is_replica).map(|n| (n.what.clone(), &n.client));
+async fn ensure_extension(
+    coordinator: &Client,
+    nodes: &[NodeSession],
+    update: bool,
+) -> Result<(), Failure> {
+    let primaries = nodes
+        .iter()
+        .filter(|n| !n.is_replica)
+        .map(|n| (n.what.clone(), &n.client));
     let all = std::iter::once(("the coordinator".to_string(), coordinator)).chain(primaries);
     let results = join_all(all.map(|(what, client)| async move {
         client
@@ -139,7 +166,10 @@ async fn ensure_extension(coordinator: &Client, nodes: &[NodeSession], update: b
     .await;
     for result in results {
         if let Err((what, e)) = result {
-            return Err(Failure::general("Cannot create the citus extension", format!("On {what}: {e}")));
+            return Err(Failure::general(
+                "Cannot create the citus extension",
+                format!("On {what}: {e}"),
+            ));
         }
     }
     Ok(())
@@ -155,12 +185,25 @@ async fn apply_settings(
     if wanted.is_empty() && previously_owned.is_empty() {
         return Ok(());
     }
-    let primaries = nodes.iter().filter(|n| !n.is_replica).map(|n| (n.what.as_str(), &n.client));
-    let all: Vec<(&str, &Client)> = std::iter::once(("the coordinator", coordinator)).chain(primaries).collect();
-    let results = join_all(all.iter().map(|(_, client)| super::settings::apply(client, wanted, previously_owned))).await;
+    let primaries = nodes
+        .iter()
+        .filter(|n| !n.is_replica)
+        .map(|n| (n.what.as_str(), &n.client));
+    let all: Vec<(&str, &Client)> = std::iter::once(("the coordinator", coordinator))
+        .chain(primaries)
+        .collect();
+    let results = join_all(
+        all.iter()
+            .map(|(_, client)| super::settings::apply(client, wanted, previously_owned)),
+    )
+    .await;
     for ((what, _), result) in all.iter().zip(results) {
         if let Err(e) = result {
-            return Err(Failure::at(AttrPath::root("settings"), "Cannot apply Citus settings", format!("On {what}: {e}")));
+            return Err(Failure::at(
+                AttrPath::root("settings"),
+                "Cannot apply Citus settings",
+                format!("On {what}: {e}"),
+            ));
         }
     }
     Ok(())
@@ -178,14 +221,25 @@ pub async fn converge(
     let node_clients = preflight(spec).await?;
     refuse_unreachable_holders(&coordinator, spec).await?;
     ensure_extension(&coordinator, &node_clients, spec.update_extension).await?;
-    apply_settings(&coordinator, &node_clients, &spec.settings, previously_owned_settings).await?;
+    apply_settings(
+        &coordinator,
+        &node_clients,
+        &spec.settings,
+        previously_owned_settings,
+    )
+    .await?;
     drop(node_clients);
 
     // A job from an interrupted apply finishes first; membership changes while
     // it moves shards would only fight it.
-    if let Some(job) = rebalance::active_job(&coordinator).await.map_err(|e| sql_failure("report its jobs", e))? {
+    if let Some(job) = rebalance::active_job(&coordinator)
+        .await
+        .map_err(|e| sql_failure("report its jobs", e))?
+    {
         log::info!("adopting running rebalance job {job}");
-        rebalance::wait(&coordinator, job, &ctx.stop, left(deadline)).await.map_err(rebalance_failure)?;
+        rebalance::wait(&coordinator, job, &ctx.stop, left(deadline))
+            .await
+            .map_err(rebalance_failure)?;
     }
 
     register_coordinator(ctx, &coordinator, spec).await?;
@@ -193,59 +247,103 @@ pub async fn converge(
     changed |= remove_departed_workers(ctx, &coordinator, spec, deadline).await?;
 
     if spec.rebalance.enabled {
-        let pending = rebalance::pending_moves(&coordinator, spec.rebalance.options.strategy.as_deref())
-            .await
-            .map_err(|e| sql_failure("plan a rebalance", e))?;
+        let pending =
+            rebalance::pending_moves(&coordinator, spec.rebalance.options.strategy.as_deref())
+                .await
+                .map_err(|e| sql_failure("plan a rebalance", e))?;
         if changed || pending.moves > 0 {
             if let Some(job) = rebalance::start(&coordinator, &spec.rebalance.options, false)
                 .await
                 .map_err(|e| sql_failure("start a rebalance", e))?
             {
-                log::info!("started rebalance job {job} ({} moves, {} bytes planned)", pending.moves, pending.bytes);
-                rebalance::wait(&coordinator, job, &ctx.stop, left(deadline)).await.map_err(rebalance_failure)?;
+                log::info!(
+                    "started rebalance job {job} ({} moves, {} bytes planned)",
+                    pending.moves,
+                    pending.bytes
+                );
+                rebalance::wait(&coordinator, job, &ctx.stop, left(deadline))
+                    .await
+                    .map_err(rebalance_failure)?;
             }
         }
     }
 
-    let names: BTreeMap<String, String> =
-        spec.workers.iter().map(|(name, w)| (w.address.to_string(), name.clone())).collect();
-    catalog::record_node_names(&mut coordinator, &names).await.map_err(|e| sql_failure("record worker names", e))?;
+    let names: BTreeMap<String, String> = spec
+        .workers
+        .iter()
+        .map(|(name, w)| (w.address.to_string(), name.clone()))
+        .collect();
+    catalog::record_node_names(&mut coordinator, &names)
+        .await
+        .map_err(|e| sql_failure("record worker names", e))?;
     Ok(())
 }
 
-async fn register_coordinator(ctx: &Context, client: &Client, spec: &ClusterSpec) -> Result<(), Failure> {
-    let nodes = catalog::nodes(client).await.map_err(|e| sql_failure("list nodes", e))?;
+async fn register_coordinator(
+    ctx: &Context,
+    client: &Client,
+    spec: &ClusterSpec,
+) -> Result<(), Failure> {
+    let nodes = catalog::nodes(client)
+        .await
+        .map_err(|e| sql_failure("list nodes", e))?;
     let current = nodes.iter().find(|n| n.group_id == 0 && n.is_primary);
     if current.map(|n| &n.address) != Some(&spec.coordinator) {
         let (host, port) = (spec.coordinator.host.as_str(), spec.coordinator.port as i32);
         with_retries(ctx, || async {
-            client.execute("SELECT pg_catalog.citus_set_coordinator_host($1, $2)", &[&host, &port]).await?;
+            client
+                .execute(
+                    "SELECT pg_catalog.citus_set_coordinator_host($1, $2)",
+                    &[&host, &port],
+                )
+                .await?;
             Ok(())
         })
         .await
-        .map_err(|e| sql_failure(&format!("register the coordinator as {}", spec.coordinator), e))?;
+        .map_err(|e| {
+            sql_failure(
+                &format!("register the coordinator as {}", spec.coordinator),
+                e,
+            )
+        })?;
     }
     Ok(())
 }
 
 /// Adds missing workers and replicas, repoints moved ones, sets properties.
 /// Returns whether membership or placement eligibility changed.
-async fn add_and_update_workers(ctx: &Context, client: &Client, spec: &ClusterSpec) -> Result<bool, Failure> {
+async fn add_and_update_workers(
+    ctx: &Context,
+    client: &Client,
+    spec: &ClusterSpec,
+) -> Result<bool, Failure> {
     let mut changed = false;
-    let nodes = catalog::nodes(client).await.map_err(|e| sql_failure("list nodes", e))?;
+    let nodes = catalog::nodes(client)
+        .await
+        .map_err(|e| sql_failure("list nodes", e))?;
     for (name, worker) in &spec.workers {
         let path = AttrPath::root("worker").key(name);
-        let existing = nodes.iter().find(|n| n.is_primary && n.address == worker.address);
+        let existing = nodes
+            .iter()
+            .find(|n| n.is_primary && n.address == worker.address);
         let (host, port) = (worker.address.host.as_str(), worker.address.port as i32);
         let should_have_shards = match existing {
             Some(node) => node.should_have_shards,
             None => {
                 with_retries(ctx, || async {
-                    client.execute("SELECT pg_catalog.citus_add_node($1, $2)", &[&host, &port]).await?;
+                    client
+                        .execute("SELECT pg_catalog.citus_add_node($1, $2)", &[&host, &port])
+                        .await?;
                     Ok(())
                 })
                 .await
-                .map_err(|e| Failure::at(path.clone(), "Cannot add the worker", format!("citus_add_node({host:?}, {port}): {e}")))?;
+                .map_err(|e| {
+                    Failure::at(
+                        path.clone(),
+                        "Cannot add the worker",
+                        format!("citus_add_node({host:?}, {port}): {e}"),
+                    )
+                })?;
                 changed = true;
                 true
             }
@@ -253,11 +351,22 @@ async fn add_and_update_workers(ctx: &Context, client: &Client, spec: &ClusterSp
         if existing.is_some_and(|node| !node.is_active) {
             // Disabled by hand (citus_disable_node): the plan promised an active node.
             with_retries(ctx, || async {
-                client.execute("SELECT pg_catalog.citus_activate_node($1, $2)", &[&host, &port]).await?;
+                client
+                    .execute(
+                        "SELECT pg_catalog.citus_activate_node($1, $2)",
+                        &[&host, &port],
+                    )
+                    .await?;
                 Ok(())
             })
             .await
-            .map_err(|e| Failure::at(path.clone(), "Cannot activate the worker", format!("citus_activate_node({host:?}, {port}): {e}")))?;
+            .map_err(|e| {
+                Failure::at(
+                    path.clone(),
+                    "Cannot activate the worker",
+                    format!("citus_activate_node({host:?}, {port}): {e}"),
+                )
+            })?;
             changed = true;
         }
         if should_have_shards != worker.should_have_shards {
@@ -272,12 +381,20 @@ async fn add_and_update_workers(ctx: &Context, client: &Client, spec: &ClusterSp
                 Ok(())
             })
             .await
-            .map_err(|e| Failure::at(path.attr("should_have_shards"), "Cannot set should_have_shards", e.message))?;
+            .map_err(|e| {
+                Failure::at(
+                    path.attr("should_have_shards"),
+                    "Cannot set should_have_shards",
+                    e.message,
+                )
+            })?;
             changed = true;
         }
     }
     // Replicas join their worker's group as it is now (a worker added above has a new one).
-    let nodes = catalog::nodes(client).await.map_err(|e| sql_failure("list nodes", e))?;
+    let nodes = catalog::nodes(client)
+        .await
+        .map_err(|e| sql_failure("list nodes", e))?;
     for (name, worker) in &spec.workers {
         changed |= converge_replicas(ctx, client, &nodes, name, worker).await?;
     }
@@ -292,22 +409,31 @@ async fn converge_replicas(
     worker: &super::model::WorkerSpec,
 ) -> Result<bool, Failure> {
     let mut changed = false;
-    let group = nodes.iter().find(|n| n.is_primary && n.address == worker.address).map(|n| n.group_id);
+    let group = nodes
+        .iter()
+        .find(|n| n.is_primary && n.address == worker.address)
+        .map(|n| n.group_id);
     let wanted: BTreeSet<&NodeAddress> = worker.replicas.iter().map(|r| &r.address).collect();
     let in_group = |n: &DistNode| Some(n.group_id) == group;
     // Secondaries of this group no longer wanted, and wanted ones registered in another group.
     for stale in nodes.iter().filter(|n| {
-        !n.is_primary && ((in_group(n) && !wanted.contains(&n.address)) || (!in_group(n) && wanted.contains(&n.address)))
+        !n.is_primary
+            && ((in_group(n) && !wanted.contains(&n.address))
+                || (!in_group(n) && wanted.contains(&n.address)))
     }) {
         remove_node(ctx, client, &stale.address).await?;
         changed = true;
     }
     for (i, replica) in worker.replicas.iter().enumerate() {
-        if nodes.iter().any(|n| !n.is_primary && in_group(n) && n.address == replica.address) {
+        if nodes
+            .iter()
+            .any(|n| !n.is_primary && in_group(n) && n.address == replica.address)
+        {
             continue;
         }
         let (host, port) = (replica.address.host.as_str(), replica.address.port as i32);
-        let (primary_host, primary_port) = (worker.address.host.as_str(), worker.address.port as i32);
+        let (primary_host, primary_port) =
+            (worker.address.host.as_str(), worker.address.port as i32);
         with_retries(ctx, || async {
             client
                 .execute(
@@ -320,7 +446,10 @@ async fn converge_replicas(
         .await
         .map_err(|e| {
             Failure::at(
-                AttrPath::root("worker").key(name).attr("read_replica").index(i),
+                AttrPath::root("worker")
+                    .key(name)
+                    .attr("read_replica")
+                    .index(i),
                 "Cannot add the read replica",
                 e.message,
             )
@@ -333,7 +462,12 @@ async fn converge_replicas(
 async fn remove_node(ctx: &Context, client: &Client, address: &NodeAddress) -> Result<(), Failure> {
     let (host, port) = (address.host.as_str(), address.port as i32);
     with_retries(ctx, || async {
-        client.execute("SELECT pg_catalog.citus_remove_node($1, $2)", &[&host, &port]).await?;
+        client
+            .execute(
+                "SELECT pg_catalog.citus_remove_node($1, $2)",
+                &[&host, &port],
+            )
+            .await?;
         Ok(())
     })
     .await
@@ -348,12 +482,16 @@ async fn remove_departed_workers(
     spec: &ClusterSpec,
     deadline: Instant,
 ) -> Result<bool, Failure> {
-    let nodes = catalog::nodes(client).await.map_err(|e| sql_failure("list nodes", e))?;
+    let nodes = catalog::nodes(client)
+        .await
+        .map_err(|e| sql_failure("list nodes", e))?;
     let leaving = departing_workers(client, spec).await?;
     if leaving.is_empty() {
         return Ok(false);
     }
-    let placements = catalog::placements_per_group(client).await.map_err(|e| sql_failure("count placements", e))?;
+    let placements = catalog::placements_per_group(client)
+        .await
+        .map_err(|e| sql_failure("count placements", e))?;
 
     for node in &leaving {
         if node.should_have_shards {
@@ -368,18 +506,25 @@ async fn remove_departed_workers(
             .map_err(|e| sql_failure(&format!("stop placing shards on {}", node.address), e))?;
         }
     }
-    let holds_shards = leaving.iter().any(|n| placements.get(&n.group_id).copied().unwrap_or(0) > 0);
+    let holds_shards = leaving
+        .iter()
+        .any(|n| placements.get(&n.group_id).copied().unwrap_or(0) > 0);
     if holds_shards {
         log::info!("draining {} departing worker(s)", leaving.len());
         if let Some(job) = rebalance::start(client, &spec.rebalance.options, true)
             .await
             .map_err(|e| sql_failure("start draining the departing workers", e))?
         {
-            rebalance::wait(client, job, &ctx.stop, left(deadline)).await.map_err(rebalance_failure)?;
+            rebalance::wait(client, job, &ctx.stop, left(deadline))
+                .await
+                .map_err(rebalance_failure)?;
         }
     }
     for node in &leaving {
-        for secondary in nodes.iter().filter(|n| !n.is_primary && n.group_id == node.group_id) {
+        for secondary in nodes
+            .iter()
+            .filter(|n| !n.is_primary && n.group_id == node.group_id)
+        {
             remove_node(ctx, client, &secondary.address).await?;
         }
         remove_node(ctx, client, &node.address).await?;
@@ -393,21 +538,35 @@ fn left(deadline: Instant) -> Duration {
 
 /// Registered primary workers the plan no longer names.
 async fn departing_workers(client: &Client, spec: &ClusterSpec) -> Result<Vec<DistNode>, Failure> {
-    let nodes = catalog::nodes(client).await.map_err(|e| sql_failure("list nodes", e))?;
+    let nodes = catalog::nodes(client)
+        .await
+        .map_err(|e| sql_failure("list nodes", e))?;
     let wanted: BTreeSet<&NodeAddress> = spec.workers.values().map(|w| &w.address).collect();
-    Ok(nodes.into_iter().filter(|n| n.is_primary && n.group_id != 0 && !wanted.contains(&n.address)).collect())
+    Ok(nodes
+        .into_iter()
+        .filter(|n| n.is_primary && n.group_id != 0 && !wanted.contains(&n.address))
+        .collect())
 }
 
 /// A departing worker the coordinator cannot reach cannot be drained; if it
 /// holds shards, say which tables and what the ways out are. Runs before any
 /// change, so a refusal leaves the cluster as it was.
 async fn refuse_unreachable_holders(client: &Client, spec: &ClusterSpec) -> Result<(), Failure> {
-    if catalog::citus_version(client).await.map_err(|e| sql_failure("report its version", e))?.is_none() {
+    if catalog::citus_version(client)
+        .await
+        .map_err(|e| sql_failure("report its version", e))?
+        .is_none()
+    {
         return Ok(()); // A new cluster: nothing registered, nothing departs.
     }
     let leaving = departing_workers(client, spec).await?;
-    let placements = catalog::placements_per_group(client).await.map_err(|e| sql_failure("count placements", e))?;
-    for node in leaving.iter().filter(|n| placements.get(&n.group_id).copied().unwrap_or(0) > 0) {
+    let placements = catalog::placements_per_group(client)
+        .await
+        .map_err(|e| sql_failure("count placements", e))?;
+    for node in leaving
+        .iter()
+        .filter(|n| placements.get(&n.group_id).copied().unwrap_or(0) > 0)
+    {
         // The drain copies from the coordinator's side, so that is where reachability counts.
         let reachable: bool = client
             .query_one(
@@ -418,7 +577,9 @@ async fn refuse_unreachable_holders(client: &Client, spec: &ClusterSpec) -> Resu
             .map_err(|e| sql_failure("check a departing worker", e.into()))?
             .get(0);
         if !reachable {
-            let tables = catalog::tables_in_group(client, node.group_id).await.unwrap_or_default();
+            let tables = catalog::tables_in_group(client, node.group_id)
+                .await
+                .unwrap_or_default();
             return Err(Failure::general(
                 "Cannot remove an unreachable worker that holds shards",
                 format!(
@@ -442,14 +603,27 @@ async fn refuse_unreachable_holders(client: &Client, spec: &ClusterSpec) -> Resu
 /// placements; refuses, naming the tables, when any still holds some.
 pub async fn deregister(ctx: &Context, spec: &ClusterSpec) -> Result<(), Failure> {
     let client = connect_coordinator(spec).await?;
-    let nodes = catalog::nodes(&client).await.map_err(|e| sql_failure("list nodes", e))?;
-    let placements = catalog::placements_per_group(&client).await.map_err(|e| sql_failure("count placements", e))?;
-    let workers: Vec<&DistNode> = nodes.iter().filter(|n| n.is_primary && n.group_id != 0).collect();
+    let nodes = catalog::nodes(&client)
+        .await
+        .map_err(|e| sql_failure("list nodes", e))?;
+    let placements = catalog::placements_per_group(&client)
+        .await
+        .map_err(|e| sql_failure("count placements", e))?;
+    let workers: Vec<&DistNode> = nodes
+        .iter()
+        .filter(|n| n.is_primary && n.group_id != 0)
+        .collect();
     let mut refused = Vec::new();
     for node in &workers {
         if placements.get(&node.group_id).copied().unwrap_or(0) > 0 {
-            let tables = catalog::tables_in_group(&client, node.group_id).await.unwrap_or_default();
-            refused.push(format!("{} holds shards of {}", node.address, tables.join(", ")));
+            let tables = catalog::tables_in_group(&client, node.group_id)
+                .await
+                .unwrap_or_default();
+            refused.push(format!(
+                "{} holds shards of {}",
+                node.address,
+                tables.join(", ")
+            ));
         }
     }
     if !refused.is_empty() {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::cty::Value;
-use crate::framework::{AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
 use crate::framework::validators::Validator;
+use crate::framework::{AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
 
 use super::ConnectionDefaults;
 use model::{port_of, timeout, ClusterSpec, NodeAddress};
@@ -30,11 +30,22 @@ impl ClusterResource {
 
     /// Converges, then reads back. On failure the state is what exists now,
     /// so the next apply continues from there.
-    async fn apply(&self, ctx: &Context, prior: Option<&Value>, planned: &Value, operation: &str, diags: &mut Diagnostics) -> Value {
+    async fn apply(
+        &self,
+        ctx: &Context,
+        prior: Option<&Value>,
+        planned: &Value,
+        operation: &str,
+        diags: &mut Diagnostics,
+    ) -> Value {
         let spec = ClusterSpec::from_value(planned, &self.defaults);
         // Settings this resource set before and no longer lists are reset.
-        let previously_owned = prior.map(|p| settings::from_value(p).into_keys().collect()).unwrap_or_default();
-        if let Err(failure) = converge::converge(ctx, &spec, &previously_owned, timeout(planned, operation)).await {
+        let previously_owned = prior
+            .map(|p| settings::from_value(p).into_keys().collect())
+            .unwrap_or_default();
+        if let Err(failure) =
+            converge::converge(ctx, &spec, &previously_owned, timeout(planned, operation)).await
+        {
             failure.report(diags);
         }
         let mut read_diags = Diagnostics::new();
@@ -59,7 +70,9 @@ impl Resource for ClusterResource {
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
         settings::validate(config, diags);
-        let Value::Map(workers) = config.attr("worker") else { return };
+        let Value::Map(workers) = config.attr("worker") else {
+            return;
+        };
         let mut seen: BTreeMap<NodeAddress, &str> = BTreeMap::new();
         let coordinator = config.attr("coordinator");
         if let (Some(host), port) = (coordinator.attr("host").as_str(), coordinator.attr("port")) {
@@ -71,10 +84,18 @@ impl Resource for ClusterResource {
             let path = AttrPath::root("worker").key(name);
             schema::validate_worker_name().validate(&Value::string(name.clone()), &path, diags);
             let nodes = std::iter::once((path.clone(), worker)).chain(
-                worker.attr("read_replica").as_elements().unwrap_or_default().iter().enumerate().map(|(i, r)| (path.attr("read_replica").index(i), r)),
+                worker
+                    .attr("read_replica")
+                    .as_elements()
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (path.attr("read_replica").index(i), r)),
             );
             for (node_path, node) in nodes {
-                let (Some(host), port) = (node.attr("host").as_str(), node.attr("port")) else { continue };
+                let (Some(host), port) = (node.attr("host").as_str(), node.attr("port")) else {
+                    continue;
+                };
                 if port.is_unknown() {
                     continue;
                 }
@@ -92,7 +113,12 @@ impl Resource for ClusterResource {
         }
     }
 
-    async fn modify_plan(&self, _ctx: &Context, change: &mut PlannedChange, diags: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        _ctx: &Context,
+        change: &mut PlannedChange,
+        diags: &mut Diagnostics,
+    ) {
         if change.is_create() {
             // Bad connection settings surface at plan time when they are known.
             if self.defaults.is_known() && is_known_connection(&change.planned) {
@@ -115,14 +141,23 @@ impl Resource for ClusterResource {
         observe::observe(&spec, state, diags).await
     }
 
-    async fn update(&self, ctx: &Context, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        planned: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         self.apply(ctx, Some(prior), planned, "update", diags).await
     }
 
     async fn delete(&self, ctx: &Context, prior: &Value, diags: &mut Diagnostics) {
         let spec = ClusterSpec::from_value(prior, &self.defaults);
         if !spec.deregister_on_destroy {
-            log::info!("forgetting the Citus cluster at {}; its nodes stay registered", spec.connection.address());
+            log::info!(
+                "forgetting the Citus cluster at {}; its nodes stay registered",
+                spec.connection.address()
+            );
             return;
         }
         if let Err(failure) = converge::deregister(ctx, &spec).await {
@@ -140,10 +175,20 @@ impl Resource for ClusterResource {
         };
         let skeleton = observe::import_skeleton(&address);
         let spec = ClusterSpec::from_value(&skeleton, &self.defaults);
-        let spec = ClusterSpec { connection: crate::sql::ConnectionSettings { host: address.host.clone(), port: address.port, ..spec.connection }, ..spec };
+        let spec = ClusterSpec {
+            connection: crate::sql::ConnectionSettings {
+                host: address.host.clone(),
+                port: address.port,
+                ..spec.connection
+            },
+            ..spec
+        };
         let state = observe::observe(&spec, &skeleton, diags).await;
         if state.is_none() && !diags.has_errors() {
-            diags.error("Nothing to import", format!("The server at {address} has no citus extension."));
+            diags.error(
+                "Nothing to import",
+                format!("The server at {address} has no citus extension."),
+            );
         }
         state
     }

@@ -19,7 +19,10 @@ pub struct NodeAddress {
 
 impl NodeAddress {
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        NodeAddress { host: host.into(), port }
+        NodeAddress {
+            host: host.into(),
+            port,
+        }
     }
 }
 
@@ -80,13 +83,24 @@ pub fn port_of(value: &Value) -> u16 {
 
 fn connect_address(node: &Value, address: &NodeAddress) -> NodeAddress {
     NodeAddress {
-        host: node.attr("connect_host").as_str().unwrap_or(&address.host).to_string(),
-        port: node.attr("connect_port").as_i64().map(|p| p as u16).unwrap_or(address.port),
+        host: node
+            .attr("connect_host")
+            .as_str()
+            .unwrap_or(&address.host)
+            .to_string(),
+        port: node
+            .attr("connect_port")
+            .as_i64()
+            .map(|p| p as u16)
+            .unwrap_or(address.port),
     }
 }
 
 fn address_of(node: &Value) -> NodeAddress {
-    NodeAddress::new(node.attr("host").as_str().unwrap_or_default(), port_of(node.attr("port")))
+    NodeAddress::new(
+        node.attr("host").as_str().unwrap_or_default(),
+        port_of(node.attr("port")),
+    )
 }
 
 impl ClusterSpec {
@@ -94,7 +108,11 @@ impl ClusterSpec {
         let coordinator = address_of(value.attr("coordinator"));
         // Without a host in the connection block or the provider, the address
         // the state was last read through (say, an import's), else the registered one.
-        let fallback = value.attr("id").as_str().and_then(NodeAddress::parse).unwrap_or_else(|| coordinator.clone());
+        let fallback = value
+            .attr("id")
+            .as_str()
+            .and_then(NodeAddress::parse)
+            .unwrap_or_else(|| coordinator.clone());
         let connection = defaults.resolve(value.attr("connection"), &fallback.host, fallback.port);
         let workers = match value.attr("worker") {
             Value::Map(workers) => workers
@@ -108,7 +126,10 @@ impl ClusterSpec {
                         .iter()
                         .map(|r| {
                             let address = address_of(r);
-                            ReplicaSpec { connect: connect_address(r, &address), address }
+                            ReplicaSpec {
+                                connect: connect_address(r, &address),
+                                address,
+                            }
                         })
                         .collect();
                     let spec = WorkerSpec {
@@ -127,7 +148,10 @@ impl ClusterSpec {
             coordinator,
             workers,
             rebalance: rebalance_spec(value.attr("rebalance")),
-            deregister_on_destroy: value.attr("deregister_on_destroy").as_bool().unwrap_or(false),
+            deregister_on_destroy: value
+                .attr("deregister_on_destroy")
+                .as_bool()
+                .unwrap_or(false),
             update_extension: value.attr("update_extension").as_bool().unwrap_or(false),
             settings: super::settings::from_value(value),
         }
@@ -136,7 +160,11 @@ impl ClusterSpec {
     /// Connection settings for a node other than the coordinator: same
     /// credentials and TLS, another address.
     pub fn node_connection(&self, connect: &NodeAddress) -> ConnectionSettings {
-        ConnectionSettings { host: connect.host.clone(), port: connect.port, ..self.connection.clone() }
+        ConnectionSettings {
+            host: connect.host.clone(),
+            port: connect.port,
+            ..self.connection.clone()
+        }
     }
 }
 
@@ -145,7 +173,11 @@ pub fn rebalance_spec(block: &Value) -> RebalanceSpec {
         enabled: block.attr("enabled").as_bool().unwrap_or(true),
         options: RebalanceOptions {
             strategy: block.attr("strategy").as_str().map(str::to_string),
-            shard_transfer_mode: block.attr("shard_transfer_mode").as_str().unwrap_or("auto").to_string(),
+            shard_transfer_mode: block
+                .attr("shard_transfer_mode")
+                .as_str()
+                .unwrap_or("auto")
+                .to_string(),
         },
     }
 }

@@ -20,17 +20,30 @@ use super::converge::connect_coordinator;
 use super::model::{rebalance_spec, ClusterSpec, NodeAddress};
 
 fn object(fields: Vec<(&str, Value)>) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn or_default(value: &Value, default: Value) -> Value {
-    if value.is_null() || value.is_unknown() { default } else { value.clone() }
+    if value.is_null() || value.is_unknown() {
+        default
+    } else {
+        value.clone()
+    }
 }
 
 /// Config-only values survive a read as they were; unknowns (from a plan being
 /// applied) become null.
 fn kept(value: &Value) -> Value {
-    if value.is_wholly_known() { value.clone() } else { Value::Null }
+    if value.is_wholly_known() {
+        value.clone()
+    } else {
+        Value::Null
+    }
 }
 
 /// The state an import starts from: only the coordinator's address.
@@ -46,7 +59,11 @@ pub fn import_skeleton(address: &NodeAddress) -> Value {
         ("connection", Value::Null),
         (
             "coordinator",
-            object(vec![("host", address.host.as_str().into()), ("port", Value::int(address.port as i64)), ("node_id", Value::Null)]),
+            object(vec![
+                ("host", address.host.as_str().into()),
+                ("port", Value::int(address.port as i64)),
+                ("node_id", Value::Null),
+            ]),
         ),
         ("worker", Value::Map(BTreeMap::new())),
         ("rebalance", Value::Null),
@@ -65,7 +82,9 @@ pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics)
         }
     };
     let catalog_read = async {
-        let Some(version) = catalog::citus_version(&client).await? else { return Ok(None) };
+        let Some(version) = catalog::citus_version(&client).await? else {
+            return Ok(None);
+        };
         let nodes = catalog::nodes(&client).await?;
         let placements = catalog::placements_per_group(&client).await?;
         let names = catalog::node_names(&client).await?;
@@ -75,25 +94,31 @@ pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics)
         Ok(Some(read)) => read,
         Ok(None) => return None,
         Err(e) => {
-            diags.error("Cannot read the Citus catalog", format!("On the coordinator at {}: {e}", spec.connection.address()));
+            diags.error(
+                "Cannot read the Citus catalog",
+                format!("On the coordinator at {}: {e}", spec.connection.address()),
+            );
             return None;
         }
     };
 
     let rebalance = rebalance_spec(prior.attr("rebalance"));
-    let pending = match rebalance::pending_moves(&client, rebalance.options.strategy.as_deref()).await {
-        Ok(p) => (Value::int(p.moves), Value::int(p.bytes)),
-        Err(e) => {
-            diags.warning(
-                "Cannot compute the rebalance plan",
-                format!("Citus could not plan a rebalance ({e}); pending moves are shown as last read."),
-            );
-            (
-                or_default(prior.attr("pending_rebalance_moves"), Value::int(0)),
-                or_default(prior.attr("pending_rebalance_bytes"), Value::int(0)),
-            )
-        }
-    };
+    let pending =
+        match rebalance::pending_moves(&client, rebalance.options.strategy.as_deref()).await {
+            Ok(p) => (Value::int(p.moves), Value::int(p.bytes)),
+            Err(e) => {
+                diags.warning(
+                    "Cannot compute the rebalance plan",
+                    format!(
+                    "Citus could not plan a rebalance ({e}); pending moves are shown as last read."
+                ),
+                );
+                (
+                    or_default(prior.attr("pending_rebalance_moves"), Value::int(0)),
+                    or_default(prior.attr("pending_rebalance_bytes"), Value::int(0)),
+                )
+            }
+        };
 
     let coordinator_row = nodes.iter().find(|n| n.group_id == 0 && n.is_primary);
     let coordinator = match coordinator_row {
@@ -114,8 +139,14 @@ pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics)
     let settings_state = read_settings(prior, &client, &worker_sessions).await;
     Some(object(vec![
         ("id", Value::string(spec.connection.address())),
-        ("deregister_on_destroy", or_default(prior.attr("deregister_on_destroy"), Value::Bool(false))),
-        ("update_extension", or_default(prior.attr("update_extension"), Value::Bool(false))),
+        (
+            "deregister_on_destroy",
+            or_default(prior.attr("deregister_on_destroy"), Value::Bool(false)),
+        ),
+        (
+            "update_extension",
+            or_default(prior.attr("update_extension"), Value::Bool(false)),
+        ),
         ("settings", settings_state),
         ("citus_version", Value::string(version)),
         ("pending_rebalance_moves", pending.0),
@@ -131,16 +162,26 @@ pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics)
 /// Maps each primary worker row to a key: the prior state's key for that node
 /// (by node id, then address), else the name recorded at the last apply, else
 /// its address. Nodes added by hand thus show up, and ones removed by hand vanish.
-fn worker_key(node: &DistNode, prior_workers: &BTreeMap<String, Value>, names: &BTreeMap<String, String>) -> String {
-    let by_id = prior_workers.iter().find(|(_, w)| w.attr("node_id").as_i64() == Some(node.node_id as i64));
+fn worker_key(
+    node: &DistNode,
+    prior_workers: &BTreeMap<String, Value>,
+    names: &BTreeMap<String, String>,
+) -> String {
+    let by_id = prior_workers
+        .iter()
+        .find(|(_, w)| w.attr("node_id").as_i64() == Some(node.node_id as i64));
     let by_address = || {
         prior_workers.iter().find(|(_, w)| {
-            w.attr("host").as_str() == Some(&node.address.host) && w.attr("port").as_i64() == Some(node.address.port as i64)
+            w.attr("host").as_str() == Some(&node.address.host)
+                && w.attr("port").as_i64() == Some(node.address.port as i64)
         })
     };
     match by_id.or_else(by_address) {
         Some((key, _)) => key.clone(),
-        None => names.get(&node.address.to_string()).cloned().unwrap_or_else(|| node.address.to_string()),
+        None => names
+            .get(&node.address.to_string())
+            .cloned()
+            .unwrap_or_else(|| node.address.to_string()),
     }
 }
 
@@ -155,15 +196,26 @@ async fn read_workers(
         Value::Map(m) => m.clone(),
         _ => BTreeMap::new(),
     };
-    let primaries: Vec<&DistNode> = nodes.iter().filter(|n| n.is_primary && n.group_id != 0).collect();
-    let keyed: Vec<(String, &DistNode)> = primaries.iter().map(|n| (worker_key(n, &prior_workers, names), *n)).collect();
+    let primaries: Vec<&DistNode> = nodes
+        .iter()
+        .filter(|n| n.is_primary && n.group_id != 0)
+        .collect();
+    let keyed: Vec<(String, &DistNode)> = primaries
+        .iter()
+        .map(|n| (worker_key(n, &prior_workers, names), *n))
+        .collect();
 
     // Probe every worker at the address the provider uses for it, concurrently.
     let probes = join_all(keyed.iter().map(|(key, node)| {
         let own = prior_workers.get(key).cloned().unwrap_or(Value::Null);
         let connect = NodeAddress::new(
-            own.attr("connect_host").as_str().unwrap_or(&node.address.host),
-            own.attr("connect_port").as_i64().map(|p| p as u16).unwrap_or(node.address.port),
+            own.attr("connect_host")
+                .as_str()
+                .unwrap_or(&node.address.host),
+            own.attr("connect_port")
+                .as_i64()
+                .map(|p| p as u16)
+                .unwrap_or(node.address.port),
         );
         probe(spec.node_connection(&connect))
     }))
@@ -188,7 +240,10 @@ async fn read_workers(
                 ("group_id", Value::int(node.group_id as i64)),
                 ("is_active", Value::Bool(node.is_active)),
                 ("reachable", Value::Bool(reachable)),
-                ("shard_placements", Value::int(placements.get(&node.group_id).copied().unwrap_or(0))),
+                (
+                    "shard_placements",
+                    Value::int(placements.get(&node.group_id).copied().unwrap_or(0)),
+                ),
                 ("read_replica", Value::List(replicas)),
             ]),
         );
@@ -198,13 +253,22 @@ async fn read_workers(
 
 /// The owned settings as the reachable nodes have them; null when the
 /// resource owns none (the configuration leaves `settings` out).
-async fn read_settings(prior: &Value, coordinator: &tokio_postgres::Client, workers: &[tokio_postgres::Client]) -> Value {
+async fn read_settings(
+    prior: &Value,
+    coordinator: &tokio_postgres::Client,
+    workers: &[tokio_postgres::Client],
+) -> Value {
     if prior.attr("settings").is_null() {
         return Value::Null;
     }
     let wanted = super::settings::from_value(prior);
     let owned: BTreeSet<String> = wanted.keys().cloned().collect();
-    let reads = join_all(std::iter::once(coordinator).chain(workers).map(super::settings::read)).await;
+    let reads = join_all(
+        std::iter::once(coordinator)
+            .chain(workers)
+            .map(super::settings::read),
+    )
+    .await;
     let per_node: Vec<BTreeMap<String, String>> = reads.into_iter().flatten().collect();
     super::settings::merge(&owned, &per_node, &wanted)
 }
@@ -212,11 +276,17 @@ async fn read_settings(prior: &Value, coordinator: &tokio_postgres::Client, work
 /// Secondaries of a worker's group, in the prior state's order, new ones last.
 fn read_replicas(primary: &DistNode, nodes: &[DistNode], prior: &Value) -> Vec<Value> {
     let prior = prior.as_elements().unwrap_or_default();
-    let mut secondaries: Vec<&DistNode> = nodes.iter().filter(|n| !n.is_primary && n.group_id == primary.group_id).collect();
+    let mut secondaries: Vec<&DistNode> = nodes
+        .iter()
+        .filter(|n| !n.is_primary && n.group_id == primary.group_id)
+        .collect();
     let position = |n: &DistNode| {
         prior
             .iter()
-            .position(|r| r.attr("host").as_str() == Some(&n.address.host) && r.attr("port").as_i64() == Some(n.address.port as i64))
+            .position(|r| {
+                r.attr("host").as_str() == Some(&n.address.host)
+                    && r.attr("port").as_i64() == Some(n.address.port as i64)
+            })
             .unwrap_or(usize::MAX)
     };
     secondaries.sort_by_key(|n| (position(n), n.node_id));
@@ -237,7 +307,10 @@ fn read_replicas(primary: &DistNode, nodes: &[DistNode], prior: &Value) -> Vec<V
 
 /// A session on the node, or `None` when it cannot be reached quickly.
 async fn probe(settings: ConnectionSettings) -> Option<tokio_postgres::Client> {
-    let settings = ConnectionSettings { connect_timeout: settings.connect_timeout.min(Duration::from_secs(3)), ..settings };
+    let settings = ConnectionSettings {
+        connect_timeout: settings.connect_timeout.min(Duration::from_secs(3)),
+        ..settings
+    };
     settings.connect().await.ok()
 }
 
@@ -248,10 +321,13 @@ async fn probe(settings: ConnectionSettings) -> Option<tokio_postgres::Client> {
 pub fn plan_live_values(prior: &Value, planned: &mut Value) {
     let rebalance_enabled = rebalance_spec(planned.attr("rebalance")).enabled;
     let update_extension = planned.attr("update_extension").as_bool().unwrap_or(false);
-    let readdressed = prior.attr("coordinator").attr("host") != planned.attr("coordinator").attr("host")
+    let readdressed = prior.attr("coordinator").attr("host")
+        != planned.attr("coordinator").attr("host")
         || prior.attr("coordinator").attr("port") != planned.attr("coordinator").attr("port")
         || prior.attr("connection") != planned.attr("connection");
-    let Some(fields) = planned.as_object_mut() else { return };
+    let Some(fields) = planned.as_object_mut() else {
+        return;
+    };
     if readdressed {
         fields.insert("id".into(), Value::Unknown);
     }
@@ -265,7 +341,11 @@ pub fn plan_live_values(prior: &Value, planned: &mut Value) {
             plan_worker(worker, map_entry(prior.attr("worker"), key));
         }
     }
-    let rebalancing = rebalance_enabled && prior.attr("pending_rebalance_moves").as_i64().is_some_and(|m| m > 0);
+    let rebalancing = rebalance_enabled
+        && prior
+            .attr("pending_rebalance_moves")
+            .as_i64()
+            .is_some_and(|m| m > 0);
     if rebalancing || Value::Object(fields.clone()) != *prior {
         fields.insert("pending_rebalance_moves".into(), Value::Unknown);
         fields.insert("pending_rebalance_bytes".into(), Value::Unknown);
@@ -299,7 +379,9 @@ fn same_address(a: &Value, b: &Value) -> bool {
 /// new ids, and its replicas join the new group.
 fn plan_worker(worker: &mut Value, prior: &Value) {
     let moved = prior.is_null() || !same_address(worker, prior);
-    let Some(w) = worker.as_object_mut() else { return };
+    let Some(w) = worker.as_object_mut() else {
+        return;
+    };
     for live in ["reachable", "is_active"] {
         if !w.get(live).is_some_and(Value::is_unknown) {
             w.insert(live.into(), Value::Bool(true));
@@ -310,10 +392,16 @@ fn plan_worker(worker: &mut Value, prior: &Value) {
             w.insert(id.into(), Value::Unknown);
         }
     }
-    let prior_replicas = prior.attr("read_replica").as_elements().unwrap_or_default().to_vec();
+    let prior_replicas = prior
+        .attr("read_replica")
+        .as_elements()
+        .unwrap_or_default()
+        .to_vec();
     if let Some(Value::List(replicas)) = w.get_mut("read_replica") {
         for (i, replica) in replicas.iter_mut().enumerate() {
-            let same = prior_replicas.get(i).is_some_and(|p| same_address(replica, p));
+            let same = prior_replicas
+                .get(i)
+                .is_some_and(|p| same_address(replica, p));
             if let Some(r) = replica.as_object_mut() {
                 if moved || !same || r.get("node_id").is_none_or(Value::is_null) {
                     r.insert("node_id".into(), Value::Unknown);

@@ -18,7 +18,9 @@ fn worker_name() -> NameLike {
 
 fn host(what: &str) -> Attribute {
     Attribute::required("host", Type::String)
-        .describe(format!("Host name or address Citus registers for {what}: how the other nodes reach it."))
+        .describe(format!(
+            "Host name or address Citus registers for {what}: how the other nodes reach it."
+        ))
         .validate(not_blank())
 }
 
@@ -42,21 +44,26 @@ fn connect_port() -> Attribute {
 }
 
 fn node_id() -> Attribute {
-    Attribute::computed("node_id", Type::Number).describe("Citus' `nodeid` of this node.").use_state_for_unknown()
+    Attribute::computed("node_id", Type::Number)
+        .describe("Citus' `nodeid` of this node.")
+        .use_state_for_unknown()
 }
 
 pub fn schema() -> Schema {
-    let coordinator = Block::new("The coordinator as Citus registers it (`citus_set_coordinator_host`).")
-        .attribute(host("the coordinator"))
-        .attribute(node_port("the coordinator"))
-        .attribute(node_id());
+    let coordinator =
+        Block::new("The coordinator as Citus registers it (`citus_set_coordinator_host`).")
+            .attribute(host("the coordinator"))
+            .attribute(node_port("the coordinator"))
+            .attribute(node_id());
 
-    let replica = Block::new("A read replica of the worker, registered as a secondary in the worker's group.")
-        .attribute(host("the replica"))
-        .attribute(node_port("the replica"))
-        .attribute(connect_host())
-        .attribute(connect_port())
-        .attribute(node_id());
+    let replica = Block::new(
+        "A read replica of the worker, registered as a secondary in the worker's group.",
+    )
+    .attribute(host("the replica"))
+    .attribute(node_port("the replica"))
+    .attribute(connect_host())
+    .attribute(connect_port())
+    .attribute(node_id());
 
     let worker = Block::new("A worker, keyed by a name of your choosing: removing one never shifts the others.")
         .attribute(host("the worker"))

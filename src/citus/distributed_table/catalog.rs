@@ -41,7 +41,12 @@ pub struct NodePlacements {
 
 /// Whether the citus extension exists on this server yet.
 pub async fn citus_installed(client: &Client) -> Result<bool, SqlError> {
-    let row = client.query_one("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')", &[]).await?;
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')",
+            &[],
+        )
+        .await?;
     Ok(row.get(0))
 }
 
@@ -84,7 +89,11 @@ pub async fn find(client: &Client, table: &TableName) -> Result<Option<LiveTable
 /// The type of `column` in the table, without modifiers (`character varying`,
 /// not `character varying(40)`: colocation compares types, not lengths);
 /// `None` when there is no such column.
-pub async fn column_type(client: &Client, oid: u32, column: &str) -> Result<Option<String>, SqlError> {
+pub async fn column_type(
+    client: &Client,
+    oid: u32,
+    column: &str,
+) -> Result<Option<String>, SqlError> {
     let row = client
         .query_opt(
             "SELECT pg_catalog.format_type(atttypid, NULL) FROM pg_catalog.pg_attribute \
@@ -96,7 +105,10 @@ pub async fn column_type(client: &Client, oid: u32, column: &str) -> Result<Opti
 }
 
 /// Placements per worker `host:port`, with sizes when every worker answers.
-pub async fn placements(client: &Client, oid: u32) -> Result<(BTreeMap<String, NodePlacements>, Option<SqlError>), SqlError> {
+pub async fn placements(
+    client: &Client,
+    oid: u32,
+) -> Result<(BTreeMap<String, NodePlacements>, Option<SqlError>), SqlError> {
     let with_sizes = client
         .query(
             "WITH sizes AS (SELECT shard_id, max(size) AS size FROM pg_catalog.citus_shard_sizes() GROUP BY shard_id) \
@@ -113,11 +125,27 @@ pub async fn placements(client: &Client, oid: u32) -> Result<(BTreeMap<String, N
     match with_sizes {
         Ok(rows) => {
             // citus_shard_sizes() leaves out the shards of a worker it cannot reach.
-            let placements: BTreeMap<String, NodePlacements> =
-                rows.iter().map(|r| (r.get(0), NodePlacements { shards: r.get(1), bytes: r.get(2) })).collect();
-            let without_sizes: Vec<&str> = placements.iter().filter(|(_, p)| p.bytes.is_none()).map(|(n, _)| n.as_str()).collect();
-            let problem = (!without_sizes.is_empty())
-                .then(|| SqlError { message: format!("no sizes from {}", without_sizes.join(", ")), code: None });
+            let placements: BTreeMap<String, NodePlacements> = rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        NodePlacements {
+                            shards: r.get(1),
+                            bytes: r.get(2),
+                        },
+                    )
+                })
+                .collect();
+            let without_sizes: Vec<&str> = placements
+                .iter()
+                .filter(|(_, p)| p.bytes.is_none())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let problem = (!without_sizes.is_empty()).then(|| SqlError {
+                message: format!("no sizes from {}", without_sizes.join(", ")),
+                code: None,
+            });
             Ok((placements, problem))
         }
         Err(e) => {
@@ -132,14 +160,34 @@ pub async fn placements(client: &Client, oid: u32) -> Result<(BTreeMap<String, N
                     &[&oid],
                 )
                 .await?;
-            Ok((rows.iter().map(|r| (r.get(0), NodePlacements { shards: r.get(1), bytes: None })).collect(), Some(e.into())))
+            Ok((
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r.get(0),
+                            NodePlacements {
+                                shards: r.get(1),
+                                bytes: None,
+                            },
+                        )
+                    })
+                    .collect(),
+                Some(e.into()),
+            ))
         }
     }
 }
 
 /// The distribution column type of a distributed table, for colocation checks.
-pub async fn distribution_column_type(client: &Client, table: &TableName) -> Result<Option<String>, SqlError> {
-    let Some(live) = find(client, table).await? else { return Ok(None) };
-    let Some(distribution) = live.distribution else { return Ok(None) };
+pub async fn distribution_column_type(
+    client: &Client,
+    table: &TableName,
+) -> Result<Option<String>, SqlError> {
+    let Some(live) = find(client, table).await? else {
+        return Ok(None);
+    };
+    let Some(distribution) = live.distribution else {
+        return Ok(None);
+    };
     column_type(client, live.oid, &distribution.column).await
 }

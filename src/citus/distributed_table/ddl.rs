@@ -10,7 +10,11 @@ use crate::sql::{quote_ident, SqlError};
 use super::schema::is_column_type;
 use super::table_name::TableName;
 
-pub async fn create_if_missing(client: &Client, table: &TableName, shape: &Value) -> Result<(), SqlError> {
+pub async fn create_if_missing(
+    client: &Client,
+    table: &TableName,
+    shape: &Value,
+) -> Result<(), SqlError> {
     let statements = statements(table, shape)?;
     let exists: bool = client
         .query_one(
@@ -24,16 +28,27 @@ pub async fn create_if_missing(client: &Client, table: &TableName, shape: &Value
         return Ok(());
     }
     log::info!("creating table {table}");
-    client.batch_execute(&format!("BEGIN; {}; COMMIT", statements.join("; "))).await?;
+    client
+        .batch_execute(&format!("BEGIN; {}; COMMIT", statements.join("; ")))
+        .await?;
     Ok(())
 }
 
 fn strings(value: &Value) -> Vec<String> {
-    value.as_elements().unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+    value
+        .as_elements()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 fn quoted_list(columns: &[String]) -> String {
-    columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// CREATE TABLE plus its indexes.
@@ -43,19 +58,33 @@ pub fn statements(table: &TableName, shape: &Value) -> Result<Vec<String>, SqlEr
         let name = column.attr("name").as_str().unwrap_or_default();
         let ty = column.attr("type").as_str().unwrap_or_default();
         if !is_column_type(ty) {
-            return Err(SqlError { message: format!("invalid column type {ty:?}"), code: None });
+            return Err(SqlError {
+                message: format!("invalid column type {ty:?}"),
+                code: None,
+            });
         }
-        let not_null = if column.attr("nullable").as_bool() == Some(false) { " NOT NULL" } else { "" };
+        let not_null = if column.attr("nullable").as_bool() == Some(false) {
+            " NOT NULL"
+        } else {
+            ""
+        };
         definitions.push(format!("{} {ty}{not_null}", quote_ident(name)));
     }
     let primary_key = strings(shape.attr("primary_key"));
     if !primary_key.is_empty() {
         definitions.push(format!("PRIMARY KEY ({})", quoted_list(&primary_key)));
     }
-    let mut statements = vec![format!("CREATE TABLE {} ({})", table.quoted(), definitions.join(", "))];
+    let mut statements = vec![format!(
+        "CREATE TABLE {} ({})",
+        table.quoted(),
+        definitions.join(", ")
+    )];
     for columns in shape.attr("indexes").as_elements().unwrap_or_default() {
         let columns = strings(columns);
-        let index_name: String = format!("{}_{}_idx", table.name, columns.join("_")).chars().take(63).collect();
+        let index_name: String = format!("{}_{}_idx", table.name, columns.join("_"))
+            .chars()
+            .take(63)
+            .collect();
         statements.push(format!(
             "CREATE INDEX {} ON {} ({})",
             quote_ident(&index_name),
@@ -72,10 +101,14 @@ mod tests {
 
     fn column(name: &str, ty: &str, nullable: bool) -> Value {
         Value::Object(
-            [("name", Value::string(name)), ("type", Value::string(ty)), ("nullable", Value::Bool(nullable))]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            [
+                ("name", Value::string(name)),
+                ("type", Value::string(ty)),
+                ("nullable", Value::Bool(nullable)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         )
     }
 
@@ -91,8 +124,14 @@ mod tests {
                         column("timestamp", "timestamptz", false),
                     ]),
                 ),
-                ("primary_key".to_string(), Value::List(vec![Value::string("id")])),
-                ("indexes".to_string(), Value::List(vec![Value::List(vec![Value::string("timestamp")])])),
+                (
+                    "primary_key".to_string(),
+                    Value::List(vec![Value::string("id")]),
+                ),
+                (
+                    "indexes".to_string(),
+                    Value::List(vec![Value::List(vec![Value::string("timestamp")])]),
+                ),
             ]
             .into(),
         );

@@ -41,7 +41,11 @@ impl TableSpec {
             table: TableName::parse(value.attr("table").as_str()?).ok()?,
             column: value.attr("distribution_column").as_str()?.to_string(),
             shard_count: value.attr("shard_count").as_i64(),
-            colocate_with: value.attr("colocate_with").as_str().unwrap_or(COLOCATE_DEFAULT).to_string(),
+            colocate_with: value
+                .attr("colocate_with")
+                .as_str()
+                .unwrap_or(COLOCATE_DEFAULT)
+                .to_string(),
             concurrently: value.attr("create_concurrently").as_bool().unwrap_or(false),
         })
     }
@@ -60,16 +64,27 @@ impl TableSpec {
 /// default group satisfies `default`, a named partner satisfies its name.
 fn observed_colocation(configured: Option<&str>, live: &Distribution) -> String {
     let alone = live.colocated_with.is_empty();
-    let partner = || live.colocated_with.first().cloned().unwrap_or_else(|| COLOCATE_NONE.to_string());
+    let partner = || {
+        live.colocated_with
+            .first()
+            .cloned()
+            .unwrap_or_else(|| COLOCATE_NONE.to_string())
+    };
     let names_partner = |wanted: &str| {
         TableName::parse(wanted).ok().is_some_and(|w| {
-            live.colocated_with.iter().any(|p| TableName::parse(p).ok().as_ref() == Some(&w))
+            live.colocated_with
+                .iter()
+                .any(|p| TableName::parse(p).ok().as_ref() == Some(&w))
         })
     };
     match configured {
         Some(COLOCATE_NONE) if alone => COLOCATE_NONE.into(),
         Some(COLOCATE_DEFAULT) if live.in_default_group => COLOCATE_DEFAULT.into(),
-        Some(table) if table != COLOCATE_NONE && table != COLOCATE_DEFAULT && names_partner(table) => table.into(),
+        Some(table)
+            if table != COLOCATE_NONE && table != COLOCATE_DEFAULT && names_partner(table) =>
+        {
+            table.into()
+        }
         None if live.in_default_group && !alone => COLOCATE_DEFAULT.into(),
         _ if alone => COLOCATE_NONE.into(),
         _ => partner(),
@@ -90,7 +105,8 @@ fn rewrite_needed(spec: &TableSpec, live: &Distribution) -> Option<Rewrite> {
         .shard_count
         .filter(|n| *n != live.shard_count && spec.colocation_table().is_none())
         .map(|n| n as i32);
-    let colocation_differs = observed_colocation(Some(&spec.colocate_with), live) != spec.colocate_with;
+    let colocation_differs =
+        observed_colocation(Some(&spec.colocate_with), live) != spec.colocate_with;
     (column.is_some() || shard_count.is_some() || colocation_differs).then(|| Rewrite {
         column,
         shard_count,
@@ -99,11 +115,20 @@ fn rewrite_needed(spec: &TableSpec, live: &Distribution) -> Option<Rewrite> {
 }
 
 fn object(fields: Vec<(&str, Value)>) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn kept(value: &Value) -> Value {
-    if value.is_wholly_known() { value.clone() } else { Value::Null }
+    if value.is_wholly_known() {
+        value.clone()
+    } else {
+        Value::Null
+    }
 }
 
 fn or_false(value: &Value) -> Value {
@@ -116,7 +141,8 @@ impl DistributedTableResource {
     }
 
     fn connection(&self, value: &Value) -> ConnectionSettings {
-        self.defaults.resolve(value.attr("connection"), "localhost", 5432)
+        self.defaults
+            .resolve(value.attr("connection"), "localhost", 5432)
     }
 
     async fn connect(&self, value: &Value, diags: &mut Diagnostics) -> Option<Client> {
@@ -126,7 +152,10 @@ impl DistributedTableResource {
             Err(e) => {
                 diags.error(
                     "Cannot connect to the coordinator",
-                    format!("The provider could not connect to the coordinator at {}: {e}", settings.address()),
+                    format!(
+                        "The provider could not connect to the coordinator at {}: {e}",
+                        settings.address()
+                    ),
                 );
                 None
             }
@@ -134,13 +163,26 @@ impl DistributedTableResource {
     }
 
     /// Reads the table into state; `None` when it is gone or no longer distributed.
-    async fn observe(&self, client: &Client, prior: &Value, diags: &mut Diagnostics) -> Option<Value> {
-        let Ok(table) = TableName::parse(prior.attr("table").as_str().unwrap_or_default()) else { return None };
+    async fn observe(
+        &self,
+        client: &Client,
+        prior: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
+        let Ok(table) = TableName::parse(prior.attr("table").as_str().unwrap_or_default()) else {
+            return None;
+        };
         let live = match catalog::find(client, &table).await {
-            Ok(Some(LiveTable { oid, distribution: Some(d) })) => (oid, d),
+            Ok(Some(LiveTable {
+                oid,
+                distribution: Some(d),
+            })) => (oid, d),
             Ok(_) => return None,
             Err(e) => {
-                diags.error("Cannot read the table's distribution", format!("{table}: {e}"));
+                diags.error(
+                    "Cannot read the table's distribution",
+                    format!("{table}: {e}"),
+                );
                 return None;
             }
         };
@@ -165,7 +207,10 @@ impl DistributedTableResource {
                 .into_iter()
                 .map(|(node, p)| {
                     let bytes = p.bytes.map(Value::int).unwrap_or(Value::Null);
-                    (node, object(vec![("shards", Value::int(p.shards)), ("bytes", bytes)]))
+                    (
+                        node,
+                        object(vec![("shards", Value::int(p.shards)), ("bytes", bytes)]),
+                    )
                 })
                 .collect(),
         );
@@ -173,12 +218,27 @@ impl DistributedTableResource {
         Some(object(vec![
             ("id", Value::string(table.to_string())),
             ("table", kept(prior.attr("table"))),
-            ("distribution_column", Value::string(distribution.column.clone())),
+            (
+                "distribution_column",
+                Value::string(distribution.column.clone()),
+            ),
             ("shard_count", Value::int(distribution.shard_count)),
-            ("colocate_with", Value::string(observed_colocation(configured, &distribution))),
-            ("create_concurrently", or_false(prior.attr("create_concurrently"))),
-            ("undistribute_on_destroy", or_false(prior.attr("undistribute_on_destroy"))),
-            ("colocation_id", Value::int(distribution.colocation_id as i64)),
+            (
+                "colocate_with",
+                Value::string(observed_colocation(configured, &distribution)),
+            ),
+            (
+                "create_concurrently",
+                or_false(prior.attr("create_concurrently")),
+            ),
+            (
+                "undistribute_on_destroy",
+                or_false(prior.attr("undistribute_on_destroy")),
+            ),
+            (
+                "colocation_id",
+                Value::int(distribution.colocation_id as i64),
+            ),
             ("placements", placements),
             ("connection", kept(prior.attr("connection"))),
             ("create_if_missing", kept(prior.attr("create_if_missing"))),
@@ -188,7 +248,13 @@ impl DistributedTableResource {
 
     /// Checks the database can do what the plan asks: the table (or the
     /// means to create it), the column, the colocation target and its type.
-    async fn check_inputs(&self, client: &Client, spec: &TableSpec, create_if_missing: bool, diags: &mut Diagnostics) -> Option<LiveTable> {
+    async fn check_inputs(
+        &self,
+        client: &Client,
+        spec: &TableSpec,
+        create_if_missing: bool,
+        diags: &mut Diagnostics,
+    ) -> Option<LiveTable> {
         let live = match catalog::find(client, &spec.table).await {
             Ok(live) => live,
             Err(e) => {
@@ -244,7 +310,13 @@ impl DistributedTableResource {
     }
 
     /// Distributes or rewrites as needed, then reads back.
-    async fn converge(&self, ctx: &Context, planned: &Value, operation: &str, diags: &mut Diagnostics) -> Option<Value> {
+    async fn converge(
+        &self,
+        ctx: &Context,
+        planned: &Value,
+        operation: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         let Some(spec) = TableSpec::from_value(planned) else {
             diags.error("Invalid table", "The table name could not be parsed.");
             return None;
@@ -253,7 +325,11 @@ impl DistributedTableResource {
         let create_block = planned.attr("create_if_missing");
         if !create_block.is_null() {
             if let Err(e) = ddl::create_if_missing(&client, &spec.table, create_block).await {
-                diags.error_at(AttrPath::root("create_if_missing"), "Cannot create the table", format!("{}: {e}", spec.table));
+                diags.error_at(
+                    AttrPath::root("create_if_missing"),
+                    "Cannot create the table",
+                    format!("{}: {e}", spec.table),
+                );
                 return None;
             }
         }
@@ -291,16 +367,37 @@ impl DistributedTableResource {
     }
 }
 
-async fn distribute(ctx: &Context, client: &Client, oid: u32, spec: &TableSpec) -> Result<(), SqlError> {
+async fn distribute(
+    ctx: &Context,
+    client: &Client,
+    oid: u32,
+    spec: &TableSpec,
+) -> Result<(), SqlError> {
     // shard_count goes only with 'default' or 'none'; a named table fixes it.
-    let shard_count = spec.shard_count.filter(|_| spec.colocation_table().is_none()).map(|n| n as i32);
-    let function = if spec.concurrently { "create_distributed_table_concurrently" } else { "create_distributed_table" };
+    let shard_count = spec
+        .shard_count
+        .filter(|_| spec.colocation_table().is_none())
+        .map(|n| n as i32);
+    let function = if spec.concurrently {
+        "create_distributed_table_concurrently"
+    } else {
+        "create_distributed_table"
+    };
     let statement = format!(
         "SELECT pg_catalog.{function}($1::oid::regclass, $2, colocate_with := $3, shard_count := $4)"
     );
-    log::info!("distributing {} by {:?} ({function})", spec.table, spec.column);
+    log::info!(
+        "distributing {} by {:?} ({function})",
+        spec.table,
+        spec.column
+    );
     with_retries(ctx, || async {
-        client.execute(&statement, &[&oid, &spec.column, &spec.colocate_with, &shard_count]).await?;
+        client
+            .execute(
+                &statement,
+                &[&oid, &spec.column, &spec.colocate_with, &shard_count],
+            )
+            .await?;
         Ok(())
     })
     .await
@@ -348,28 +445,57 @@ impl Resource for DistributedTableResource {
         }
     }
 
-    async fn modify_plan(&self, _ctx: &Context, change: &mut PlannedChange, diags: &mut Diagnostics) {
-        let inputs = ["table", "distribution_column", "colocate_with", "connection", "create_if_missing"];
-        if !self.defaults.is_known() || !inputs.iter().all(|name| change.planned.attr(name).is_wholly_known()) {
+    async fn modify_plan(
+        &self,
+        _ctx: &Context,
+        change: &mut PlannedChange,
+        diags: &mut Diagnostics,
+    ) {
+        let inputs = [
+            "table",
+            "distribution_column",
+            "colocate_with",
+            "connection",
+            "create_if_missing",
+        ];
+        if !self.defaults.is_known()
+            || !inputs
+                .iter()
+                .all(|name| change.planned.attr(name).is_wholly_known())
+        {
             return; // Values from resources not yet created: checked at apply.
         }
-        let Some(spec) = TableSpec::from_value(&change.planned) else { return };
+        let Some(spec) = TableSpec::from_value(&change.planned) else {
+            return;
+        };
         // Colocated with a table, the shard count is that table's: known after apply.
-        let colocation_changes = change.prior.attr("colocate_with") != change.planned.attr("colocate_with");
-        if spec.colocation_table().is_some() && change.config.attr("shard_count").is_null() && colocation_changes {
+        let colocation_changes =
+            change.prior.attr("colocate_with") != change.planned.attr("colocate_with");
+        if spec.colocation_table().is_some()
+            && change.config.attr("shard_count").is_null()
+            && colocation_changes
+        {
             if let Some(fields) = change.planned.as_object_mut() {
                 fields.insert("shard_count".into(), Value::Unknown);
             }
         }
         // Plan-time checks need the coordinator; when it is not there yet
         // (created in this same apply) they run at apply instead.
-        let Ok(client) = self.connection(&change.planned).connect().await else { return };
+        let Ok(client) = self.connection(&change.planned).connect().await else {
+            return;
+        };
         if !catalog::citus_installed(&client).await.unwrap_or(false) {
             return; // The cluster is being set up in this same apply.
         }
         let creating_table = !change.planned.attr("create_if_missing").is_null();
-        let live = self.check_inputs(&client, &spec, creating_table, diags).await;
-        if let Some(rewrite) = live.as_ref().and_then(|l| l.distribution.as_ref()).and_then(|d| rewrite_needed(&spec, d)) {
+        let live = self
+            .check_inputs(&client, &spec, creating_table, diags)
+            .await;
+        if let Some(rewrite) = live
+            .as_ref()
+            .and_then(|l| l.distribution.as_ref())
+            .and_then(|d| rewrite_needed(&spec, d))
+        {
             {
                 diags.warning_at(
                     AttrPath::root("shard_count"),
@@ -386,7 +512,9 @@ impl Resource for DistributedTableResource {
     }
 
     async fn create(&self, ctx: &Context, planned: &Value, diags: &mut Diagnostics) -> Value {
-        self.converge(ctx, planned, "create", diags).await.unwrap_or(Value::Null)
+        self.converge(ctx, planned, "create", diags)
+            .await
+            .unwrap_or(Value::Null)
     }
 
     async fn read(&self, _ctx: &Context, state: &Value, diags: &mut Diagnostics) -> Option<Value> {
@@ -394,7 +522,13 @@ impl Resource for DistributedTableResource {
         self.observe(&client, state, diags).await
     }
 
-    async fn update(&self, ctx: &Context, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        planned: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         match self.converge(ctx, planned, "update", diags).await {
             Some(state) => state,
             None => prior.clone(),
@@ -402,12 +536,27 @@ impl Resource for DistributedTableResource {
     }
 
     async fn delete(&self, ctx: &Context, prior: &Value, diags: &mut Diagnostics) {
-        if !prior.attr("undistribute_on_destroy").as_bool().unwrap_or(false) {
-            log::info!("forgetting {}; it stays distributed", prior.attr("id").as_str().unwrap_or_default());
+        if !prior
+            .attr("undistribute_on_destroy")
+            .as_bool()
+            .unwrap_or(false)
+        {
+            log::info!(
+                "forgetting {}; it stays distributed",
+                prior.attr("id").as_str().unwrap_or_default()
+            );
             return;
         }
-        let Some(table) = prior.attr("table").as_str().and_then(|t| TableName::parse(t).ok()) else { return };
-        let Some(client) = self.connect(prior, diags).await else { return };
+        let Some(table) = prior
+            .attr("table")
+            .as_str()
+            .and_then(|t| TableName::parse(t).ok())
+        else {
+            return;
+        };
+        let Some(client) = self.connect(prior, diags).await else {
+            return;
+        };
         let live = match catalog::find(&client, &table).await {
             Ok(Some(live)) if live.distribution.is_some() => live,
             Ok(_) => return,
@@ -418,13 +567,21 @@ impl Resource for DistributedTableResource {
         };
         let timeout = timeouts::get(prior, "delete", Duration::from_secs(60 * 60));
         let undistribute = with_retries(ctx, || async {
-            client.execute("SELECT pg_catalog.undistribute_table($1::oid::regclass)", &[&live.oid]).await?;
+            client
+                .execute(
+                    "SELECT pg_catalog.undistribute_table($1::oid::regclass)",
+                    &[&live.oid],
+                )
+                .await?;
             Ok(())
         });
         match tokio::time::timeout(timeout, undistribute).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => diags.error(format!("Cannot undistribute {table}"), e.message),
-            Err(_) => diags.error(format!("Undistributing {table} did not finish"), format!("Not finished after {}s.", timeout.as_secs())),
+            Err(_) => diags.error(
+                format!("Undistributing {table} did not finish"),
+                format!("Not finished after {}s.", timeout.as_secs()),
+            ),
         }
     }
 
@@ -432,7 +589,10 @@ impl Resource for DistributedTableResource {
         let table = match TableName::parse(id) {
             Ok(t) => t,
             Err(e) => {
-                diags.error("Invalid import ID", format!("Expected a table name such as public.nodestore_node: {e}"));
+                diags.error(
+                    "Invalid import ID",
+                    format!("Expected a table name such as public.nodestore_node: {e}"),
+                );
                 return None;
             }
         };
@@ -444,7 +604,10 @@ impl Resource for DistributedTableResource {
         let client = self.connect(&skeleton, diags).await?;
         let state = self.observe(&client, &skeleton, diags).await;
         if state.is_none() && !diags.has_errors() {
-            diags.error("Nothing to import", format!("{table} does not exist or is not a hash-distributed table."));
+            diags.error(
+                "Nothing to import",
+                format!("{table} does not exist or is not a hash-distributed table."),
+            );
         }
         state
     }
@@ -467,11 +630,23 @@ mod tests {
     #[test]
     fn colocation_is_compared_by_meaning() {
         assert_eq!(observed_colocation(Some("none"), &live(&[], true)), "none");
-        assert_eq!(observed_colocation(Some("default"), &live(&[], true)), "default");
-        assert_eq!(observed_colocation(Some("none"), &live(&["events"], true)), "events");
-        assert_eq!(observed_colocation(Some("public.events"), &live(&["events"], false)), "public.events");
+        assert_eq!(
+            observed_colocation(Some("default"), &live(&[], true)),
+            "default"
+        );
+        assert_eq!(
+            observed_colocation(Some("none"), &live(&["events"], true)),
+            "events"
+        );
+        assert_eq!(
+            observed_colocation(Some("public.events"), &live(&["events"], false)),
+            "public.events"
+        );
         assert_eq!(observed_colocation(None, &live(&[], false)), "none");
-        assert_eq!(observed_colocation(None, &live(&["events"], true)), "default");
+        assert_eq!(
+            observed_colocation(None, &live(&["events"], true)),
+            "default"
+        );
     }
 
     #[test]
@@ -487,7 +662,10 @@ mod tests {
         assert_eq!(rewrite.shard_count, Some(32));
         assert_eq!(rewrite.colocate_with, "none");
         assert!(rewrite.column.is_none());
-        let unchanged = TableSpec { shard_count: Some(64), ..spec };
+        let unchanged = TableSpec {
+            shard_count: Some(64),
+            ..spec
+        };
         assert!(rewrite_needed(&unchanged, &live(&[], false)).is_none());
     }
 }

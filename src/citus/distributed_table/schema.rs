@@ -29,13 +29,17 @@ pub fn is_column_type(text: &str) -> bool {
     };
     let base_ok = !base.is_empty()
         && base.starts_with(|c: char| c.is_ascii_lowercase())
-        && base.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ' ')
+        && base
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == ' ')
         && !base.ends_with(' ');
     let rest = rest.trim_end_matches("[]");
     let modifier_ok = rest.is_empty()
         || (rest.starts_with('(')
             && rest.ends_with(')')
-            && rest[1..rest.len() - 1].split(',').all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())));
+            && rest[1..rest.len() - 1]
+                .split(',')
+                .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())));
     base_ok && modifier_ok
 }
 
@@ -66,14 +70,20 @@ pub const COLOCATE_NONE: &str = "none";
 
 pub fn schema() -> Schema {
     let column = Block::new("A column of the table to create.")
-        .attribute(Attribute::required("name", Type::String).describe("Column name.").validate(column_name()))
+        .attribute(
+            Attribute::required("name", Type::String)
+                .describe("Column name.")
+                .validate(column_name()),
+        )
         .attribute(
             Attribute::required("type", Type::String)
                 .describe("Column type, e.g. `varchar(40)`, `text`, `timestamptz`.")
                 .validate(ColumnType),
         )
         .attribute(
-            Attribute::optional("nullable", Type::Bool).describe("Whether the column accepts NULL. Defaults to `true`.").default(true),
+            Attribute::optional("nullable", Type::Bool)
+                .describe("Whether the column accepts NULL. Defaults to `true`.")
+                .default(true),
         );
     let mut column_block = NestedBlock::list("column", column);
     column_block.min_items = 1;
@@ -159,10 +169,25 @@ mod tests {
 
     #[test]
     fn column_types_are_strict() {
-        for ok in ["text", "varchar(40)", "numeric(10,2)", "timestamp with time zone", "int[]", "timestamptz"] {
+        for ok in [
+            "text",
+            "varchar(40)",
+            "numeric(10,2)",
+            "timestamp with time zone",
+            "int[]",
+            "timestamptz",
+        ] {
             assert!(is_column_type(ok), "{ok}");
         }
-        for bad in ["", "Text", "text; drop table x", "varchar(", "int)", "a'b", "varchar(4o)"] {
+        for bad in [
+            "",
+            "Text",
+            "text; drop table x",
+            "varchar(",
+            "int)",
+            "a'b",
+            "varchar(4o)",
+        ] {
             assert!(!is_column_type(bad), "{bad}");
         }
     }

@@ -17,8 +17,14 @@ impl TableName {
     pub fn parse(text: &str) -> Result<TableName, String> {
         let parts = split_identifiers(text)?;
         match parts.as_slice() {
-            [name] => Ok(TableName { schema: "public".into(), name: name.clone() }),
-            [schema, name] => Ok(TableName { schema: schema.clone(), name: name.clone() }),
+            [name] => Ok(TableName {
+                schema: "public".into(),
+                name: name.clone(),
+            }),
+            [schema, name] => Ok(TableName {
+                schema: schema.clone(),
+                name: name.clone(),
+            }),
             _ => Err(format!("expected `table` or `schema.table`, got {text:?}")),
         }
     }
@@ -32,14 +38,25 @@ impl TableName {
 impl fmt::Display for TableName {
     /// The canonical form: parts quoted only where PostgreSQL needs it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", display_part(&self.schema), display_part(&self.name))
+        write!(
+            f,
+            "{}.{}",
+            display_part(&self.schema),
+            display_part(&self.name)
+        )
     }
 }
 
 fn display_part(part: &str) -> String {
     let plain = part.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain { part.to_string() } else { format!("\"{}\"", part.replace('"', "\"\"")) }
+        && part
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        part.to_string()
+    } else {
+        format!("\"{}\"", part.replace('"', "\"\""))
+    }
 }
 
 fn split_identifiers(text: &str) -> Result<Vec<String>, String> {
@@ -78,7 +95,9 @@ fn split_identifiers(text: &str) -> Result<Vec<String>, String> {
             return Err(format!("empty name part in {text:?}"));
         }
         if part.len() > 63 {
-            return Err(format!("{part:?} is longer than PostgreSQL's 63-byte identifiers"));
+            return Err(format!(
+                "{part:?} is longer than PostgreSQL's 63-byte identifiers"
+            ));
         }
         parts.push(part);
         match chars.next() {
@@ -95,8 +114,17 @@ mod tests {
 
     #[test]
     fn names_parse_like_postgresql() {
-        assert_eq!(TableName::parse("nodestore_node").unwrap(), TableName { schema: "public".into(), name: "nodestore_node".into() });
-        assert_eq!(TableName::parse("Sentry.Nodestore").unwrap().to_string(), "sentry.nodestore");
+        assert_eq!(
+            TableName::parse("nodestore_node").unwrap(),
+            TableName {
+                schema: "public".into(),
+                name: "nodestore_node".into()
+            }
+        );
+        assert_eq!(
+            TableName::parse("Sentry.Nodestore").unwrap().to_string(),
+            "sentry.nodestore"
+        );
         let odd = TableName::parse(r#""My ""Schema""".";DROP TABLE x;--""#).unwrap();
         assert_eq!(odd.schema, "My \"Schema\"");
         assert_eq!(odd.name, ";DROP TABLE x;--");
