@@ -316,6 +316,7 @@ impl WriteLoad {
 #[test]
 fn pgpool_ha_failover_fencing_and_rejoin() {
     let group = Group::new("pgpool_ha_failover");
+    let _logs = LogsOnPanic(&group.base);
     let tf = &group.tf;
     group.write(2, "  synchronous_replication = true\n  deletion_protection = false\n");
     tf.init();
@@ -441,4 +442,217 @@ fn pgpool_ha_bad_input_is_refused_at_plan_time_and_starts_nothing() {
 
     assert!(!group.base.exists(), "a refused plan created the base directory");
     assert!(group.pids().is_empty());
+}
+
+/// A worker group's whole Citus stack: the coordinator (a plain Citus
+/// instance), the worker as a pgpool_ha group with a `citus` block, and
+/// citus_cluster registering the worker by the group's primary address.
+fn citus_stack_hcl(base: &Path, coordinator: &crate::harness::PgInstance) -> String {
+    let mut hcl = required_providers_hcl(&["pgpool", "citus"]);
+    hcl.push_str(&format!(
+        r#"
+provider "citus" {{
+  host     = "127.0.0.1"
+  port     = {coord}
+  username = "postgres"
+}}
+
+resource "pgpool_ha" "w1" {{
+  name                = "w1"
+  base_dir            = "{base}"
+  standbys            = 1
+  deletion_protection = false
+  postgresql_settings = {{
+    fsync = "off"
+  }}
+  pgpool_settings {{
+    health_check_period      = 1
+    health_check_timeout     = 2
+    health_check_max_retries = 0
+    sr_check_period          = 1
+    num_init_children        = 8
+  }}
+  failover_settings {{
+    monitor_interval_secs = 1
+    reconnect_attempts    = 2
+    reconnect_interval    = 1
+  }}
+  citus {{
+    coordinator_host = "127.0.0.1"
+    coordinator_port = {coord}
+  }}
+}}
+
+resource "citus_cluster" "this" {{
+  coordinator {{
+    host = "127.0.0.1"
+    port = {coord}
+  }}
+  worker "w1" {{
+    host = pgpool_ha.w1.primary_host
+    port = pgpool_ha.w1.primary_port
+  }}
+  rebalance {{
+    shard_transfer_mode = "block_writes"
+  }}
+}}
+"#,
+        coord = coordinator.port(),
+        base = base.display()
+    ));
+    hcl
+}
+
+/// Count and an order-independent digest of every row, through the coordinator.
+fn events_fingerprint(coordinator: &crate::harness::PgInstance) -> Result<(String, String), String> {
+    let rows = coordinator.sql_result("SELECT count(*)::text, md5(string_agg(id::text || ':' || payload, ',' ORDER BY id)) FROM events")?;
+    Ok((rows[0][0].clone().unwrap_or_default(), rows[0][1].clone().unwrap_or_default()))
+}
+
+/// pg_dist_node's primary rows of workers as `nodeid:port`.
+fn registered_workers(coordinator: &crate::harness::PgInstance) -> Vec<String> {
+    coordinator
+        .sql("SELECT nodeid || ':' || nodeport FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodeid")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap_or_default())
+        .collect()
+}
+
+/// Polls `done` every 100 ms until it holds (true) or `timeout` passes (false).
+fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn node_port_in(state: &Value, name: &str) -> u16 {
+    let node = state["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("no node {name} in {state}"));
+    node["port"].as_u64().unwrap() as u16
+}
+
+/// On a failing test, the end of the group's logs (the guard deletes them).
+struct LogsOnPanic<'a>(&'a Path);
+
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            return;
+        }
+        for file in ["pgpool/pgpool.log", "pgpool/repmgr-event.log", "pgpool/citus-failover.log", "node0/postgres.log", "node0/repmgrd.log", "node1/postgres.log", "node1/repmgrd.log", "node2/repmgrd.log"] {
+            let text = read_log(&self.0.join(file));
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- end of {file}:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"));
+        }
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()))
+}
+
+#[test]
+fn pgpool_ha_citus_worker_failover_repoints_the_coordinator() {
+    if !crate::harness::require_citus("pgpool_ha_citus_worker_failover_repoints_the_coordinator") {
+        return;
+    }
+    let coordinator = crate::harness::PgInstance::new(crate::harness::PgOptions::citus());
+    let group = Group::new("pgpool_ha_citus");
+    let _logs = LogsOnPanic(&group.base);
+    let tf = &group.tf;
+    tf.write_config(&citus_stack_hcl(&group.base, &coordinator));
+    tf.init();
+    let started = Instant::now();
+    tf.apply_and_assert_idempotent();
+    eprintln!("pgpool_ha+citus: worker group and cluster up in {:.1?} (apply and two empty plans)", started.elapsed());
+
+    let w1 = tf.resource_values("pgpool_ha.w1");
+    let (port0, port1) = (node_port_in(&w1, "node0"), node_port_in(&w1, "node1"));
+    assert_eq!((w1["primary_host"].as_str(), w1["primary_port"].as_u64()), (Some("127.0.0.1"), Some(port0 as u64)), "{w1}");
+    let cluster = tf.resource_values("citus_cluster.this");
+    let node_id = cluster["worker"]["w1"]["node_id"].as_u64().expect("the worker's node id");
+    assert_eq!(registered_workers(&coordinator), [format!("{node_id}:{port0}")]);
+    // Every node of the group serves TLS (Citus connects with sslmode=require).
+    assert_eq!(scalar(port1, "SHOW ssl"), "on");
+
+    // A distributed table with rows, written through the coordinator onto the worker.
+    coordinator.sql(
+        "CREATE TABLE events (id bigint PRIMARY KEY, payload text NOT NULL); \
+         SELECT create_distributed_table('events', 'id', shard_count => 8); \
+         INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, 2000) g;",
+    );
+    let before = events_fingerprint(&coordinator).unwrap();
+    assert_eq!(before.0, "2000");
+    // Asynchronous replication: the standby has every row before the crash.
+    let lsn = scalar(port0, "SELECT pg_current_wal_lsn()::text");
+    wait_until("the standby to replay the rows", Duration::from_secs(30), || {
+        sql(port1, &format!("SELECT pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn")).is_ok_and(|r| r[0][0].as_deref() == Some("t"))
+    });
+
+    // kill -9 of the worker group's primary: repmgrd promotes node1, and the
+    // event script repoints the coordinator without Terraform.
+    let postmaster = pid_from(&group.base.join("node0/data/postmaster.pid")).expect("node0's postmaster pid");
+    let killed_at = Instant::now();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(postmaster, libc::SIGKILL) };
+    let failover_log = group.base.join("pgpool/citus-failover.log");
+    let repointed = eventually(Duration::from_secs(90), || registered_workers(&coordinator) == [format!("{node_id}:{port1}")]);
+    assert!(
+        repointed,
+        "pg_dist_node still names {:?} 90 s after the kill; citus-failover.log:\n{}\nnode1's repmgrd.log:\n{}",
+        registered_workers(&coordinator),
+        read_log(&failover_log),
+        read_log(&group.base.join("node1/repmgrd.log"))
+    );
+    let repointed_in = killed_at.elapsed();
+    eprintln!("pgpool_ha+citus: pg_dist_node points at the new primary {repointed_in:.1?} after kill -9 of the worker's primary");
+    eprintln!("pgpool_ha+citus: citus-failover.log:\n{}", read_log(&failover_log).trim_end());
+
+    // A distributed query returns every row, from the promoted node.
+    let mut after = Err(String::new());
+    eventually(Duration::from_secs(30), || {
+        after = events_fingerprint(&coordinator);
+        after.as_ref().is_ok_and(|a| *a == before)
+    });
+    assert_eq!(after, Ok(before.clone()), "rows lost or unreachable after the failover");
+    eprintln!("pgpool_ha+citus: distributed query after failover: {} rows, md5 {} (same as before), {:.1?} after the kill", before.0, before.1, killed_at.elapsed());
+
+    // The next plan of the whole stack: the dead old primary is drift of the
+    // group (apply rejoins it), but citus_cluster follows the new primary
+    // and plans nothing.
+    let (code, plan) = tf.plan_exit_code(true);
+    let changes: Vec<&str> = plan.stdout.lines().filter(|l| l.trim_start().starts_with("# ")).collect();
+    eprintln!("pgpool_ha+citus: plan after failover (exit {code}): {changes:?}");
+    assert!(code == 0 || code == 2, "{plan}");
+    assert!(!plan.stdout.contains("citus_cluster.this will be") && !plan.stdout.contains("citus_cluster.this must be"), "citus_cluster would undo the repoint:\n{plan}");
+    let w1 = tf.resource_values("pgpool_ha.w1");
+    assert_eq!(w1["primary_port"].as_u64(), Some(port0 as u64), "state is not refreshed by a plan");
+
+    let repair = Instant::now();
+    tf.apply();
+    tf.assert_plan_empty();
+    eprintln!("pgpool_ha+citus: apply repaired the group in {:.1?}; the whole stack's plan is empty", repair.elapsed());
+    let w1 = tf.resource_values("pgpool_ha.w1");
+    assert_eq!(w1["primary_port"].as_u64(), Some(port1 as u64), "{w1}");
+    let summary: Vec<String> = w1["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| format!("{}:{}:{}", n["name"].as_str().unwrap(), n["role"].as_str().unwrap(), n["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(summary, ["node0:standby:up", "node1:primary:up"]);
+    let cluster = tf.resource_values("citus_cluster.this");
+    let worker = &cluster["worker"]["w1"];
+    assert_eq!((worker["node_id"].as_u64(), worker["port"].as_u64()), (Some(node_id), Some(port1 as u64)), "{worker}");
+    assert_eq!(registered_workers(&coordinator), [format!("{node_id}:{port1}")]);
+    assert_eq!(events_fingerprint(&coordinator).unwrap(), before);
+
+    tf.destroy();
+    assert!(group.pids().is_empty(), "processes left after destroy: {:?}", group.pids());
 }

@@ -23,7 +23,12 @@ pub fn provider() -> PgpoolProvider {
 #[async_trait]
 impl Provider for PgpoolProvider {
     fn schema(&self) -> Schema {
-        Schema::new(0, Block::new("Highly available PostgreSQL node groups: repmgr replication behind Pgpool-II."))
+        Schema::new(
+            0,
+            Block::new(
+                "Highly available PostgreSQL node groups: repmgr replication behind Pgpool-II.",
+            ),
+        )
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {

@@ -14,10 +14,14 @@ use crate::framework::{poll_until, AttrPath, Context, Diagnostics, WaitError};
 use crate::sql::quote_ident;
 
 use super::layout::{node_name, repmgr_node_id, Layout, NodeLayout, MARKER};
-use super::local::{self, io_error, live_pid, make_dir, run, spawn_detached, write_file, LocalError};
+use super::local::{
+    self, io_error, live_pid, make_dir, run, spawn_detached, write_file, LocalError,
+};
 use super::model::GroupSpec;
-use super::observe::{self, connect_node, GroupLive, STATUS_FENCED, STATUS_NOT_REPLICATING, STATUS_UP};
-use super::render::{self, PCP_BINDIR, PG_BINDIR, PGPOOL_BIN, REPMGR_DB, SUPERUSER};
+use super::observe::{
+    self, connect_node, GroupLive, STATUS_FENCED, STATUS_NOT_REPLICATING, STATUS_UP,
+};
+use super::render::{self, PCP_BINDIR, PGPOOL_BIN, PG_BINDIR, REPMGR_DB, SUPERUSER};
 
 /// Why a convergence stopped; one diagnostic, with a path when one attribute explains it.
 #[derive(Debug)]
@@ -29,11 +33,19 @@ pub struct Failure {
 
 impl Failure {
     pub fn at(path: AttrPath, summary: impl Into<String>, detail: impl Into<String>) -> Self {
-        Failure { path: Some(path), summary: summary.into(), detail: detail.into() }
+        Failure {
+            path: Some(path),
+            summary: summary.into(),
+            detail: detail.into(),
+        }
     }
 
     pub fn general(summary: impl Into<String>, detail: impl Into<String>) -> Self {
-        Failure { path: None, summary: summary.into(), detail: detail.into() }
+        Failure {
+            path: None,
+            summary: summary.into(),
+            detail: detail.into(),
+        }
     }
 
     pub fn report(self, diags: &mut Diagnostics) {
@@ -78,10 +90,14 @@ pub struct Deadline {
 
 impl Deadline {
     pub fn new(timeout: Duration) -> Self {
-        Deadline { until: Instant::now() + timeout }
+        Deadline {
+            until: Instant::now() + timeout,
+        }
     }
     fn left(&self) -> Duration {
-        self.until.saturating_duration_since(Instant::now()).max(Duration::from_secs(1))
+        self.until
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1))
     }
     /// A single command's time: what is left, capped so one hung tool cannot eat it all silently.
     fn command(&self) -> Duration {
@@ -110,7 +126,11 @@ fn prepare_base(spec: &GroupSpec) -> Result<(), Failure> {
     let base = &spec.base_dir;
     let marker = base.join(MARKER);
     if base.exists() && !marker.exists() {
-        let not_empty = std::fs::read_dir(base).map_err(io_error(base, "read")).map_err(Failure::from)?.next().is_some();
+        let not_empty = std::fs::read_dir(base)
+            .map_err(io_error(base, "read"))
+            .map_err(Failure::from)?
+            .next()
+            .is_some();
         if not_empty {
             return Err(Failure::at(
                 AttrPath::root("base_dir"),
@@ -119,7 +139,13 @@ fn prepare_base(spec: &GroupSpec) -> Result<(), Failure> {
             ));
         }
     }
-    make_dir(base).map_err(|e| Failure::at(AttrPath::root("base_dir"), "Cannot create the base directory", e.to_string()))?;
+    make_dir(base).map_err(|e| {
+        Failure::at(
+            AttrPath::root("base_dir"),
+            "Cannot create the base directory",
+            e.to_string(),
+        )
+    })?;
     write_file(&marker, &format!("{}\n", spec.name), 0o600)?;
     Ok(())
 }
@@ -132,12 +158,54 @@ async fn prepare_pgpool_files(spec: &GroupSpec, layout: &Layout) -> Result<bool,
     make_dir(&p.logdir())?;
     if !p.pcppass().exists() || !p.pcp_conf().exists() {
         let password = local::random_hex(16)?;
-        write_file(&p.pcp_conf(), &render::pcp_conf(&local::md5_hex(&password).await?), 0o600)?;
+        write_file(
+            &p.pcp_conf(),
+            &render::pcp_conf(&local::md5_hex(&password).await?),
+            0o600,
+        )?;
         write_file(&p.pcppass(), &render::pcppass(&password), 0o600)?;
     }
     write_file(&p.hba(), &render::pool_hba(), 0o600)?;
-    write_file(&p.event_script(), &render::event_script(layout), 0o700)?;
-    Ok(write_file(&p.conf(), &render::pgpool_conf(spec, layout), 0o600)?)
+    match spec.citus.as_ref().and_then(render::citus_pgpass) {
+        Some(pgpass) => {
+            write_file(&p.citus_pgpass(), &pgpass, 0o600)?;
+        }
+        None if p.citus_pgpass().exists() => {
+            std::fs::remove_file(p.citus_pgpass())
+                .map_err(io_error(&p.citus_pgpass(), "remove"))
+                .map_err(Failure::from)?;
+        }
+        None => {}
+    }
+    write_file(
+        &p.event_script(),
+        &render::event_script(spec, layout),
+        0o700,
+    )?;
+    Ok(write_file(
+        &p.conf(),
+        &render::pgpool_conf(spec, layout),
+        0o600,
+    )?)
+}
+
+/// With Citus, every node serves TLS (see `render::node_conf`): one
+/// self-signed certificate for the group, made once. Nobody verifies it
+/// (`sslmode=require` only encrypts); a user who wants a real one sets
+/// `ssl_cert_file` and `ssl_key_file` in `postgresql_settings`.
+fn prepare_tls(spec: &GroupSpec, layout: &Layout) -> Result<(), Failure> {
+    if !spec.uses_citus() || (layout.tls_cert().exists() && layout.tls_key().exists()) {
+        return Ok(());
+    }
+    make_dir(&layout.tls_dir())?;
+    let made = rcgen::generate_simple_self_signed(vec![
+        "localhost".to_string(),
+        super::layout::HOST.to_string(),
+    ])
+    .map_err(|e| Failure::general("Cannot create the group's TLS certificate", e.to_string()))?;
+    write_file(&layout.tls_key(), &made.signing_key.serialize_pem(), 0o600)?;
+    write_file(&layout.tls_cert(), &made.cert.pem(), 0o644)?;
+    Ok(())
 }
 
 /// Writes a node's files; true when its PostgreSQL settings changed.
@@ -145,16 +213,36 @@ fn write_node_files(spec: &GroupSpec, layout: &Layout, slot: usize) -> Result<bo
     let node = layout.node(slot);
     make_dir(&node.dir)?;
     make_dir(&node.socket_dir())?;
-    let conf_changed = write_file(&node.node_conf(), &render::node_conf(spec, layout, slot), 0o600)?;
+    let conf_changed = write_file(
+        &node.node_conf(),
+        &render::node_conf(spec, layout, slot),
+        0o600,
+    )?;
     let hba_changed = write_file(&node.hba(), &render::pg_hba(), 0o600)?;
-    write_file(&node.repmgr_conf(), &render::repmgr_conf(spec, layout, slot), 0o600)?;
+    write_file(
+        &node.repmgr_conf(),
+        &render::repmgr_conf(spec, layout, slot),
+        0o600,
+    )?;
     Ok(conf_changed || hba_changed)
 }
 
-async fn pg_ctl(node: &NodeLayout, action: &str, deadline: &Deadline) -> Result<String, LocalError> {
+async fn pg_ctl(
+    node: &NodeLayout,
+    action: &str,
+    deadline: &Deadline,
+) -> Result<String, LocalError> {
     let data = node.data();
     let log = node.postgres_log();
-    let mut args: Vec<&OsStr> = vec![os("-D"), data.as_os_str(), os("-l"), log.as_os_str(), os("-w"), os("-t"), os("120")];
+    let mut args: Vec<&OsStr> = vec![
+        os("-D"),
+        data.as_os_str(),
+        os("-l"),
+        log.as_os_str(),
+        os("-w"),
+        os("-t"),
+        os("120"),
+    ];
     if action != "start" && action != "reload" {
         args.extend([os("-m"), os("fast")]);
     }
@@ -162,7 +250,11 @@ async fn pg_ctl(node: &NodeLayout, action: &str, deadline: &Deadline) -> Result<
     run(&pg("pg_ctl"), &args, &[], deadline.command()).await
 }
 
-async fn repmgr(node: &NodeLayout, args: &[&str], deadline: &Deadline) -> Result<String, LocalError> {
+async fn repmgr(
+    node: &NodeLayout,
+    args: &[&str],
+    deadline: &Deadline,
+) -> Result<String, LocalError> {
     let conf = node.repmgr_conf();
     let mut all: Vec<&OsStr> = vec![os("-f"), conf.as_os_str()];
     all.extend(args.iter().map(|a| os(a)));
@@ -174,7 +266,9 @@ async fn start_node(node: &NodeLayout, deadline: &Deadline) -> Result<(), Failur
         return Ok(());
     }
     log::info!("starting PostgreSQL {}", node.name());
-    pg_ctl(node, "start", deadline).await.map_err(step(&format!("start {}", node.name())))?;
+    pg_ctl(node, "start", deadline)
+        .await
+        .map_err(step(&format!("start {}", node.name())))?;
     Ok(())
 }
 
@@ -183,7 +277,9 @@ async fn stop_node(node: &NodeLayout, deadline: &Deadline) -> Result<(), Failure
         return Ok(());
     }
     log::info!("stopping PostgreSQL {}", node.name());
-    pg_ctl(node, "stop", deadline).await.map_err(step(&format!("stop {}", node.name())))?;
+    pg_ctl(node, "stop", deadline)
+        .await
+        .map_err(step(&format!("stop {}", node.name())))?;
     Ok(())
 }
 
@@ -194,107 +290,291 @@ async fn stop_repmgrd(node: &NodeLayout) {
 }
 
 /// initdb, the include line, start, repmgr's database, `primary register`.
-async fn bootstrap_primary(spec: &GroupSpec, layout: &Layout, deadline: &Deadline) -> Result<(), Failure> {
+async fn bootstrap_primary(
+    spec: &GroupSpec,
+    layout: &Layout,
+    deadline: &Deadline,
+) -> Result<(), Failure> {
     let node = layout.node(0);
     log::info!("group {}: initdb of {}", spec.name, node.name());
     if !node.has_data() {
         if node.data().exists() {
             // A half-made data directory from an interrupted initdb.
-            std::fs::remove_dir_all(node.data()).map_err(io_error(&node.data(), "remove")).map_err(Failure::from)?;
+            std::fs::remove_dir_all(node.data())
+                .map_err(io_error(&node.data(), "remove"))
+                .map_err(Failure::from)?;
         }
         let data = node.data();
         run(
             &pg("initdb"),
-            &[os("-D"), data.as_os_str(), os("-U"), os(SUPERUSER), os("-A"), os("trust"), os("-E"), os("UTF8"), os("--locale=C.UTF-8"), os("--no-instructions")],
+            &[
+                os("-D"),
+                data.as_os_str(),
+                os("-U"),
+                os(SUPERUSER),
+                os("-A"),
+                os("trust"),
+                os("-E"),
+                os("UTF8"),
+                os("--locale=C.UTF-8"),
+                os("--no-instructions"),
+            ],
             &[],
             deadline.command(),
         )
         .await
         .map_err(step("initialise the primary's data directory"))?;
         let conf = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).map_err(io_error(&conf, "read")).map_err(Failure::from)?;
+        let mut text = std::fs::read_to_string(&conf)
+            .map_err(io_error(&conf, "read"))
+            .map_err(Failure::from)?;
         text.push_str(render::DATA_DIR_INCLUDE);
         write_file(&conf, &text, 0o600)?;
     }
     start_node(&node, deadline).await?;
-    let client = connect_node(node.port)
-        .await
-        .ok_or_else(|| Failure::general("Cannot connect to the new primary", format!("{} did not accept a connection on port {}.", node.name(), node.port)))?;
+    let client = connect_node(node.port).await.ok_or_else(|| {
+        Failure::general(
+            "Cannot connect to the new primary",
+            format!(
+                "{} did not accept a connection on port {}.",
+                node.name(),
+                node.port
+            ),
+        )
+    })?;
     let exists = client
-        .query_opt("SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", &[&REPMGR_DB])
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&REPMGR_DB],
+        )
         .await
-        .map_err(|e| Failure::general("Cannot query the new primary", crate::sql::SqlError::from(e).message))?
+        .map_err(|e| {
+            Failure::general(
+                "Cannot query the new primary",
+                crate::sql::SqlError::from(e).message,
+            )
+        })?
         .is_some();
     if !exists {
         client
             .batch_execute(&format!("CREATE DATABASE {}", quote_ident(REPMGR_DB)))
             .await
-            .map_err(|e| Failure::general("Cannot create repmgr's database", crate::sql::SqlError::from(e).message))?;
+            .map_err(|e| {
+                Failure::general(
+                    "Cannot create repmgr's database",
+                    crate::sql::SqlError::from(e).message,
+                )
+            })?;
     }
-    repmgr(&node, &["primary", "register", "--force"], deadline).await.map_err(step("register the primary with repmgr"))?;
+    repmgr(&node, &["primary", "register", "--force"], deadline)
+        .await
+        .map_err(step("register the primary with repmgr"))?;
     Ok(())
 }
 
 /// A fresh copy of the primary (removing a broken data directory first).
-async fn clone_standby(layout: &Layout, slot: usize, primary: usize, deadline: &Deadline) -> Result<(), Failure> {
+async fn clone_standby(
+    layout: &Layout,
+    slot: usize,
+    primary: usize,
+    deadline: &Deadline,
+) -> Result<(), Failure> {
     let node = layout.node(slot);
     let source = layout.node(primary);
     stop_node(&node, deadline).await.ok();
     if node.data().exists() {
-        log::info!("removing the old data directory of {} before cloning it again", node.name());
-        std::fs::remove_dir_all(node.data()).map_err(io_error(&node.data(), "remove")).map_err(Failure::from)?;
+        log::info!(
+            "removing the old data directory of {} before cloning it again",
+            node.name()
+        );
+        std::fs::remove_dir_all(node.data())
+            .map_err(io_error(&node.data(), "remove"))
+            .map_err(Failure::from)?;
     }
     log::info!("cloning {} from {}", node.name(), source.name());
     let port = source.port.to_string();
-    repmgr(&node, &["-h", super::layout::HOST, "-p", &port, "-U", SUPERUSER, "-d", REPMGR_DB, "standby", "clone", "--fast-checkpoint"], deadline)
-        .await
-        .map_err(step(&format!("clone {} from {}", node.name(), source.name())))?;
+    repmgr(
+        &node,
+        &[
+            "-h",
+            super::layout::HOST,
+            "-p",
+            &port,
+            "-U",
+            SUPERUSER,
+            "-d",
+            REPMGR_DB,
+            "standby",
+            "clone",
+            "--fast-checkpoint",
+        ],
+        deadline,
+    )
+    .await
+    .map_err(step(&format!(
+        "clone {} from {}",
+        node.name(),
+        source.name()
+    )))?;
     start_node(&node, deadline).await?;
     register_standby(&node, primary, deadline).await
 }
 
-async fn register_standby(node: &NodeLayout, primary: usize, deadline: &Deadline) -> Result<(), Failure> {
+async fn register_standby(
+    node: &NodeLayout,
+    primary: usize,
+    deadline: &Deadline,
+) -> Result<(), Failure> {
     let upstream = repmgr_node_id(primary).to_string();
-    repmgr(node, &["standby", "register", "--force", &format!("--upstream-node-id={upstream}")], deadline)
-        .await
-        .map_err(step(&format!("register {} with repmgr", node.name())))?;
+    repmgr(
+        node,
+        &[
+            "standby",
+            "register",
+            "--force",
+            &format!("--upstream-node-id={upstream}"),
+        ],
+        deadline,
+    )
+    .await
+    .map_err(step(&format!("register {} with repmgr", node.name())))?;
     Ok(())
 }
 
 /// An old primary (or a standby on a dead timeline) back as a standby of
 /// `primary`: `node rejoin --force-rewind`, and a fresh clone when the rewind
-/// cannot be done (say, the node was never shut down cleanly).
-async fn rejoin(layout: &Layout, slot: usize, primary: usize, deadline: &Deadline) -> Result<(), Failure> {
+/// cannot be done (say, the node was never shut down cleanly) or the rejoined
+/// node does not follow (repmgr judged from the last checkpoint that no
+/// rewind was needed, but the node has WAL past the promotion).
+async fn rejoin(
+    ctx: &Context,
+    layout: &Layout,
+    slot: usize,
+    primary: usize,
+    deadline: &Deadline,
+) -> Result<(), Failure> {
     let node = layout.node(slot);
     stop_node(&node, deadline).await?;
     let conninfo = render::node_conninfo(layout.node(primary).port, REPMGR_DB);
-    log::info!("rejoining {} to {} with pg_rewind", node.name(), node_name(primary));
-    match repmgr(&node, &["node", "rejoin", "-d", &conninfo, "--force-rewind", "--no-wait", "--verbose"], deadline).await {
+    log::info!(
+        "rejoining {} to {} with pg_rewind",
+        node.name(),
+        node_name(primary)
+    );
+    match repmgr(
+        &node,
+        &[
+            "node",
+            "rejoin",
+            "-d",
+            &conninfo,
+            "--force-rewind",
+            "--no-wait",
+            "--verbose",
+        ],
+        deadline,
+    )
+    .await
+    {
         Ok(_) => {
             start_node(&node, deadline).await?;
-            register_standby(&node, primary, deadline).await
+            register_standby(&node, primary, deadline).await?;
+            if follows_after_rejoin(ctx, layout, slot, primary, deadline.left().min(Duration::from_secs(120))).await {
+                return Ok(());
+            }
+            check_stop(ctx)?;
+            log::warn!(
+                "{} does not follow {} after the rejoin (it has WAL past the promotion): cloning it again",
+                node.name(),
+                node_name(primary)
+            );
+            clone_standby(layout, slot, primary, deadline).await
         }
         Err(e) => {
-            log::warn!("rejoin of {} failed, cloning it again instead: {e}", node.name());
+            log::warn!(
+                "rejoin of {} failed, cloning it again instead: {e}",
+                node.name()
+            );
             clone_standby(layout, slot, primary, deadline).await
         }
     }
 }
 
-/// Waits until the node streams from the primary (true) or `within` passes (false).
-async fn streams_from(ctx: &Context, layout: &Layout, slot: usize, primary: usize, within: Duration) -> bool {
+/// What a standby's WAL receiver is doing, seen against the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Replication {
+    /// Streaming, from the primary's port.
+    streaming_from_primary: bool,
+    /// Whether the WAL it last received is on the primary's current timeline.
+    on_primary_timeline: bool,
+}
+
+impl Replication {
+    fn follows(&self) -> bool {
+        self.streaming_from_primary && self.on_primary_timeline
+    }
+}
+
+/// `None` while the node has no WAL receiver (or either node does not answer).
+async fn replication_state(layout: &Layout, slot: usize, primary: usize) -> Option<Replication> {
     let wanted = layout.node(primary).port;
-    let port = layout.node(slot).port;
+    let (standby, source) = (connect_node(layout.node(slot).port).await?, connect_node(wanted).await?);
+    let rows = observe::simple_rows(
+        &standby,
+        "SELECT status, sender_port::text AS p, received_tli::text AS tli FROM pg_catalog.pg_stat_wal_receiver",
+    )
+    .await
+    .ok()?;
+    let timeline = observe::simple_rows(&source, observe::CURRENT_TIMELINE_QUERY).await.ok()?;
+    let row = rows.first()?;
+    let get = |r: &std::collections::BTreeMap<String, Option<String>>, k: &str| r.get(k).cloned().flatten();
+    let primary_timeline = timeline.first().and_then(|t| get(t, "timeline"));
+    Some(Replication {
+        streaming_from_primary: get(row, "status").as_deref() == Some("streaming")
+            && get(row, "p").and_then(|p| p.parse::<u16>().ok()) == Some(wanted),
+        on_primary_timeline: get(row, "tli").is_some() && get(row, "tli") == primary_timeline,
+    })
+}
+
+/// Waits until the node streams from the primary, on the primary's timeline
+/// (true), or `within` passes (false). The timeline matters: a node with WAL
+/// past the promotion restarted as a standby streams the old timeline up to
+/// the fork again and again, and never follows.
+async fn streams_from(
+    ctx: &Context,
+    layout: &Layout,
+    slot: usize,
+    primary: usize,
+    within: Duration,
+) -> bool {
     poll_until(&ctx.stop, within, Duration::from_millis(300), "replication", || async move {
-        let Some(client) = connect_node(port).await else { return Ok::<_, String>(None) };
-        let rows = observe::simple_rows(&client, "SELECT sender_port::text AS p FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming'")
-            .await
-            .unwrap_or_default();
-        let ok = rows.first().and_then(|r| r.get("p").cloned().flatten()).and_then(|p| p.parse::<u16>().ok()) == Some(wanted);
-        Ok(ok.then_some(()))
+        Ok::<_, String>(replication_state(layout, slot, primary).await.is_some_and(|r| r.follows()).then_some(()))
     })
     .await
     .is_ok()
+}
+
+/// After a rejoin: true once the node follows the primary; false when its WAL
+/// receiver stays on an old timeline for `DIVERGED_AFTER` (the node has WAL
+/// past the promotion: it streams the old timeline to the fork, again and
+/// again, and never follows), or nothing happens within `within`.
+async fn follows_after_rejoin(ctx: &Context, layout: &Layout, slot: usize, primary: usize, within: Duration) -> bool {
+    const DIVERGED_AFTER: Duration = Duration::from_secs(15);
+    let started = Instant::now();
+    let mut old_timeline_since: Option<Instant> = None;
+    while started.elapsed() < within && !ctx.stop.is_stopped() {
+        match replication_state(layout, slot, primary).await {
+            Some(r) if r.follows() => return true,
+            Some(r) if !r.on_primary_timeline => {
+                if old_timeline_since.get_or_insert_with(Instant::now).elapsed() >= DIVERGED_AFTER {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    false
 }
 
 async fn start_repmgrd(node: &NodeLayout) -> Result<(), Failure> {
@@ -303,24 +583,44 @@ async fn start_repmgrd(node: &NodeLayout) -> Result<(), Failure> {
     }
     log::info!("starting repmgrd for {}", node.name());
     let conf = node.repmgr_conf();
-    spawn_detached(&pg("repmgrd"), &[os("-f"), conf.as_os_str(), os("--daemonize=false")], &node.repmgrd_log())
-        .await
-        .map_err(step(&format!("start repmgrd for {}", node.name())))
+    spawn_detached(
+        &pg("repmgrd"),
+        &[os("-f"), conf.as_os_str(), os("--daemonize=false")],
+        &node.repmgrd_log(),
+    )
+    .await
+    .map_err(step(&format!("start repmgrd for {}", node.name())))
 }
 
-async fn pgpool_cmd(layout: &Layout, extra: &[&OsStr], deadline: &Deadline) -> Result<String, LocalError> {
+async fn pgpool_cmd(
+    layout: &Layout,
+    extra: &[&OsStr],
+    deadline: &Deadline,
+) -> Result<String, LocalError> {
     let p = layout.pgpool();
     let (conf, pcp, hba) = (p.conf(), p.pcp_conf(), p.hba());
-    let mut args: Vec<&OsStr> = vec![os("-f"), conf.as_os_str(), os("-F"), pcp.as_os_str(), os("-a"), hba.as_os_str()];
+    let mut args: Vec<&OsStr> = vec![
+        os("-f"),
+        conf.as_os_str(),
+        os("-F"),
+        pcp.as_os_str(),
+        os("-a"),
+        hba.as_os_str(),
+    ];
     args.extend_from_slice(extra);
     run(Path::new(PGPOOL_BIN), &args, &[], deadline.command()).await
 }
 
 async fn stop_pgpool(layout: &Layout, deadline: &Deadline) -> Result<(), Failure> {
     let p = layout.pgpool();
-    let Some(pid) = live_pid(&p.pid(), "pgpool") else { return Ok(()) };
+    let Some(pid) = live_pid(&p.pid(), "pgpool") else {
+        return Ok(());
+    };
     log::info!("stopping pgpool");
-    if pgpool_cmd(layout, &[os("-m"), os("fast"), os("stop")], deadline).await.is_err() {
+    if pgpool_cmd(layout, &[os("-m"), os("fast"), os("stop")], deadline)
+        .await
+        .is_err()
+    {
         local::terminate(pid, "pgpool", Duration::from_secs(10)).await;
     }
     Ok(())
@@ -338,20 +638,43 @@ async fn start_pgpool(layout: &Layout) -> Result<(), Failure> {
     let (conf, pcp, hba) = (p.conf(), p.pcp_conf(), p.hba());
     spawn_detached(
         Path::new(PGPOOL_BIN),
-        &[os("-n"), os("-f"), conf.as_os_str(), os("-F"), pcp.as_os_str(), os("-a"), hba.as_os_str()],
+        &[
+            os("-n"),
+            os("-f"),
+            conf.as_os_str(),
+            os("-F"),
+            pcp.as_os_str(),
+            os("-a"),
+            hba.as_os_str(),
+        ],
         &p.log(),
     )
     .await
     .map_err(step("start pgpool"))
 }
 
-async fn pcp(layout: &Layout, tool: &str, slot: usize, deadline: &Deadline) -> Result<String, LocalError> {
+async fn pcp(
+    layout: &Layout,
+    tool: &str,
+    slot: usize,
+    deadline: &Deadline,
+) -> Result<String, LocalError> {
     let p = layout.pgpool();
     let (sock, port, id) = (p.socket_dir(), p.pcp_port.to_string(), slot.to_string());
     let pass = p.pcppass();
     run(
         &Path::new(PCP_BINDIR).join(tool),
-        &[os("-h"), sock.as_os_str(), os("-p"), os(&port), os("-U"), os(render::PCP_USER), os("-w"), os("-n"), os(&id)],
+        &[
+            os("-h"),
+            sock.as_os_str(),
+            os("-p"),
+            os(&port),
+            os("-U"),
+            os(render::PCP_USER),
+            os("-w"),
+            os("-n"),
+            os(&id),
+        ],
         &[("PCPPASSFILE", pass.as_os_str())],
         deadline.command(),
     )
@@ -360,64 +683,98 @@ async fn pcp(layout: &Layout, tool: &str, slot: usize, deadline: &Deadline) -> R
 
 /// Makes pgpool agree with repmgr: the primary promoted in pgpool, every
 /// healthy node attached. Waits until SHOW POOL_NODES shows it.
-async fn reconcile_pgpool(ctx: &Context, spec: &GroupSpec, layout: &Layout, primary: usize, deadline: &Deadline) -> Result<GroupLive, Failure> {
+async fn reconcile_pgpool(
+    ctx: &Context,
+    spec: &GroupSpec,
+    layout: &Layout,
+    primary: usize,
+    deadline: &Deadline,
+) -> Result<GroupLive, Failure> {
     let slots: Vec<usize> = spec.slots().collect();
     let port = layout.pgpool().port;
-    poll_until(&ctx.stop, deadline.left().min(Duration::from_secs(60)), Duration::from_millis(300), "pgpool to answer", || async move {
-        Ok::<_, String>(observe::pool_nodes(port).await)
-    })
+    poll_until(
+        &ctx.stop,
+        deadline.left().min(Duration::from_secs(60)),
+        Duration::from_millis(300),
+        "pgpool to answer",
+        || async move { Ok::<_, String>(observe::pool_nodes(port).await) },
+    )
     .await
     .map_err(|e| wait_failure("pgpool to answer on its port", e))?;
 
     // Each PCP action once per apply; then pgpool gets time to act on it.
     let acted = std::sync::Mutex::new(std::collections::BTreeSet::new());
     let what = "pgpool to agree with repmgr (every node attached, the same primary)";
-    let live = poll_until(&ctx.stop, deadline.left().min(Duration::from_secs(120)), Duration::from_millis(500), what, || {
-        let slots = slots.clone();
-        let acted = &acted;
-        let first = |what: &'static str, slot: usize| acted.lock().expect("lock").insert((what, slot));
-        async move {
-            let live = observe::observe(layout, &slots).await;
-            if live.primary != Some(primary) {
-                return Err(format!("repmgr's primary changed to {:?} while converging", live.primary.map(node_name)));
-            }
-            let Some(pool) = &live.pool_nodes else { return Ok(None) };
-            let mut done = true;
-            if live.pgpool_primary() != Some(primary) {
-                done = false;
-                let attached = pool.iter().any(|p| p.id == primary && p.attached());
-                if !attached && first("attach", primary) {
-                    log::info!("attaching {} in pgpool", node_name(primary));
-                    pcp(layout, "pcp_attach_node", primary, deadline).await.map_err(|e| e.to_string())?;
-                } else if attached && first("promote", primary) {
-                    log::info!("promoting {} in pgpool", node_name(primary));
-                    pcp(layout, "pcp_promote_node", primary, deadline).await.map_err(|e| e.to_string())?;
+    let live = poll_until(
+        &ctx.stop,
+        deadline.left().min(Duration::from_secs(120)),
+        Duration::from_millis(500),
+        what,
+        || {
+            let slots = slots.clone();
+            let acted = &acted;
+            let first =
+                |what: &'static str, slot: usize| acted.lock().expect("lock").insert((what, slot));
+            async move {
+                let live = observe::observe(layout, &slots).await;
+                if live.primary != Some(primary) {
+                    return Err(format!(
+                        "repmgr's primary changed to {:?} while converging",
+                        live.primary.map(node_name)
+                    ));
                 }
-            }
-            for &slot in &slots {
-                let healthy_standby = slot != primary && live.status(slot) == observe::STATUS_DETACHED;
-                if healthy_standby {
+                let Some(pool) = &live.pool_nodes else {
+                    return Ok(None);
+                };
+                let mut done = true;
+                if live.pgpool_primary() != Some(primary) {
                     done = false;
-                    if first("attach", slot) {
-                        log::info!("attaching {} in pgpool", node_name(slot));
-                        pcp(layout, "pcp_attach_node", slot, deadline).await.map_err(|e| e.to_string())?;
+                    let attached = pool.iter().any(|p| p.id == primary && p.attached());
+                    if !attached && first("attach", primary) {
+                        log::info!("attaching {} in pgpool", node_name(primary));
+                        pcp(layout, "pcp_attach_node", primary, deadline)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    } else if attached && first("promote", primary) {
+                        log::info!("promoting {} in pgpool", node_name(primary));
+                        pcp(layout, "pcp_promote_node", primary, deadline)
+                            .await
+                            .map_err(|e| e.to_string())?;
                     }
-                } else if live.status(slot) != STATUS_UP && slot != primary {
-                    done = false;
                 }
+                for &slot in &slots {
+                    let healthy_standby =
+                        slot != primary && live.status(slot) == observe::STATUS_DETACHED;
+                    if healthy_standby {
+                        done = false;
+                        if first("attach", slot) {
+                            log::info!("attaching {} in pgpool", node_name(slot));
+                            pcp(layout, "pcp_attach_node", slot, deadline)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                    } else if live.status(slot) != STATUS_UP && slot != primary {
+                        done = false;
+                    }
+                }
+                Ok(done.then_some(live))
             }
-            Ok(done.then_some(live))
-        }
-    })
+        },
+    )
     .await
     .map_err(|e| wait_failure(what, e))?;
     Ok(live)
 }
 
 /// Brings the live group to `spec`. `spec.port_base` must be known.
-pub async fn converge(ctx: &Context, spec: &GroupSpec, deadline: &Deadline) -> Result<GroupLive, Failure> {
+pub async fn converge(
+    ctx: &Context,
+    spec: &GroupSpec,
+    deadline: &Deadline,
+) -> Result<GroupLive, Failure> {
     let layout = spec.layout();
     prepare_base(spec)?;
+    prepare_tls(spec, &layout)?;
     let pgpool_conf_changed = prepare_pgpool_files(spec, &layout).await?;
     let mut slots: Vec<usize> = spec.slots().collect();
     for s in observe::slots_on_disk(&layout) {
@@ -429,8 +786,13 @@ pub async fn converge(ctx: &Context, spec: &GroupSpec, deadline: &Deadline) -> R
     // With synchronous replication, a commit waits for a standby: while none
     // streams (bootstrap, or every standby lost) the nodes are written without
     // it, or `primary register` and the clones would wait for ever.
-    let any_standby_streams = slots.iter().any(|s| live.status(*s) == STATUS_UP && live.primary != Some(*s));
-    let interim = GroupSpec { synchronous_replication: spec.synchronous_replication && any_standby_streams, ..spec.clone() };
+    let any_standby_streams = slots
+        .iter()
+        .any(|s| live.status(*s) == STATUS_UP && live.primary != Some(*s));
+    let interim = GroupSpec {
+        synchronous_replication: spec.synchronous_replication && any_standby_streams,
+        ..spec.clone()
+    };
     let mut conf_changed = Vec::new();
     for slot in spec.slots() {
         if write_node_files(&interim, &layout, slot)? {
@@ -471,7 +833,9 @@ pub async fn converge(ctx: &Context, spec: &GroupSpec, deadline: &Deadline) -> R
     }
     check_stop(ctx)?;
     if conf_changed.contains(&primary) {
-        pg_ctl(&layout.node(primary), "reload", deadline).await.map_err(step("reload the primary"))?;
+        pg_ctl(&layout.node(primary), "reload", deadline)
+            .await
+            .map_err(step("reload the primary"))?;
     }
     live = observe::observe(&layout, &slots).await;
 
@@ -483,24 +847,47 @@ pub async fn converge(ctx: &Context, spec: &GroupSpec, deadline: &Deadline) -> R
         if !node.has_data() {
             clone_standby(&layout, slot, primary, deadline).await?;
         } else if status == STATUS_FENCED {
-            log::warn!("{} is a second primary (an old primary that came back): fencing and rejoining it", node.name());
-            rejoin(&layout, slot, primary, deadline).await?;
+            log::warn!(
+                "{} is a second primary (an old primary that came back): fencing and rejoining it",
+                node.name()
+            );
+            rejoin(ctx, &layout, slot, primary, deadline).await?;
         } else if !live.nodes.get(&slot).is_some_and(|n| n.running) {
             if node.data().join("standby.signal").exists() {
                 start_node(&node, deadline).await?;
                 if !streams_from(ctx, &layout, slot, primary, Duration::from_secs(15)).await {
-                    rejoin(&layout, slot, primary, deadline).await?;
+                    rejoin(ctx, &layout, slot, primary, deadline).await?;
                 }
             } else {
-                rejoin(&layout, slot, primary, deadline).await?;
+                rejoin(ctx, &layout, slot, primary, deadline).await?;
             }
-        } else if status == STATUS_NOT_REPLICATING && !streams_from(ctx, &layout, slot, primary, Duration::from_secs(15)).await {
-            rejoin(&layout, slot, primary, deadline).await?;
+        } else if status == STATUS_NOT_REPLICATING
+            && !streams_from(ctx, &layout, slot, primary, Duration::from_secs(15)).await
+        {
+            rejoin(ctx, &layout, slot, primary, deadline).await?;
         } else if conf_changed.contains(&slot) {
-            pg_ctl(&node, "reload", deadline).await.map_err(step(&format!("reload {}", node.name())))?;
+            pg_ctl(&node, "reload", deadline)
+                .await
+                .map_err(step(&format!("reload {}", node.name())))?;
         }
-        if !streams_from(ctx, &layout, slot, primary, deadline.left().min(Duration::from_secs(120))).await {
-            return Err(Failure::general("Standby not replicating", format!("{} does not stream from {} after repair; see {}.", node.name(), node_name(primary), node.postgres_log().display())));
+        if !streams_from(
+            ctx,
+            &layout,
+            slot,
+            primary,
+            deadline.left().min(Duration::from_secs(120)),
+        )
+        .await
+        {
+            return Err(Failure::general(
+                "Standby not replicating",
+                format!(
+                    "{} does not stream from {} after repair; see {}.",
+                    node.name(),
+                    node_name(primary),
+                    node.postgres_log().display()
+                ),
+            ));
         }
     }
 
@@ -508,7 +895,9 @@ pub async fn converge(ctx: &Context, spec: &GroupSpec, deadline: &Deadline) -> R
         log::info!("standbys stream: switching synchronous replication on");
         for slot in spec.slots() {
             if write_node_files(spec, &layout, slot)? {
-                pg_ctl(&layout.node(slot), "reload", deadline).await.map_err(step(&format!("reload {}", node_name(slot))))?;
+                pg_ctl(&layout.node(slot), "reload", deadline)
+                    .await
+                    .map_err(step(&format!("reload {}", node_name(slot))))?;
             }
         }
     }
@@ -531,14 +920,25 @@ pub async fn converge(ctx: &Context, spec: &GroupSpec, deadline: &Deadline) -> R
     reconcile_pgpool(ctx, spec, &layout, primary, deadline).await
 }
 
-async fn remove_node(layout: &Layout, slot: usize, primary: usize, deadline: &Deadline) -> Result<(), Failure> {
+async fn remove_node(
+    layout: &Layout,
+    slot: usize,
+    primary: usize,
+    deadline: &Deadline,
+) -> Result<(), Failure> {
     let node = layout.node(slot);
     log::info!("removing {}", node.name());
     stop_repmgrd(&node).await;
     stop_node(&node, deadline).await?;
     let id = repmgr_node_id(slot).to_string();
     // From the primary's configuration: it is the one that can write the metadata.
-    if let Err(e) = repmgr(&layout.node(primary), &["standby", "unregister", &format!("--node-id={id}")], deadline).await {
+    if let Err(e) = repmgr(
+        &layout.node(primary),
+        &["standby", "unregister", &format!("--node-id={id}")],
+        deadline,
+    )
+    .await
+    {
         log::warn!("repmgr could not unregister {}: {e}", node.name());
     }
     if let Some(client) = connect_node(layout.node(primary).port).await {
@@ -550,7 +950,9 @@ async fn remove_node(layout: &Layout, slot: usize, primary: usize, deadline: &De
             )
             .await;
     }
-    std::fs::remove_dir_all(&node.dir).map_err(io_error(&node.dir, "remove")).map_err(Failure::from)?;
+    std::fs::remove_dir_all(&node.dir)
+        .map_err(io_error(&node.dir, "remove"))
+        .map_err(Failure::from)?;
     Ok(())
 }
 
@@ -582,13 +984,23 @@ pub async fn stop_all(layout: &Layout, deadline: &Deadline) -> Result<(), Failur
 /// repmgrd or pg_ctl whose pid file is gone) is killed.
 fn kill_strays(base: &Path) {
     let needle = format!("{}/", base.display());
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
         if pid == std::process::id() as i32 {
             continue;
         }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(&needle) {
             log::warn!("killing leftover process {pid} of the group");
@@ -601,10 +1013,15 @@ fn kill_strays(base: &Path) {
 pub async fn destroy(spec: &GroupSpec, deadline: &Deadline) -> Result<(), Failure> {
     let layout = spec.layout();
     if !layout.marker().exists() {
-        log::info!("{} holds no group any more; nothing to delete", spec.base_dir.display());
+        log::info!(
+            "{} holds no group any more; nothing to delete",
+            spec.base_dir.display()
+        );
         return Ok(());
     }
     stop_all(&layout, deadline).await?;
-    std::fs::remove_dir_all(&spec.base_dir).map_err(io_error(&spec.base_dir, "remove")).map_err(Failure::from)?;
+    std::fs::remove_dir_all(&spec.base_dir)
+        .map_err(io_error(&spec.base_dir, "remove"))
+        .map_err(Failure::from)?;
     Ok(())
 }

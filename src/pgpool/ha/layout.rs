@@ -14,6 +14,10 @@
 //!     run/                   pgpool's and pcp's sockets
 //!     log/                   logdir: holds pgpool_status
 //!     repmgr-event.sh        repmgr's event_notification_command: keeps pgpool's primary in step
+//!                            (and, with a `citus` block, the coordinator's pg_dist_node)
+//!     citus.pgpass           the coordinator's password, when the `citus` block has one
+//!     citus-failover.log     what the event script did to the coordinator
+//!   tls/                     with Citus: server.crt and server.key every node serves (ssl = on)
 //! ```
 //!
 //! Ports are consecutive from `port_base`: pgpool, pcp, then node 0, 1, ...
@@ -39,7 +43,10 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(base: impl Into<PathBuf>, port_base: u16) -> Self {
-        Layout { base: base.into(), port_base }
+        Layout {
+            base: base.into(),
+            port_base,
+        }
     }
 
     pub fn marker(&self) -> PathBuf {
@@ -48,11 +55,30 @@ impl Layout {
 
     pub fn node(&self, slot: usize) -> NodeLayout {
         let dir = self.base.join(node_name(slot));
-        NodeLayout { slot, port: self.port_base + 2 + slot as u16, dir }
+        NodeLayout {
+            slot,
+            port: self.port_base + 2 + slot as u16,
+            dir,
+        }
+    }
+
+    /// Where the self-signed certificate of a Citus group lives.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.base.join("tls")
+    }
+    pub fn tls_cert(&self) -> PathBuf {
+        self.tls_dir().join("server.crt")
+    }
+    pub fn tls_key(&self) -> PathBuf {
+        self.tls_dir().join("server.key")
     }
 
     pub fn pgpool(&self) -> PgpoolLayout {
-        PgpoolLayout { dir: self.base.join("pgpool"), port: self.port_base, pcp_port: self.port_base + 1 }
+        PgpoolLayout {
+            dir: self.base.join("pgpool"),
+            port: self.port_base,
+            pcp_port: self.port_base + 1,
+        }
     }
 }
 
@@ -144,12 +170,29 @@ impl PgpoolLayout {
     pub fn event_script(&self) -> PathBuf {
         self.dir.join("repmgr-event.sh")
     }
+    pub fn event_log(&self) -> PathBuf {
+        self.dir.join("repmgr-event.log")
+    }
+    pub fn citus_pgpass(&self) -> PathBuf {
+        self.dir.join("citus.pgpass")
+    }
+    pub fn citus_log(&self) -> PathBuf {
+        self.dir.join("citus-failover.log")
+    }
+    /// Serialises repoints when repmgr reports one promotion twice.
+    pub fn citus_lock(&self) -> PathBuf {
+        self.dir.join("citus-failover.lock")
+    }
 }
 
 /// True when `path` holds only characters that need no quoting in a shell
 /// word or a configuration value, so rendered commands stay simple and safe.
 pub fn is_plain_path(path: &Path) -> bool {
-    path.to_str().is_some_and(|s| s.starts_with('/') && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')))
+    path.to_str().is_some_and(|s| {
+        s.starts_with('/')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+    })
 }
 
 #[cfg(test)]

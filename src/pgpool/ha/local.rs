@@ -21,10 +21,24 @@ const OUTPUT_TAIL_LINES: usize = 25;
 #[derive(Debug)]
 pub enum LocalError {
     NoServiceUser,
-    Io { path: PathBuf, action: &'static str, error: io::Error },
-    Spawn { program: String, error: io::Error },
-    Failed { program: String, status: String, output: String },
-    TimedOut { program: String, after: Duration },
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        error: io::Error,
+    },
+    Spawn {
+        program: String,
+        error: io::Error,
+    },
+    Failed {
+        program: String,
+        status: String,
+        output: String,
+    },
+    TimedOut {
+        program: String,
+        after: Duration,
+    },
 }
 
 impl fmt::Display for LocalError {
@@ -52,7 +66,11 @@ impl std::error::Error for LocalError {}
 
 pub fn io_error(path: &Path, action: &'static str) -> impl FnOnce(io::Error) -> LocalError {
     let path = path.to_path_buf();
-    move |error| LocalError::Io { path, action, error }
+    move |error| LocalError::Io {
+        path,
+        action,
+        error,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +87,11 @@ pub fn service_account() -> Result<Option<&'static Account>, LocalError> {
     let found = ACCOUNT.get_or_init(|| {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
-        if root { Some(lookup_account(SERVICE_USER)) } else { None }
+        if root {
+            Some(lookup_account(SERVICE_USER))
+        } else {
+            None
+        }
     });
     match found {
         None => Ok(None),
@@ -85,25 +107,53 @@ fn lookup_account(name: &str) -> Option<Account> {
     let mut strings = vec![0 as libc::c_char; 16 * 1024];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer refers to live memory of the stated size.
-    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut entry, strings.as_mut_ptr(), strings.len(), &mut found) };
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut entry,
+            strings.as_mut_ptr(),
+            strings.len(),
+            &mut found,
+        )
+    };
     if rc != 0 || found.is_null() {
         return None;
     }
     // SAFETY: on success pw_dir points to a NUL-terminated string in `strings`.
-    let home = unsafe { CStr::from_ptr(entry.pw_dir) }.to_string_lossy().into_owned();
-    Some(Account { uid: entry.pw_uid, gid: entry.pw_gid, home: PathBuf::from(home) })
+    let home = unsafe { CStr::from_ptr(entry.pw_dir) }
+        .to_string_lossy()
+        .into_owned();
+    Some(Account {
+        uid: entry.pw_uid,
+        gid: entry.pw_gid,
+        home: PathBuf::from(home),
+    })
 }
 
 /// A command for `program`, as the service user, in a new session, with a
 /// neutral working directory and no stdin.
 fn service_command(program: &Path) -> Result<Command, LocalError> {
     let mut cmd = Command::new(program);
-    cmd.current_dir("/").stdin(Stdio::null()).kill_on_drop(false);
+    cmd.current_dir("/")
+        .stdin(Stdio::null())
+        .kill_on_drop(false);
     if let Some(account) = service_account()? {
-        cmd.uid(account.uid).gid(account.gid).env("HOME", &account.home).env("USER", SERVICE_USER).env("LOGNAME", SERVICE_USER);
+        cmd.uid(account.uid)
+            .gid(account.gid)
+            .env("HOME", &account.home)
+            .env("USER", SERVICE_USER)
+            .env("LOGNAME", SERVICE_USER);
     }
     // Debian's PostgreSQL wrappers and libpq read these; ours must not leak in.
-    for var in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGSERVICE", "PGDATA"] {
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGSERVICE",
+        "PGDATA",
+    ] {
         cmd.env_remove(var);
     }
     // SAFETY: setsid is async-signal-safe; it makes the child (and what it
@@ -118,7 +168,10 @@ fn service_command(program: &Path) -> Result<Command, LocalError> {
 }
 
 fn display_program(program: &Path, args: &[&OsStr]) -> String {
-    let name = program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // The subcommand words (`standby clone`) say which step failed; options do not.
     let words: Vec<String> = args
         .iter()
@@ -126,29 +179,60 @@ fn display_program(program: &Path, args: &[&OsStr]) -> String {
         .filter(|a| !a.starts_with('-') && !a.contains('/') && !a.contains('='))
         .take(2)
         .collect();
-    if words.is_empty() { format!("`{name}`") } else { format!("`{name} {}`", words.join(" ")) }
+    if words.is_empty() {
+        format!("`{name}`")
+    } else {
+        format!("`{name} {}`", words.join(" "))
+    }
 }
 
 /// Runs a program to completion with its output captured. None of the
 /// group's commands take a secret as an argument, so quoting output is safe.
-pub async fn run(program: &Path, args: &[&OsStr], env: &[(&str, &OsStr)], timeout: Duration) -> Result<String, LocalError> {
+pub async fn run(
+    program: &Path,
+    args: &[&OsStr],
+    env: &[(&str, &OsStr)],
+    timeout: Duration,
+) -> Result<String, LocalError> {
     let shown = display_program(program, args);
     let mut cmd = service_command(program)?;
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
     log::debug!("running {shown}");
-    let child = cmd.spawn().map_err(|error| LocalError::Spawn { program: shown.clone(), error })?;
+    let child = cmd.spawn().map_err(|error| LocalError::Spawn {
+        program: shown.clone(),
+        error,
+    })?;
     let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(result) => result.map_err(|error| LocalError::Spawn { program: shown.clone(), error })?,
-        Err(_) => return Err(LocalError::TimedOut { program: shown, after: timeout }),
+        Ok(result) => result.map_err(|error| LocalError::Spawn {
+            program: shown.clone(),
+            error,
+        })?,
+        Err(_) => {
+            return Err(LocalError::TimedOut {
+                program: shown,
+                after: timeout,
+            })
+        }
     };
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     if output.status.success() {
         Ok(text)
     } else {
-        Err(LocalError::Failed { program: shown, status: output.status.to_string(), output: tail(&text, OUTPUT_TAIL_LINES) })
+        Err(LocalError::Failed {
+            program: shown,
+            status: output.status.to_string(),
+            output: tail(&text, OUTPUT_TAIL_LINES),
+        })
     }
 }
 
@@ -167,11 +251,18 @@ pub async fn spawn_detached(program: &Path, args: &[&OsStr], log: &Path) -> Resu
     let shown = display_program(program, args);
     let mut cmd = service_command(Path::new("/bin/sh"))?;
     cmd.args(&all).stdout(Stdio::null()).stderr(Stdio::null());
-    let status = cmd.status().await.map_err(|error| LocalError::Spawn { program: shown.clone(), error })?;
+    let status = cmd.status().await.map_err(|error| LocalError::Spawn {
+        program: shown.clone(),
+        error,
+    })?;
     if status.success() {
         Ok(())
     } else {
-        Err(LocalError::Failed { program: shown, status: status.to_string(), output: String::new() })
+        Err(LocalError::Failed {
+            program: shown,
+            status: status.to_string(),
+            output: String::new(),
+        })
     }
 }
 
@@ -183,7 +274,8 @@ fn tail(text: &str, lines: usize) -> String {
 /// Gives `path` to the service user (a no-op unless the provider is root).
 pub fn hand_over(path: &Path) -> Result<(), LocalError> {
     if let Some(account) = service_account()? {
-        chown(path, Some(account.uid), Some(account.gid)).map_err(io_error(path, "change the owner of"))?;
+        chown(path, Some(account.uid), Some(account.gid))
+            .map_err(io_error(path, "change the owner of"))?;
     }
     Ok(())
 }
@@ -191,18 +283,22 @@ pub fn hand_over(path: &Path) -> Result<(), LocalError> {
 /// Creates a directory (and parents) owned by the service user, mode 0700.
 pub fn make_dir(path: &Path) -> Result<(), LocalError> {
     std::fs::create_dir_all(path).map_err(io_error(path, "create"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(io_error(path, "set the mode of"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(io_error(path, "set the mode of"))?;
     hand_over(path)
 }
 
 /// Writes a file owned by the service user with `mode`; returns whether its
 /// content changed.
 pub fn write_file(path: &Path, content: &str, mode: u32) -> Result<bool, LocalError> {
-    let changed = std::fs::read_to_string(path).map(|old| old != content).unwrap_or(true);
+    let changed = std::fs::read_to_string(path)
+        .map(|old| old != content)
+        .unwrap_or(true);
     if changed {
         let tmp = path.with_extension("shardform-tmp");
         std::fs::write(&tmp, content).map_err(io_error(&tmp, "write"))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).map_err(io_error(&tmp, "set the mode of"))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(io_error(&tmp, "set the mode of"))?;
         hand_over(&tmp)?;
         std::fs::rename(&tmp, path).map_err(io_error(path, "replace"))?;
     }
@@ -214,7 +310,11 @@ pub fn write_file(path: &Path, content: &str, mode: u32) -> Result<bool, LocalEr
 pub fn live_pid(pid_file: &Path, comm: &str) -> Option<i32> {
     let text = std::fs::read_to_string(pid_file).ok()?;
     // pgpool pads its pid file with NUL bytes: take the leading digits.
-    let digits: String = text.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = text
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     let pid: i32 = digits.parse().ok()?;
     process_named(pid, comm).then_some(pid)
 }
@@ -242,7 +342,9 @@ pub fn random_hex(bytes: usize) -> Result<String, LocalError> {
     use std::io::Read;
     let path = Path::new("/dev/urandom");
     let mut buf = vec![0u8; bytes];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf)).map_err(io_error(path, "read"))?;
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(io_error(path, "read"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -255,17 +357,40 @@ pub async fn md5_hex(secret: &str) -> Result<String, LocalError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|error| LocalError::Spawn { program: "`md5sum`".into(), error })?;
+        .map_err(|error| LocalError::Spawn {
+            program: "`md5sum`".into(),
+            error,
+        })?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin.write_all(secret.as_bytes()).await.map_err(|error| LocalError::Spawn { program: "`md5sum`".into(), error })?;
+    stdin
+        .write_all(secret.as_bytes())
+        .await
+        .map_err(|error| LocalError::Spawn {
+            program: "`md5sum`".into(),
+            error,
+        })?;
     drop(stdin);
-    let out = child.wait_with_output().await.map_err(|error| LocalError::Spawn { program: "`md5sum`".into(), error })?;
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|error| LocalError::Spawn {
+            program: "`md5sum`".into(),
+            error,
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let hex = text.split_whitespace().next().unwrap_or_default().to_string();
+    let hex = text
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     if out.status.success() && hex.len() == 32 {
         Ok(hex)
     } else {
-        Err(LocalError::Failed { program: "`md5sum`".into(), status: out.status.to_string(), output: String::new() })
+        Err(LocalError::Failed {
+            program: "`md5sum`".into(),
+            status: out.status.to_string(),
+            output: String::new(),
+        })
     }
 }
 
@@ -275,8 +400,20 @@ mod tests {
 
     #[test]
     fn program_display_names_the_step_not_the_paths() {
-        let args: Vec<&OsStr> = ["-f", "/x/repmgr.conf", "standby", "clone", "--fast-checkpoint"].iter().map(OsStr::new).collect();
-        assert_eq!(display_program(Path::new("/usr/bin/repmgr"), &args), "`repmgr standby clone`");
+        let args: Vec<&OsStr> = [
+            "-f",
+            "/x/repmgr.conf",
+            "standby",
+            "clone",
+            "--fast-checkpoint",
+        ]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+        assert_eq!(
+            display_program(Path::new("/usr/bin/repmgr"), &args),
+            "`repmgr standby clone`"
+        );
     }
 
     #[test]
@@ -286,6 +423,9 @@ mod tests {
 
     #[tokio::test]
     async fn md5_matches_known_value() {
-        assert_eq!(md5_hex("abc").await.unwrap(), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            md5_hex("abc").await.unwrap(),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
     }
 }

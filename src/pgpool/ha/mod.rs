@@ -25,7 +25,12 @@ use observe::{GroupLive, STATUS_UP};
 pub struct HaResource;
 
 fn object(fields: Vec<(&str, Value)>) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 /// The state after an apply or a read: what the configuration said, with
@@ -49,18 +54,44 @@ fn to_state(base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
                 ("port", Value::int(node.port as i64)),
                 ("role", Value::string(live.role(slot))),
                 ("status", Value::string(live.status(slot))),
-                ("replication_delay_bytes", Value::int(observe::delay_of(live, slot))),
+                (
+                    "replication_delay_bytes",
+                    Value::int(observe::delay_of(live, slot)),
+                ),
             ])
         })
         .collect();
     let mut state = base.clone();
-    let fields = state.as_object_mut().expect("a resource value is an object");
-    let port_base = spec.port_base.map(|p| Value::int(p as i64)).unwrap_or(Value::Null);
-    fields.insert("id".into(), Value::string(spec.base_dir.display().to_string()));
+    let fields = state
+        .as_object_mut()
+        .expect("a resource value is an object");
+    let port_base = spec
+        .port_base
+        .map(|p| Value::int(p as i64))
+        .unwrap_or(Value::Null);
+    fields.insert(
+        "id".into(),
+        Value::string(spec.base_dir.display().to_string()),
+    );
     fields.insert("port_base".into(), port_base);
     fields.insert("endpoint_host".into(), Value::string(HOST));
-    fields.insert("endpoint_port".into(), Value::int(layout.pgpool().port as i64));
-    fields.insert("primary".into(), Value::opt_string(live.primary.map(layout::node_name)));
+    fields.insert(
+        "endpoint_port".into(),
+        Value::int(layout.pgpool().port as i64),
+    );
+    fields.insert(
+        "primary".into(),
+        Value::opt_string(live.primary.map(layout::node_name)),
+    );
+    // While no node is primary, the last known primary's address stays: a
+    // Citus worker registered by it is not planned away meanwhile.
+    if let Some(primary) = live.primary {
+        fields.insert("primary_host".into(), Value::string(HOST));
+        fields.insert(
+            "primary_port".into(),
+            Value::int(layout.node(primary).port as i64),
+        );
+    }
     fields.insert("pgpool_status".into(), Value::string(live.pgpool_status()));
     fields.insert("nodes".into(), Value::List(nodes));
     // Unknowns of the plan that apply did not settle become null.
@@ -81,9 +112,13 @@ fn repairs(state: &Value) -> Vec<String> {
         if status != STATUS_UP {
             let name = node.attr("name").as_str().unwrap_or_default();
             let action = match status {
-                observe::STATUS_FENCED => "an old primary that came back: apply rewinds it and rejoins it as a standby",
+                observe::STATUS_FENCED => {
+                    "an old primary that came back: apply rewinds it and rejoins it as a standby"
+                }
                 observe::STATUS_DETACHED => "detached in pgpool: apply attaches it again",
-                observe::STATUS_NOT_REPLICATING => "not replicating from the primary: apply rejoins or re-clones it",
+                observe::STATUS_NOT_REPLICATING => {
+                    "not replicating from the primary: apply rejoins or re-clones it"
+                }
                 observe::STATUS_UNMONITORED => "without its repmgrd: apply starts repmgrd",
                 _ => "down: apply starts it, or rejoins or re-clones it",
             };
@@ -92,11 +127,16 @@ fn repairs(state: &Value) -> Vec<String> {
     }
     let wanted = state.attr("standbys").as_i64().unwrap_or(2) as usize + 1;
     if nodes.len() > wanted {
-        out.push(format!("{} nodes exist where {wanted} are configured: apply removes the others", nodes.len()));
+        out.push(format!(
+            "{} nodes exist where {wanted} are configured: apply removes the others",
+            nodes.len()
+        ));
     }
     match state.attr("pgpool_status").as_str() {
         Some("up") | None => {}
-        Some("wrong_primary") => out.push("pgpool's primary is not repmgr's: apply promotes repmgr's primary in pgpool".into()),
+        Some("wrong_primary") => out.push(
+            "pgpool's primary is not repmgr's: apply promotes repmgr's primary in pgpool".into(),
+        ),
         Some(other) => out.push(format!("pgpool is {other}: apply starts it")),
     }
     out
@@ -116,9 +156,15 @@ fn ports_free(base: u16) -> Result<(), u16> {
 /// downwards into the registered range where the kernel does not hand out
 /// ports by itself.
 fn choose_port_base() -> Option<u16> {
-    let seed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).ok()?.local_addr().ok()?.port();
+    let seed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let start = 20000 + (seed % 20000);
-    (0..200u16).map(|i| 20000 + (start - 20000 + i * PORTS_PER_GROUP) % 20000).find(|b| ports_free(*b).is_ok())
+    (0..200u16)
+        .map(|i| 20000 + (start - 20000 + i * PORTS_PER_GROUP) % 20000)
+        .find(|b| ports_free(*b).is_ok())
 }
 
 /// Plan-time checks of the base directory: creatable or empty, or already this group.
@@ -126,30 +172,57 @@ fn check_base_dir(dir: &Path, diags: &mut Diagnostics) {
     let path = AttrPath::root("base_dir");
     if dir.exists() {
         if !dir.is_dir() {
-            diags.error_at(path, "Base directory is not a directory", format!("{} exists and is not a directory.", dir.display()));
+            diags.error_at(
+                path,
+                "Base directory is not a directory",
+                format!("{} exists and is not a directory.", dir.display()),
+            );
             return;
         }
-        let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         if !empty && !dir.join(layout::MARKER).exists() {
-            diags.error_at(path, "Base directory in use", format!("{} is not empty and holds no pgpool_ha group.", dir.display()));
+            diags.error_at(
+                path,
+                "Base directory in use",
+                format!(
+                    "{} is not empty and holds no pgpool_ha group.",
+                    dir.display()
+                ),
+            );
             return;
         }
     }
-    let existing = dir.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+    let existing = dir
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
     let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).unwrap_or_default();
     // SAFETY: `c` is a valid NUL-terminated path.
-    let writable = existing.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+    let writable =
+        existing.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
     if !writable {
         diags.error_at(
             path,
             "Base directory not writable",
-            format!("The provider cannot create {} because {} is not a directory it may write into.", dir.display(), existing.display()),
+            format!(
+                "The provider cannot create {} because {} is not a directory it may write into.",
+                dir.display(),
+                existing.display()
+            ),
         );
     }
 }
 
 impl HaResource {
-    async fn apply(&self, ctx: &Context, planned: &Value, operation: &str, diags: &mut Diagnostics) -> Result<Value, (Failure, Option<Value>)> {
+    async fn apply(
+        &self,
+        ctx: &Context,
+        planned: &Value,
+        operation: &str,
+        diags: &mut Diagnostics,
+    ) -> Result<Value, (Failure, Option<Value>)> {
         let spec = GroupSpec::from_value(planned);
         let deadline = Deadline::new(timeout(planned, operation));
         match converge::converge(ctx, &spec, &deadline).await {
@@ -185,7 +258,12 @@ impl Resource for HaResource {
         }
     }
 
-    async fn modify_plan(&self, _ctx: &Context, change: &mut PlannedChange, diags: &mut Diagnostics) {
+    async fn modify_plan(
+        &self,
+        _ctx: &Context,
+        change: &mut PlannedChange,
+        diags: &mut Diagnostics,
+    ) {
         if change.is_delete() {
             if change.prior.attr("deletion_protection").as_bool() != Some(false) {
                 diags.warning_at(
@@ -212,10 +290,41 @@ impl Resource for HaResource {
             }
             let fields = planned.as_object_mut().expect("object");
             fields.insert("endpoint_host".into(), Value::string(HOST));
-            let endpoint = fields.get("port_base").cloned().filter(|v| v.as_i64().is_some()).unwrap_or(Value::Unknown);
+            let endpoint = fields
+                .get("port_base")
+                .cloned()
+                .filter(|v| v.as_i64().is_some())
+                .unwrap_or(Value::Unknown);
             fields.insert("endpoint_port".into(), endpoint);
-            fields.insert("id".into(), fields.get("base_dir").cloned().unwrap_or(Value::Unknown));
+            fields.insert(
+                "id".into(),
+                fields.get("base_dir").cloned().unwrap_or(Value::Unknown),
+            );
+            // A new group's first primary is slot 0.
+            fields.insert("primary_host".into(), Value::string(HOST));
+            let first_primary = fields
+                .get("port_base")
+                .and_then(Value::as_i64)
+                .map(|base| Value::int(Layout::new("", base as u16).node(0).port as i64))
+                .unwrap_or(Value::Unknown);
+            fields.insert("primary_port".into(), first_primary);
             return;
+        }
+        // Apply keeps the live primary (a promotion during apply fails it), so
+        // the primary's address is known: dependents such as a Citus worker's
+        // address are not planned to change. Without a primary, apply picks one.
+        let has_primary = change.prior.attr("primary").as_str().is_some();
+        for name in ["primary_host", "primary_port"] {
+            let prior = change.prior.attr(name);
+            let value = if has_primary && !prior.is_null() {
+                prior.clone()
+            } else {
+                Value::Unknown
+            };
+            planned
+                .as_object_mut()
+                .expect("object")
+                .insert(name.into(), value);
         }
         let needed = repairs(&change.prior);
         if !needed.is_empty() {
@@ -236,7 +345,10 @@ impl Resource for HaResource {
                 diags.error_at(AttrPath::root("port_base"), "No free ports", format!("Found no {PORTS_PER_GROUP} consecutive free ports on {HOST}; set port_base."));
                 return Value::Null;
             };
-            planned.as_object_mut().expect("object").insert("port_base".into(), Value::int(base as i64));
+            planned
+                .as_object_mut()
+                .expect("object")
+                .insert("port_base".into(), Value::int(base as i64));
         }
         match self.apply(ctx, &planned, "create", diags).await {
             Ok(state) => state,
@@ -250,7 +362,10 @@ impl Resource for HaResource {
                 let spec = GroupSpec::from_value(&planned);
                 let deadline = Deadline::new(std::time::Duration::from_secs(120));
                 if let Err(e) = converge::destroy(&spec, &deadline).await {
-                    diags.warning(e.summary, format!("While cleaning up after the failed create: {}", e.detail));
+                    diags.warning(
+                        e.summary,
+                        format!("While cleaning up after the failed create: {}", e.detail),
+                    );
                 }
                 failure.report(diags);
                 Value::Null
@@ -275,7 +390,13 @@ impl Resource for HaResource {
         Some(to_state(state, &spec, &live))
     }
 
-    async fn update(&self, ctx: &Context, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        planned: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         match self.apply(ctx, planned, "update", diags).await {
             Ok(state) => state,
             Err((failure, state)) => {

@@ -10,7 +10,13 @@ use crate::framework::timeouts;
 use super::layout::Layout;
 
 /// `disable_load_balance_on_write` values pgpool 4.3 accepts.
-pub const LB_ON_WRITE: &[&str] = &["off", "transaction", "trans_transaction", "always", "dml_adaptive"];
+pub const LB_ON_WRITE: &[&str] = &[
+    "off",
+    "transaction",
+    "trans_transaction",
+    "always",
+    "dml_adaptive",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgpoolSettings {
@@ -63,6 +69,51 @@ impl FailoverSettings {
     }
 }
 
+/// The Citus node the group backs (the `citus` block): where the coordinator
+/// is, so a promotion can repoint its `pg_dist_node` without Terraform.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CitusSpec {
+    pub coordinator_host: String,
+    pub coordinator_port: u16,
+    pub database: String,
+    pub username: String,
+    pub password: Option<String>,
+}
+
+impl CitusSpec {
+    fn from_value(block: &Value) -> Option<Self> {
+        if block.is_null() || block.is_unknown() {
+            return None;
+        }
+        let text =
+            |name: &str, default: &str| block.attr(name).as_str().unwrap_or(default).to_string();
+        Some(CitusSpec {
+            coordinator_host: text("coordinator_host", ""),
+            coordinator_port: block
+                .attr("coordinator_port")
+                .as_i64()
+                .map(|p| p as u16)
+                .unwrap_or(5432),
+            database: text("database", "postgres"),
+            username: text("username", "postgres"),
+            password: block.attr("password").as_str().map(str::to_string),
+        })
+    }
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for CitusSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CitusSpec")
+            .field("coordinator_host", &self.coordinator_host)
+            .field("coordinator_port", &self.coordinator_port)
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "(sensitive)"))
+            .finish()
+    }
+}
+
 /// The group a planned (or prior) value describes. `port_base` is `None`
 /// only before create has chosen it.
 #[derive(Debug, Clone)]
@@ -77,12 +128,17 @@ pub struct GroupSpec {
     pub pgpool: PgpoolSettings,
     pub failover: FailoverSettings,
     pub deletion_protection: bool,
+    /// Set when the group backs a Citus node.
+    pub citus: Option<CitusSpec>,
 }
 
 impl GroupSpec {
     pub fn from_value(value: &Value) -> GroupSpec {
         let settings = match value.attr("postgresql_settings") {
-            Value::Map(m) => m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect(),
+            Value::Map(m) => m
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect(),
             _ => BTreeMap::new(),
         };
         let preload = value
@@ -96,13 +152,21 @@ impl GroupSpec {
             name: value.attr("name").as_str().unwrap_or_default().to_string(),
             base_dir: PathBuf::from(value.attr("base_dir").as_str().unwrap_or_default()),
             port_base: value.attr("port_base").as_i64().map(|p| p as u16),
-            standbys: value.attr("standbys").as_i64().unwrap_or(2).clamp(0, super::layout::MAX_STANDBYS as i64) as usize,
+            standbys: value
+                .attr("standbys")
+                .as_i64()
+                .unwrap_or(2)
+                .clamp(0, super::layout::MAX_STANDBYS as i64) as usize,
             postgresql_settings: settings,
             preload_libraries: preload,
-            synchronous_replication: value.attr("synchronous_replication").as_bool().unwrap_or(false),
+            synchronous_replication: value
+                .attr("synchronous_replication")
+                .as_bool()
+                .unwrap_or(false),
             pgpool: PgpoolSettings::from_value(value.attr("pgpool_settings")),
             failover: FailoverSettings::from_value(value.attr("failover_settings")),
             deletion_protection: value.attr("deletion_protection").as_bool().unwrap_or(true),
+            citus: CitusSpec::from_value(value.attr("citus")),
         }
     }
 
@@ -120,7 +184,7 @@ impl GroupSpec {
     /// user's others, then repmgr (repmgrd needs it).
     pub fn shared_preload_libraries(&self) -> Vec<String> {
         let mut libs: Vec<String> = Vec::new();
-        if self.preload_libraries.iter().any(|l| l == "citus") {
+        if self.uses_citus() {
             libs.push("citus".into());
         }
         for lib in &self.preload_libraries {
@@ -132,8 +196,9 @@ impl GroupSpec {
         libs
     }
 
+    /// Citus runs on the nodes: preloaded by name, or the group backs a Citus node.
     pub fn uses_citus(&self) -> bool {
-        self.preload_libraries.iter().any(|l| l == "citus")
+        self.citus.is_some() || self.preload_libraries.iter().any(|l| l == "citus")
     }
 }
 
@@ -149,7 +214,35 @@ mod tests {
     fn citus_goes_first_and_repmgr_last() {
         let mut spec = GroupSpec::from_value(&Value::Null);
         spec.preload_libraries = vec!["pg_stat_statements".into(), "citus".into(), "repmgr".into()];
-        assert_eq!(spec.shared_preload_libraries(), ["citus", "pg_stat_statements", "repmgr"]);
+        assert_eq!(
+            spec.shared_preload_libraries(),
+            ["citus", "pg_stat_statements", "repmgr"]
+        );
+    }
+
+    #[test]
+    fn a_citus_block_preloads_citus_and_hides_its_password() {
+        let mut spec = GroupSpec::from_value(&Value::Null);
+        assert!(spec.citus.is_none() && !spec.uses_citus());
+        spec.citus = CitusSpec::from_value(&Value::Object(
+            [
+                ("coordinator_host".to_string(), Value::string("10.0.0.1")),
+                ("password".to_string(), Value::string("s3cret")),
+            ]
+            .into_iter()
+            .collect(),
+        ));
+        let citus = spec.citus.as_ref().unwrap();
+        assert_eq!(
+            (
+                citus.coordinator_port,
+                citus.database.as_str(),
+                citus.username.as_str()
+            ),
+            (5432, "postgres", "postgres")
+        );
+        assert_eq!(spec.shared_preload_libraries(), ["citus", "repmgr"]);
+        assert!(!format!("{spec:?}").contains("s3cret"));
     }
 
     #[test]

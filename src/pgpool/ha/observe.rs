@@ -35,6 +35,10 @@ pub struct NodeLive {
     pub timeline: Option<i64>,
     /// On a standby: the port of the server it streams from.
     pub upstream_port: Option<u16>,
+    /// On a standby: the timeline of the WAL it last received. A standby that
+    /// streams the old timeline up to the fork and no further (an old primary
+    /// with WAL past the promotion, restarted as a standby) is not replicating.
+    pub received_timeline: Option<i64>,
     pub repmgrd_running: bool,
 }
 
@@ -68,7 +72,9 @@ pub struct GroupLive {
 impl GroupLive {
     /// The node status the schema documents.
     pub fn status(&self, slot: usize) -> &'static str {
-        let Some(node) = self.nodes.get(&slot) else { return STATUS_DOWN };
+        let Some(node) = self.nodes.get(&slot) else {
+            return STATUS_DOWN;
+        };
         if !node.running || node.in_recovery.is_none() {
             return STATUS_DOWN;
         }
@@ -76,9 +82,18 @@ impl GroupLive {
             return STATUS_FENCED;
         }
         if node.in_recovery == Some(true) {
-            let primary_port = self.primary.and_then(|p| self.nodes.get(&p)).map(|p| p.port);
+            let primary_port = self
+                .primary
+                .and_then(|p| self.nodes.get(&p))
+                .map(|p| p.port);
             if primary_port.is_none() || node.upstream_port != primary_port {
                 return STATUS_NOT_REPLICATING;
+            }
+            let primary_timeline = self.primary.and_then(|p| self.nodes.get(&p)).and_then(|p| p.timeline);
+            if let (Some(received), Some(current)) = (node.received_timeline, primary_timeline) {
+                if received != current {
+                    return STATUS_NOT_REPLICATING;
+                }
             }
         }
         if let Some(pool) = &self.pool_nodes {
@@ -102,7 +117,11 @@ impl GroupLive {
 
     /// pgpool's primary, when it has one attached.
     pub fn pgpool_primary(&self) -> Option<usize> {
-        self.pool_nodes.as_ref()?.iter().find(|p| p.role == "primary" && p.attached()).map(|p| p.id)
+        self.pool_nodes
+            .as_ref()?
+            .iter()
+            .find(|p| p.role == "primary" && p.attached())
+            .map(|p| p.id)
     }
 
     /// `up` when pgpool answers and agrees with repmgr on the primary.
@@ -133,7 +152,10 @@ pub async fn connect_node(port: u16) -> Option<Client> {
 }
 
 /// Rows of a simple query as text, by column name.
-pub async fn simple_rows(client: &Client, query: &str) -> Result<Vec<BTreeMap<String, Option<String>>>, tokio_postgres::Error> {
+pub async fn simple_rows(
+    client: &Client,
+    query: &str,
+) -> Result<Vec<BTreeMap<String, Option<String>>>, tokio_postgres::Error> {
     let messages = client.simple_query(query).await?;
     Ok(messages
         .iter()
@@ -150,6 +172,10 @@ pub async fn simple_rows(client: &Client, query: &str) -> Result<Vec<BTreeMap<St
         .collect())
 }
 
+/// A primary's current timeline (as `timeline`), from the name of its
+/// current WAL file: right after a promotion, unlike pg_control_checkpoint().
+pub const CURRENT_TIMELINE_QUERY: &str = "SELECT ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::bigint::text AS timeline";
+
 async fn observe_node(node: NodeLayout) -> NodeLive {
     let mut live = NodeLive {
         slot: node.slot,
@@ -162,24 +188,30 @@ async fn observe_node(node: NodeLayout) -> NodeLive {
     if !live.running {
         return live;
     }
-    let Some(client) = connect_node(node.port).await else { return live };
+    let Some(client) = connect_node(node.port).await else {
+        return live;
+    };
     const QUERY: &str = "SELECT pg_catalog.pg_is_in_recovery()::text AS recovery, \
         CASE WHEN pg_catalog.pg_is_in_recovery() THEN NULL \
         ELSE ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::bigint::text END AS timeline, \
-        (SELECT sender_port::text FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming') AS upstream";
+        (SELECT sender_port::text FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming') AS upstream, \
+        (SELECT received_tli::text FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming') AS received_tli";
     if let Ok(rows) = simple_rows(&client, QUERY).await {
         if let Some(row) = rows.first() {
             let get = |k: &str| row.get(k).cloned().flatten();
             live.in_recovery = get("recovery").map(|v| v == "true");
             live.timeline = get("timeline").and_then(|v| v.parse().ok());
             live.upstream_port = get("upstream").and_then(|v| v.parse().ok());
+            live.received_timeline = get("received_tli").and_then(|v| v.parse().ok());
         }
     }
     live
 }
 
 async fn replication_delays(port: u16) -> BTreeMap<String, i64> {
-    let Some(client) = connect_node(port).await else { return BTreeMap::new() };
+    let Some(client) = connect_node(port).await else {
+        return BTreeMap::new();
+    };
     const QUERY: &str = "SELECT application_name, \
         COALESCE(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::bigint::text AS delay \
         FROM pg_catalog.pg_stat_replication";
@@ -187,7 +219,12 @@ async fn replication_delays(port: u16) -> BTreeMap<String, i64> {
         .await
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|r| Some((r.get("application_name")?.clone()?, r.get("delay")?.clone()?.parse().ok()?)))
+        .filter_map(|r| {
+            Some((
+                r.get("application_name")?.clone()?,
+                r.get("delay")?.clone()?.parse().ok()?,
+            ))
+        })
         .collect()
 }
 
@@ -211,7 +248,11 @@ pub async fn pool_nodes(port: u16) -> Option<Vec<PoolNode>> {
 /// Reads every node in `slots` (the wanted ones and any others on disk).
 pub async fn observe(layout: &Layout, slots: &[usize]) -> GroupLive {
     let nodes: BTreeMap<usize, NodeLive> =
-        join_all(slots.iter().map(|s| observe_node(layout.node(*s)))).await.into_iter().map(|n| (n.slot, n)).collect();
+        join_all(slots.iter().map(|s| observe_node(layout.node(*s))))
+            .await
+            .into_iter()
+            .map(|n| (n.slot, n))
+            .collect();
     let primary = nodes
         .values()
         .filter(|n| n.in_recovery == Some(false))
@@ -219,17 +260,28 @@ pub async fn observe(layout: &Layout, slots: &[usize]) -> GroupLive {
         .map(|n| n.slot);
     let pgpool = layout.pgpool();
     let pgpool_running = live_pid(&pgpool.pid(), "pgpool").is_some();
-    let pool_nodes = if pgpool_running { pool_nodes(pgpool.port).await } else { None };
+    let pool_nodes = if pgpool_running {
+        pool_nodes(pgpool.port).await
+    } else {
+        None
+    };
     let delays = match primary {
         Some(p) => replication_delays(nodes[&p].port).await,
         None => BTreeMap::new(),
     };
-    GroupLive { nodes, primary, pool_nodes, delays }
+    GroupLive {
+        nodes,
+        primary,
+        pool_nodes,
+        delays,
+    }
 }
 
 /// Slots with a node directory on disk.
 pub fn slots_on_disk(layout: &Layout) -> Vec<usize> {
-    (0..=super::layout::MAX_STANDBYS).filter(|s| layout.node(*s).dir.exists()).collect()
+    (0..=super::layout::MAX_STANDBYS)
+        .filter(|s| layout.node(*s).dir.exists())
+        .collect()
 }
 
 /// A delay to report: replay lag for standbys, 0 for the primary.

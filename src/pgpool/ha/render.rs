@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::layout::{node_name, repmgr_node_id, Layout, HOST};
-use super::model::GroupSpec;
+use super::layout::{node_name, repmgr_node_id, Layout, HOST, MAX_STANDBYS};
+use super::model::{CitusSpec, GroupSpec};
 
 /// PostgreSQL's programs (initdb, pg_ctl, repmgr, repmgrd).
 pub const PG_BINDIR: &str = "/usr/lib/postgresql/15/bin";
@@ -17,6 +17,11 @@ pub const REPMGR_DB: &str = "repmgr";
 /// The PCP user the provider and the event script use.
 pub const PCP_USER: &str = "shardform";
 
+/// A word for `sh`: in single quotes, each `'` written as `'\''`.
+pub fn quote_sh(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
 /// A value in single quotes for postgresql.conf, pgpool.conf and repmgr.conf.
 pub fn quote_conf(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
@@ -25,7 +30,8 @@ pub fn quote_conf(value: &str) -> String {
 /// The line appended to every data directory's postgresql.conf. Relative
 /// paths resolve against PGDATA, so after a clone or rewind (which copy the
 /// primary's postgresql.conf) each node still includes its own file.
-pub const DATA_DIR_INCLUDE: &str = "include '../postgresql.node.conf'  # shardform pgpool_ha: every setting lives there\n";
+pub const DATA_DIR_INCLUDE: &str =
+    "include '../postgresql.node.conf'  # shardform pgpool_ha: every setting lives there\n";
 
 /// `postgresql.node.conf`: the group's settings, the user's, then this node's own.
 pub fn node_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
@@ -34,7 +40,11 @@ pub fn node_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
         "# Written by shardform (pgpool_ha) on every apply; edits are overwritten.\n\
          # Outside the data directory so that a clone or a rejoin never replaces it.\n\n# Replication and failover\n",
     );
-    let wal_level = if spec.uses_citus() { "logical" } else { "replica" };
+    let wal_level = if spec.uses_citus() {
+        "logical"
+    } else {
+        "replica"
+    };
     let mut line = |name: &str, value: String| {
         let _ = writeln!(out, "{name} = {value}");
     };
@@ -44,8 +54,29 @@ pub fn node_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
     line("hot_standby", "on".into());
     line("wal_log_hints", "on".into());
     line("full_page_writes", "on".into());
-    line("shared_preload_libraries", quote_conf(&spec.shared_preload_libraries().join(",")));
-    line("synchronous_standby_names", quote_conf(&synchronous_standby_names(spec)));
+    line(
+        "shared_preload_libraries",
+        quote_conf(&spec.shared_preload_libraries().join(",")),
+    );
+    line(
+        "synchronous_standby_names",
+        quote_conf(&synchronous_standby_names(spec)),
+    );
+    if spec.uses_citus() {
+        // Citus' default `citus.node_conninfo` is `sslmode=require`, and its
+        // CREATE EXTENSION turns TLS on only on the node it runs on (the
+        // primary of the day): every node serves TLS, so a promoted standby
+        // is reachable too.
+        line("ssl", "on".into());
+        line(
+            "ssl_cert_file",
+            quote_conf(&layout.tls_cert().display().to_string()),
+        );
+        line(
+            "ssl_key_file",
+            quote_conf(&layout.tls_key().display().to_string()),
+        );
+    }
     if !spec.postgresql_settings.is_empty() {
         out.push_str("\n# postgresql_settings\n");
         for (name, value) in &spec.postgresql_settings {
@@ -55,9 +86,21 @@ pub fn node_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
     out.push_str("\n# This node\n");
     let _ = writeln!(out, "listen_addresses = {}", quote_conf(HOST));
     let _ = writeln!(out, "port = {}", node.port);
-    let _ = writeln!(out, "unix_socket_directories = {}", quote_conf(&node.socket_dir().display().to_string()));
-    let _ = writeln!(out, "hba_file = {}", quote_conf(&node.hba().display().to_string()));
-    let _ = writeln!(out, "cluster_name = {}", quote_conf(&format!("{}-{}", spec.name, node.name())));
+    let _ = writeln!(
+        out,
+        "unix_socket_directories = {}",
+        quote_conf(&node.socket_dir().display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "hba_file = {}",
+        quote_conf(&node.hba().display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "cluster_name = {}",
+        quote_conf(&format!("{}-{}", spec.name, node.name()))
+    );
     out
 }
 
@@ -67,7 +110,10 @@ pub fn synchronous_standby_names(spec: &GroupSpec) -> String {
     if !spec.synchronous_replication || spec.standbys == 0 {
         return String::new();
     }
-    let names: Vec<String> = spec.slots().map(|s| format!("\"{}\"", node_name(s))).collect();
+    let names: Vec<String> = spec
+        .slots()
+        .map(|s| format!("\"{}\"", node_name(s)))
+        .collect();
     format!("ANY 1 ({})", names.join(", "))
 }
 
@@ -98,28 +144,58 @@ pub fn repmgr_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
     let entries: Vec<(&str, String)> = vec![
         ("node_id", repmgr_node_id(slot).to_string()),
         ("node_name", quote_conf(&node.name())),
-        ("conninfo", quote_conf(&node_conninfo(node.port, super::render::REPMGR_DB))),
+        (
+            "conninfo",
+            quote_conf(&node_conninfo(node.port, super::render::REPMGR_DB)),
+        ),
         ("data_directory", quote_conf(&data)),
         ("pg_bindir", quote_conf(PG_BINDIR)),
         ("use_replication_slots", "yes".into()),
         ("failover", quote_conf("automatic")),
         ("priority", "100".into()),
-        ("promote_command", quote_conf(&format!("{repmgr} standby promote"))),
-        ("follow_command", quote_conf(&format!("{repmgr} standby follow --upstream-node-id=%n"))),
-        ("service_start_command", quote_conf(&format!("{pg_ctl} start"))),
-        ("service_stop_command", quote_conf(&format!("{pg_ctl} -m fast stop"))),
-        ("service_restart_command", quote_conf(&format!("{pg_ctl} -m fast restart"))),
-        ("service_reload_command", quote_conf(&format!("{pg_ctl} reload"))),
+        (
+            "promote_command",
+            quote_conf(&format!("{repmgr} standby promote")),
+        ),
+        (
+            "follow_command",
+            quote_conf(&format!("{repmgr} standby follow --upstream-node-id=%n")),
+        ),
+        (
+            "service_start_command",
+            quote_conf(&format!("{pg_ctl} start")),
+        ),
+        (
+            "service_stop_command",
+            quote_conf(&format!("{pg_ctl} -m fast stop")),
+        ),
+        (
+            "service_restart_command",
+            quote_conf(&format!("{pg_ctl} -m fast restart")),
+        ),
+        (
+            "service_reload_command",
+            quote_conf(&format!("{pg_ctl} reload")),
+        ),
         ("monitor_interval_secs", f.monitor_interval_secs.to_string()),
         ("reconnect_attempts", f.reconnect_attempts.to_string()),
         ("reconnect_interval", f.reconnect_interval.to_string()),
         ("standby_reconnect_timeout", "60".into()),
-        ("repmgrd_pid_file", quote_conf(&node.repmgrd_pid().display().to_string())),
-        ("log_file", quote_conf(&node.repmgrd_log().display().to_string())),
+        (
+            "repmgrd_pid_file",
+            quote_conf(&node.repmgrd_pid().display().to_string()),
+        ),
+        (
+            "log_file",
+            quote_conf(&node.repmgrd_log().display().to_string()),
+        ),
         ("log_level", quote_conf("INFO")),
         (
             "event_notification_command",
-            quote_conf(&format!("{} %n %e %s", layout.pgpool().event_script().display())),
+            quote_conf(&format!(
+                "{} %n %e %s",
+                layout.pgpool().event_script().display()
+            )),
         ),
     ];
     let mut out = String::from("# Written by shardform (pgpool_ha).\n");
@@ -135,7 +211,10 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
     let dir = |path: std::path::PathBuf| quote_conf(&path.display().to_string());
     let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
     let entries: Vec<(String, String)> = vec![
-        ("backend_clustering_mode".into(), quote_conf("streaming_replication")),
+        (
+            "backend_clustering_mode".into(),
+            quote_conf("streaming_replication"),
+        ),
         ("listen_addresses".into(), quote_conf(HOST)),
         ("port".into(), p.port.to_string()),
         ("socket_dir".into(), dir(p.socket_dir())),
@@ -154,18 +233,30 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
         ("num_init_children".into(), s.num_init_children.to_string()),
         ("max_pool".into(), s.max_pool.to_string()),
         ("load_balance_mode".into(), on_off(s.load_balance_mode)),
-        ("disable_load_balance_on_write".into(), quote_conf(&s.disable_load_balance_on_write)),
+        (
+            "disable_load_balance_on_write".into(),
+            quote_conf(&s.disable_load_balance_on_write),
+        ),
         ("statement_level_load_balance".into(), "off".into()),
         ("sr_check_period".into(), s.sr_check_period.to_string()),
         ("sr_check_user".into(), quote_conf(SUPERUSER)),
         ("sr_check_password".into(), quote_conf("")),
         ("sr_check_database".into(), quote_conf("postgres")),
-        ("health_check_period".into(), s.health_check_period.to_string()),
-        ("health_check_timeout".into(), s.health_check_timeout.to_string()),
+        (
+            "health_check_period".into(),
+            s.health_check_period.to_string(),
+        ),
+        (
+            "health_check_timeout".into(),
+            s.health_check_timeout.to_string(),
+        ),
         ("health_check_user".into(), quote_conf(SUPERUSER)),
         ("health_check_password".into(), quote_conf("")),
         ("health_check_database".into(), quote_conf("postgres")),
-        ("health_check_max_retries".into(), s.health_check_max_retries.to_string()),
+        (
+            "health_check_max_retries".into(),
+            s.health_check_max_retries.to_string(),
+        ),
         ("health_check_retry_delay".into(), "1".into()),
         ("connect_timeout".into(), "3000".into()),
         // repmgr is the failover authority: pgpool only detaches a dead node
@@ -188,9 +279,21 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
         let _ = writeln!(out, "\nbackend_hostname{slot} = {}", quote_conf(HOST));
         let _ = writeln!(out, "backend_port{slot} = {}", node.port);
         let _ = writeln!(out, "backend_weight{slot} = 1");
-        let _ = writeln!(out, "backend_data_directory{slot} = {}", quote_conf(&node.data().display().to_string()));
-        let _ = writeln!(out, "backend_flag{slot} = {}", quote_conf("ALLOW_TO_FAILOVER"));
-        let _ = writeln!(out, "backend_application_name{slot} = {}", quote_conf(&node.name()));
+        let _ = writeln!(
+            out,
+            "backend_data_directory{slot} = {}",
+            quote_conf(&node.data().display().to_string())
+        );
+        let _ = writeln!(
+            out,
+            "backend_flag{slot} = {}",
+            quote_conf("ALLOW_TO_FAILOVER")
+        );
+        let _ = writeln!(
+            out,
+            "backend_application_name{slot} = {}",
+            quote_conf(&node.name())
+        );
     }
     out
 }
@@ -211,27 +314,138 @@ pub fn pool_hba() -> String {
 
 /// repmgr's `event_notification_command`, run as `SCRIPT NODE_ID EVENT SUCCESS`
 /// on the node where the event happened. After a promotion it tells pgpool at
-/// once which node is primary, instead of waiting for its next checks.
-pub fn event_script(layout: &Layout) -> String {
+/// once which node is primary, instead of waiting for its next checks, and,
+/// when the group backs a Citus node, repoints the coordinator.
+pub fn event_script(spec: &GroupSpec, layout: &Layout) -> String {
     let p = layout.pgpool();
+    let (citus_function, citus_call) = match &spec.citus {
+        Some(citus) => (
+            citus_repoint_function(citus, layout),
+            "    repoint_citus \"$node_id\"\n",
+        ),
+        None => (String::new(), ""),
+    };
     format!(
         "#!/bin/sh\n\
          # Written by shardform (pgpool_ha). repmgr runs it for every event.\n\
          node_id=\"$1\" event=\"$2\" success=\"$3\"\n\
          [ \"$success\" = 1 ] || exit 0\n\
+         {citus_function}\
          case \"$event\" in\n\
          \x20 repmgrd_failover_promote|standby_promote)\n\
          \x20   # pgpool backend ids are repmgr node ids minus one.\n\
          \x20   PCPPASSFILE={pass} {PCP_BINDIR}/pcp_promote_node -h {sock} -p {pcp} -U {PCP_USER} -w -n \"$((node_id - 1))\" \\\n\
          \x20     >>{log} 2>&1 || true\n\
+         {citus_call}\
          \x20   ;;\n\
          esac\n\
          exit 0\n",
         pass = p.pcppass().display(),
         sock = p.socket_dir().display(),
         pcp = p.pcp_port,
-        log = p.dir.join("repmgr-event.log").display(),
+        log = p.event_log().display(),
     )
+}
+
+/// The coordinator's `pg_dist_node` row for this group, repointed at the
+/// promoted node: the primary row naming another node of the group (any
+/// slot's port, so a missed event or a scaled group is covered) gets
+/// `citus_update_node` with the new node's address. Same node id, so Citus
+/// keeps the group's shards and `citus_cluster` keeps the worker's key.
+/// psql takes every value as a variable (`:'var'`, quoted by psql); the
+/// connection comes from the environment, the password from a pgpass file.
+const REPOINT_SQL: &str = "SELECT pg_catalog.format('repointed node %s from %s:%s to %s:%s', nodeid, nodename, nodeport, :'new_host', :'new_port'),
+       pg_catalog.citus_update_node(nodeid, :'new_host', :'new_port'::int, force => true, lock_cooldown => 10000)
+  FROM pg_catalog.pg_dist_node
+ WHERE nodename = :'group_host'
+   AND nodeport = ANY (:'group_ports'::int[])
+   AND nodeport <> :'new_port'::int
+   AND noderole = 'primary';
+";
+
+/// Attempts (one a second, each connection given 3 s) before the script gives up.
+pub const CITUS_REPOINT_ATTEMPTS: u32 = 30;
+
+fn citus_repoint_function(citus: &CitusSpec, layout: &Layout) -> String {
+    let p = layout.pgpool();
+    let slots = 0..=MAX_STANDBYS;
+    let ports: Vec<String> = slots
+        .clone()
+        .map(|s| layout.node(s).port.to_string())
+        .collect();
+    let cases: String = slots
+        .map(|s| {
+            format!(
+                "    {}) new_port={} ;;\n",
+                repmgr_node_id(s),
+                layout.node(s).port
+            )
+        })
+        .collect();
+    let mut env = vec![
+        format!("PGHOST={}", quote_sh(&citus.coordinator_host)),
+        format!("PGPORT={}", citus.coordinator_port),
+        format!("PGDATABASE={}", quote_sh(&citus.database)),
+        format!("PGUSER={}", quote_sh(&citus.username)),
+        "PGCONNECT_TIMEOUT=3".to_string(),
+        "PGAPPNAME=shardform-citus-failover".to_string(),
+    ];
+    if citus.password.is_some() {
+        env.push(format!(
+            "PGPASSFILE={}",
+            quote_sh(&p.citus_pgpass().display().to_string())
+        ));
+    }
+    format!(
+        "# The group backs a Citus node: point the coordinator's pg_dist_node at the\n\
+         # new primary, in the background so that repmgrd is not held up, one at a time.\n\
+         repoint_citus() {{\n\
+         \x20 case \"$1\" in\n\
+         {cases}\
+         \x20   *) return 0 ;;\n\
+         \x20 esac\n\
+         \x20 (\n\
+         \x20   exec 9>>{lock}\n\
+         \x20   flock -w 120 9 2>/dev/null || true\n\
+         \x20   attempt=0\n\
+         \x20   while :; do\n\
+         \x20     attempt=$((attempt + 1))\n\
+         \x20     if out=$({env} \\\n\
+         \x20       {PG_BINDIR}/psql -X -q -A -t -v ON_ERROR_STOP=1 \\\n\
+         \x20       -v new_host={host} -v new_port=\"$new_port\" -v group_host={host} -v group_ports={ports} 2>&1 <<'SQL'\n\
+         {REPOINT_SQL}\
+         SQL\n\
+         \x20     ); then\n\
+         \x20       echo \"$(date '+%F %T') $event of node $1: ${{out:-pg_dist_node already names $new_port}} (attempt $attempt)\"\n\
+         \x20       exit 0\n\
+         \x20     fi\n\
+         \x20     echo \"$(date '+%F %T') $event of node $1: attempt $attempt failed: $out\"\n\
+         \x20     [ \"$attempt\" -lt {CITUS_REPOINT_ATTEMPTS} ] || {{ echo \"$(date '+%F %T') giving up: repoint the worker by hand with citus_update_node\"; exit 1; }}\n\
+         \x20     sleep 1\n\
+         \x20   done\n\
+         \x20 ) </dev/null >>{log} 2>&1 &\n\
+         }}\n\n",
+        lock = p.citus_lock().display(),
+        env = env.join(" "),
+        host = quote_sh(HOST),
+        ports = quote_sh(&format!("{{{}}}", ports.join(","))),
+        log = p.citus_log().display(),
+    )
+}
+
+/// The coordinator's password file (mode 0600): `host:port:db:user:password`
+/// with `\` and `:` escaped as libpq wants.
+pub fn citus_pgpass(citus: &CitusSpec) -> Option<String> {
+    let escape = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    let password = citus.password.as_deref()?;
+    Some(format!(
+        "{}:{}:{}:{}:{}\n",
+        escape(&citus.coordinator_host),
+        citus.coordinator_port,
+        escape(&citus.database),
+        escape(&citus.username),
+        escape(password)
+    ))
 }
 
 #[cfg(test)]
@@ -247,6 +461,94 @@ mod tests {
         spec
     }
 
+    fn citus_spec() -> GroupSpec {
+        let mut spec = spec();
+        spec.citus = Some(CitusSpec {
+            coordinator_host: "coord'; rm -rf /; echo '".into(),
+            coordinator_port: 6432,
+            database: "my db".into(),
+            username: "post:gres".into(),
+            password: Some(r"pa:ss\word".into()),
+        });
+        spec
+    }
+
+    #[test]
+    fn shell_words_are_quoted() {
+        assert_eq!(quote_sh("plain"), "'plain'");
+        assert_eq!(quote_sh("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn event_script_without_citus_only_tells_pgpool() {
+        let spec = spec();
+        let script = event_script(&spec, &spec.layout());
+        assert!(script.contains("pcp_promote_node -h /srv/g/pgpool/run -p 7001"));
+        assert!(!script.contains("psql") && !script.contains("repoint_citus"));
+    }
+
+    #[test]
+    fn event_script_with_citus_repoints_through_psql_variables() {
+        let spec = citus_spec();
+        let script = event_script(&spec, &spec.layout());
+        // Every value reaches psql quoted for the shell, as a variable or in the environment.
+        assert!(
+            script.contains(r"PGHOST='coord'\''; rm -rf /; echo '\'''"),
+            "{script}"
+        );
+        assert!(
+            script.contains("PGPORT=6432 PGDATABASE='my db' PGUSER='post:gres'"),
+            "{script}"
+        );
+        assert!(script.contains("PGPASSFILE='/srv/g/pgpool/citus.pgpass'"));
+        assert!(!script.contains("pa:ss"), "the password is in the script");
+        assert!(script.contains("-v ON_ERROR_STOP=1"));
+        assert!(
+            script.contains("-v group_ports='{7002,7003,7004,7005,7006,7007,7008,7009,7010}'"),
+            "{script}"
+        );
+        assert!(script.contains("    2) new_port=7003 ;;\n"));
+        assert!(script.contains("citus_update_node(nodeid, :'new_host', :'new_port'::int"));
+        assert!(script.contains(">>/srv/g/pgpool/citus-failover.log 2>&1 &"));
+        // The function is defined before the case that calls it.
+        assert!(
+            script.find("repoint_citus() {").unwrap()
+                < script.find("    repoint_citus \"$node_id\"").unwrap()
+        );
+        let checked = std::process::Command::new("sh")
+            .args(["-n", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "sh -n: {}\n{script}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+
+    #[test]
+    fn citus_password_file_escapes_separators() {
+        let spec = citus_spec();
+        let pgpass = citus_pgpass(spec.citus.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            pgpass,
+            "coord'; rm -rf /; echo ':6432:my db:post\\:gres:pa\\:ss\\\\word\n"
+        );
+        let mut no_password = spec.citus.clone().unwrap();
+        no_password.password = None;
+        assert_eq!(citus_pgpass(&no_password), None);
+    }
+
+    #[test]
+    fn citus_nodes_serve_tls() {
+        let spec = citus_spec();
+        let conf = node_conf(&spec, &spec.layout(), 0);
+        assert!(conf.contains("shared_preload_libraries = 'citus,repmgr'"));
+        assert!(conf.contains("ssl = on\nssl_cert_file = '/srv/g/tls/server.crt'\nssl_key_file = '/srv/g/tls/server.key'\n"));
+        let plain = self::spec();
+        assert!(!node_conf(&plain, &plain.layout(), 0).contains("ssl"));
+    }
+
     #[test]
     fn conf_values_are_quoted() {
         assert_eq!(quote_conf("it's"), "'it''s'");
@@ -256,7 +558,8 @@ mod tests {
     #[test]
     fn node_conf_keeps_user_settings_and_owns_the_node_ones() {
         let mut spec = spec();
-        spec.postgresql_settings.insert("work_mem".into(), "64MB".into());
+        spec.postgresql_settings
+            .insert("work_mem".into(), "64MB".into());
         spec.preload_libraries = vec!["citus".into()];
         let conf = node_conf(&spec, &spec.layout(), 1);
         assert!(conf.contains("work_mem = '64MB'"));
@@ -273,7 +576,10 @@ mod tests {
         let mut spec = spec();
         assert_eq!(synchronous_standby_names(&spec), "");
         spec.synchronous_replication = true;
-        assert_eq!(synchronous_standby_names(&spec), "ANY 1 (\"node0\", \"node1\", \"node2\")");
+        assert_eq!(
+            synchronous_standby_names(&spec),
+            "ANY 1 (\"node0\", \"node1\", \"node2\")"
+        );
     }
 
     #[test]
@@ -293,7 +599,9 @@ mod tests {
         let conf = repmgr_conf(&spec, &spec.layout(), 2);
         assert!(conf.contains("node_id=3\n"));
         assert!(conf.contains("repmgrd_pid_file='/srv/g/node2/repmgrd.pid'"));
-        assert!(conf.contains("promote_command='/usr/lib/postgresql/15/bin/repmgr -f /srv/g/node2/repmgr.conf"));
+        assert!(conf.contains(
+            "promote_command='/usr/lib/postgresql/15/bin/repmgr -f /srv/g/node2/repmgr.conf"
+        ));
         assert!(conf.contains("conninfo='host=127.0.0.1 port=7004 user=postgres dbname=repmgr"));
     }
 }

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::cty::{Type, Value};
-use crate::framework::validators::{int_between, one_of, NameLike, Validator};
-use crate::framework::{timeouts, Attribute, AttrPath, Block, Diagnostics, NestedBlock, Schema};
+use crate::framework::validators::{int_between, one_of, port, NameLike, Validator};
+use crate::framework::{timeouts, AttrPath, Attribute, Block, Diagnostics, NestedBlock, Schema};
 
 use super::layout::{is_plain_path, MAX_BASE_DIR_LEN, MAX_STANDBYS};
 use super::model::LB_ON_WRITE;
@@ -74,8 +74,11 @@ impl Validator for BaseDir {
 pub fn is_setting_name(name: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
-            && p.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && p.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     };
     let mut parts = name.split('.');
     let first = parts.next().unwrap_or_default();
@@ -103,7 +106,11 @@ impl Validator for PostgresqlSettings {
                     format!("{name:?} is set by pgpool_ha itself on every node (ports, sockets, replication, preload libraries have attributes of their own); remove it from {path}."),
                 );
             } else if v.as_str().is_some_and(|s| s.contains(['\n', '\r', '\0'])) {
-                diags.error_at(at, "Invalid setting value", format!("The value of {name:?} must be on one line."));
+                diags.error_at(
+                    at,
+                    "Invalid setting value",
+                    format!("The value of {name:?} must be on one line."),
+                );
             }
         }
     }
@@ -115,7 +122,12 @@ impl Validator for LibraryNames {
     fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
         for (i, lib) in value.as_elements().unwrap_or_default().iter().enumerate() {
             let Some(s) = lib.as_str() else { continue };
-            if s.is_empty() || s.len() > 63 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if s.is_empty()
+                || s.len() > 63
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 diags.error_at(
                     path.index(i),
                     "Invalid library name",
@@ -161,6 +173,63 @@ fn failover_block() -> NestedBlock {
         .attribute(seconds("reconnect_attempts", "Reconnection attempts before the primary is considered dead.", 3, 0, 100))
         .attribute(seconds("reconnect_interval", "Seconds between those attempts.", 2, 1, 600));
     NestedBlock::single("failover_settings", block)
+}
+
+/// A connection value for the Citus block: not blank, one line of printable
+/// characters (it lands in a shell script and a password file).
+struct ConnectionText;
+
+impl Validator for ConnectionText {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        let Some(s) = value.as_str() else { return };
+        if s.trim().is_empty() || s.len() > 255 || s.chars().any(char::is_control) {
+            diags.error_at(
+                path.clone(),
+                "Invalid value",
+                format!("{path} must be one line of printable characters, 1 to 255 bytes long."),
+            );
+        }
+    }
+}
+
+fn citus_block() -> NestedBlock {
+    let text = |name: &'static str, what: &str| {
+        Attribute::optional(name, Type::String)
+            .describe(format!("{what} Defaults to `postgres`."))
+            .validate(ConnectionText)
+            .default("postgres")
+    };
+    let block = Block::new(
+        "The group backs a Citus node (a worker). Citus is preloaded on every node (first in \
+         `shared_preload_libraries`, `wal_level = logical`, TLS on with a self-signed certificate so the \
+         coordinator's default `sslmode=require` reaches every node, not only the first primary). Register the \
+         group in Citus by `primary_host` and `primary_port`, never by the pgpool endpoint.\n\n\
+         When repmgr promotes a standby (`repmgrd_failover_promote`, `standby_promote`), the new primary repoints \
+         the coordinator: `citus_update_node` for the `pg_dist_node` primary row that names another node of this \
+         group, through `psql`, retried for about 30 seconds, logged to `pgpool/citus-failover.log` under \
+         `base_dir`. It runs without Terraform; the node id stays, so `citus_cluster` sees the same worker at the \
+         new address.",
+    )
+    .attribute(
+        Attribute::required("coordinator_host", Type::String)
+            .describe("Host of the Citus coordinator, as the group's nodes reach it.")
+            .validate(ConnectionText),
+    )
+    .attribute(
+        Attribute::optional("coordinator_port", Type::Number)
+            .describe("Port of the Citus coordinator. Defaults to `5432`.")
+            .validate(port())
+            .default(Value::int(5432)),
+    )
+    .attribute(text("database", "Database on the coordinator that holds the Citus metadata."))
+    .attribute(text("username", "Superuser on the coordinator that may call `citus_update_node`."))
+    .attribute(
+        Attribute::optional("password", Type::String)
+            .describe("Password of `username`, when the coordinator asks for one. Kept in a password file (mode 0600) under `base_dir`, never on a command line.")
+            .validate(ConnectionText)
+            .sensitive(),
+    );
+    NestedBlock::single("citus", block)
 }
 
 fn node_type() -> Type {
@@ -225,12 +294,12 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("postgresql_settings", Type::map(Type::String))
-            .describe("PostgreSQL parameters written into every node's configuration file (outside the data directory, so failover, rejoin and re-clone keep them). Applied with a reload; a change to a parameter that needs a restart restarts the nodes.")
+            .describe("PostgreSQL parameters written into every node's configuration file (outside the data directory, so failover, rejoin and re-clone keep them). Applied with a reload; a parameter that needs a restart takes effect at the nodes' next restart.")
             .validate(PostgresqlSettings),
     )
     .attribute(
         Attribute::optional("preload_libraries", Type::list(Type::String))
-            .describe("Libraries for `shared_preload_libraries` besides `repmgr` (always loaded). `citus` is put first, as Citus requires, and switches `wal_level` to `logical`.")
+            .describe("Libraries for `shared_preload_libraries` besides `repmgr` (always loaded). `citus` is put first, as Citus requires, and switches `wal_level` to `logical` and TLS on (as the `citus` block does).")
             .validate(LibraryNames),
     )
     .attribute(
@@ -246,13 +315,25 @@ pub fn schema() -> Schema {
     .attribute(Attribute::computed("endpoint_host", Type::String).describe("Host of the pgpool endpoint applications connect to.").use_state_for_unknown())
     .attribute(Attribute::computed("endpoint_port", Type::Number).describe("Port of the pgpool endpoint.").use_state_for_unknown())
     .attribute(Attribute::computed("primary", Type::String).describe("Name of the node that is the primary now (changes on failover, which is not drift)."))
-    .attribute(Attribute::computed("pgpool_status", Type::String).describe("`up` when pgpool answers on the endpoint, `down` otherwise."))
+    .attribute(
+        Attribute::computed("primary_host", Type::String)
+            .describe("Direct host of the current primary (not pgpool): what Citus registers for the group."),
+    )
+    .attribute(
+        Attribute::computed("primary_port", Type::Number).describe(
+            "Direct port of the current primary; it changes on failover. Give it to `citus_cluster`'s worker `port`: after \
+             a failover the group has already repointed `pg_dist_node` (see the `citus` block), so the next plan is empty. \
+             While no node is primary it keeps the last primary's port.",
+        ),
+    )
+    .attribute(Attribute::computed("pgpool_status", Type::String).describe("`up` when pgpool answers on the endpoint and agrees with repmgr on the primary, `wrong_primary` when it answers but names another primary, `down` when it does not answer."))
     .attribute(
         Attribute::computed("nodes", Type::list(node_type()))
             .describe("Every node: `name`, direct `host` and `port`, `role` (`primary`, `standby` or `unknown`), `status` (`up`, `down`, `detached` in pgpool, `not_replicating`, `unmonitored` when its repmgrd is not running, `fenced` for an old primary that came back) and `replication_delay_bytes` (on standbys)."),
     )
     .block(pgpool_block())
     .block(failover_block())
+    .block(citus_block())
     .block(timeouts::block(&["create", "update", "delete"]));
     Schema::new(0, block)
 }
@@ -275,22 +356,47 @@ mod tests {
     fn reserved_and_bad_settings_are_reported_at_their_key() {
         let mut diags = Diagnostics::new();
         let value = Value::Map(
-            [("port".to_string(), Value::string("1")), ("bad name".to_string(), Value::string("1")), ("work_mem".to_string(), Value::string("64MB"))]
-                .into_iter()
-                .collect(),
+            [
+                ("port".to_string(), Value::string("1")),
+                ("bad name".to_string(), Value::string("1")),
+                ("work_mem".to_string(), Value::string("64MB")),
+            ]
+            .into_iter()
+            .collect(),
         );
         PostgresqlSettings.validate(&value, &AttrPath::root("postgresql_settings"), &mut diags);
-        let paths: Vec<String> = diags.iter().map(|d| d.path.as_ref().unwrap().to_string()).collect();
-        assert_eq!(paths, ["postgresql_settings[\"bad name\"]", "postgresql_settings[\"port\"]"]);
+        let paths: Vec<String> = diags
+            .iter()
+            .map(|d| d.path.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "postgresql_settings[\"bad name\"]",
+                "postgresql_settings[\"port\"]"
+            ]
+        );
     }
 
     #[test]
     fn base_dir_must_be_plain_and_short() {
         let mut diags = Diagnostics::new();
-        BaseDir.validate(&Value::string("/tmp/ok"), &AttrPath::root("base_dir"), &mut diags);
+        BaseDir.validate(
+            &Value::string("/tmp/ok"),
+            &AttrPath::root("base_dir"),
+            &mut diags,
+        );
         assert!(!diags.has_errors());
-        BaseDir.validate(&Value::string(format!("/{}", "a".repeat(100))), &AttrPath::root("base_dir"), &mut diags);
-        BaseDir.validate(&Value::string("tmp/x"), &AttrPath::root("base_dir"), &mut diags);
+        BaseDir.validate(
+            &Value::string(format!("/{}", "a".repeat(100))),
+            &AttrPath::root("base_dir"),
+            &mut diags,
+        );
+        BaseDir.validate(
+            &Value::string("tmp/x"),
+            &AttrPath::root("base_dir"),
+            &mut diags,
+        );
         assert_eq!(diags.iter().count(), 2);
     }
 }
