@@ -656,3 +656,40 @@ fn pgpool_ha_citus_worker_failover_repoints_the_coordinator() {
     tf.destroy();
     assert!(group.pids().is_empty(), "processes left after destroy: {:?}", group.pids());
 }
+
+/// Postmasters of the group (not the short-lived commands around them).
+fn postmasters(group: &Group) -> Vec<i32> {
+    group
+        .pids()
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).starts_with("/usr/lib/postgresql/15/bin/postgres")
+        })
+        .collect()
+}
+
+#[test]
+fn pgpool_ha_ctrl_c_during_apply_leaves_running_nodes_running() {
+    let group = Group::new("pgpool_ha_ctrl_c");
+    group.write(2, "  deletion_protection = false\n");
+    group.tf.init();
+    let mut apply = group.tf.spawn(&["apply", "-auto-approve"]);
+    wait_until("the primary's postmaster to run", Duration::from_secs(60), || !postmasters(&group).is_empty());
+    let running = postmasters(&group);
+    // Ctrl-C reaches the whole foreground process group: terraform and the provider.
+    // SAFETY: killpg has no memory-safety preconditions.
+    unsafe { libc::killpg(apply.id() as i32, libc::SIGINT) };
+    let status = apply.wait().expect("terraform exits");
+    eprintln!("pgpool_ha: terraform exited with {status} after Ctrl-C; postmasters running: {running:?}");
+    thread::sleep(Duration::from_secs(2));
+    for pid in &running {
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "Ctrl-C stopped postmaster {pid}");
+    }
+
+    // The next apply converges, whatever the interrupted one left.
+    group.tf.apply_and_assert_idempotent();
+    assert_eq!(group.summary(), ["node0:primary:up", "node1:standby:up", "node2:standby:up"]);
+    group.tf.destroy();
+    assert!(group.pids().is_empty(), "destroy left processes: {:?}", group.pids());
+}
