@@ -427,6 +427,14 @@ fn pgpool_ha_bad_input_is_refused_at_plan_time_and_starts_nothing() {
     assert!(err.contains("Invalid setting name") && err.contains("Setting owned by the group"), "{err}");
 
     // Out of range standbys; synchronous replication without a standby.
+    // A parameter PostgreSQL does not know.
+    group.write(2, "");
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    tf.write_config(&hcl.replace("fsync              = \"off\"", "wrok_mem = \"4MB\""));
+    let (code, out) = tf.plan_exit_code(true);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.stderr.contains("Unknown PostgreSQL parameter") && out.stderr.contains("wrok_mem"), "{}", out.stderr);
+
     let err = plan_error("", 9);
     assert!(err.contains("between 0 and 8"), "{err}");
     let err = plan_error("  synchronous_replication = true\n", 0);

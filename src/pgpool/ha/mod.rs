@@ -6,6 +6,7 @@ mod layout;
 mod local;
 mod model;
 mod observe;
+mod parameters;
 mod render;
 mod schema;
 
@@ -273,6 +274,9 @@ impl Resource for HaResource {
                 );
             }
             return;
+        }
+        if change.planned.attr("postgresql_settings").is_wholly_known() {
+            parameters::check(&change.prior, &change.planned, diags);
         }
         let planned = &mut change.planned;
         if change.prior.is_null() {

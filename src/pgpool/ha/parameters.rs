@@ -1,0 +1,100 @@
+//! What the installed PostgreSQL knows about its parameters, from
+//! `postgres --describe-config` (no server needed, allowed as root): which
+//! names exist, and which take effect only at a restart.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use crate::cty::Value;
+use crate::framework::{AttrPath, Diagnostics};
+
+use super::render::PG_BINDIR;
+
+/// Parameter name -> context (`postmaster`, `sighup`, `user`, ...).
+fn describe() -> Result<HashMap<String, String>, String> {
+    let output = Command::new(format!("{PG_BINDIR}/postgres"))
+        .arg("--describe-config")
+        .output()
+        .map_err(|e| format!("cannot run {PG_BINDIR}/postgres --describe-config: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{PG_BINDIR}/postgres --describe-config failed: {}", output.status));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            Some((fields.next()?.to_string(), fields.next()?.to_string()))
+        })
+        .collect())
+}
+
+/// Unknown names are errors at their path; a changed value of a parameter
+/// that needs a restart gets a warning, because apply only reloads.
+/// Dotted names (`citus.shard_count`) belong to extensions and pass.
+pub fn check(prior: &Value, planned: &Value, diags: &mut Diagnostics) {
+    let Value::Map(settings) = planned.attr("postgresql_settings") else { return };
+    let known = match describe() {
+        Ok(known) => known,
+        Err(e) => {
+            diags.warning("Cannot check PostgreSQL parameter names", e);
+            return;
+        }
+    };
+    let before = prior.attr("postgresql_settings");
+    for (name, value) in settings {
+        let path = AttrPath::root("postgresql_settings").key(name);
+        if name.contains('.') {
+            continue;
+        }
+        match known.get(name).map(String::as_str) {
+            None => diags.error_at(
+                path,
+                "Unknown PostgreSQL parameter",
+                format!("PostgreSQL 15 has no parameter {name:?}; check its spelling."),
+            ),
+            Some("postmaster") if !prior.is_null() && before_value(before, name) != Some(value) => diags.warning_at(
+                path,
+                "Restart needed",
+                format!("{name} takes effect only when PostgreSQL restarts: apply writes it and reloads, and each node uses the new value after its next restart."),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn before_value<'a>(settings: &'a Value, name: &str) -> Option<&'a Value> {
+    match settings {
+        Value::Map(m) => m.get(name),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::Severity;
+
+    fn group(settings: &[(&str, &str)]) -> Value {
+        let map = settings.iter().map(|(k, v)| (k.to_string(), Value::string(*v))).collect();
+        Value::Object([("postgresql_settings".to_string(), Value::Map(map))].into())
+    }
+
+    #[test]
+    fn unknown_names_fail_and_restart_only_changes_warn() {
+        let prior = group(&[("shared_buffers", "128MB"), ("work_mem", "4MB")]);
+        let planned = group(&[("shared_buffers", "256MB"), ("work_mem", "8MB"), ("wrok_mem", "1MB"), ("citus.shard_count", "8")]);
+        let mut diags = Diagnostics::new();
+        check(&prior, &planned, &mut diags);
+        let found: Vec<(Severity, String, String)> = diags
+            .iter()
+            .map(|d| (d.severity, d.summary.clone(), d.path.as_ref().map(|p| p.to_string()).unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (Severity::Warning, "Restart needed".into(), "postgresql_settings[\"shared_buffers\"]".into()),
+                (Severity::Error, "Unknown PostgreSQL parameter".into(), "postgresql_settings[\"wrok_mem\"]".into()),
+            ]
+        );
+    }
+}
