@@ -3,6 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
 use crate::framework::Context;
 use crate::sql::SqlError;
 
@@ -34,4 +37,18 @@ where
         }
     }
     attempt().await
+}
+
+/// One statement (a node-management or layout function call) with retries.
+pub async fn execute_with_retries(
+    ctx: &Context,
+    client: &Client,
+    statement: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), SqlError> {
+    with_retries(ctx, || async {
+        client.execute(statement, params).await?;
+        Ok(())
+    })
+    .await
 }

@@ -15,7 +15,7 @@ use crate::framework::{AttrPath, Context, Diagnostics};
 use crate::sql::{ConnectionSettings, SqlError};
 
 use super::super::rebalance::{self, RebalanceError};
-use super::super::retry::with_retries;
+use super::super::retry::execute_with_retries;
 use super::catalog::{self, DistNode};
 use super::model::{ClusterSpec, NodeAddress};
 
@@ -290,15 +290,12 @@ async fn register_coordinator(
     let current = nodes.iter().find(|n| n.group_id == 0 && n.is_primary);
     if current.map(|n| &n.address) != Some(&spec.coordinator) {
         let (host, port) = (spec.coordinator.host.as_str(), spec.coordinator.port as i32);
-        with_retries(ctx, || async {
-            client
-                .execute(
-                    "SELECT pg_catalog.citus_set_coordinator_host($1, $2)",
-                    &[&host, &port],
-                )
-                .await?;
-            Ok(())
-        })
+        execute_with_retries(
+            ctx,
+            client,
+            "SELECT pg_catalog.citus_set_coordinator_host($1, $2)",
+            &[&host, &port],
+        )
         .await
         .map_err(|e| {
             sql_failure(
@@ -330,12 +327,12 @@ async fn add_and_update_workers(
         let should_have_shards = match existing {
             Some(node) => node.should_have_shards,
             None => {
-                with_retries(ctx, || async {
-                    client
-                        .execute("SELECT pg_catalog.citus_add_node($1, $2)", &[&host, &port])
-                        .await?;
-                    Ok(())
-                })
+                execute_with_retries(
+                    ctx,
+                    client,
+                    "SELECT pg_catalog.citus_add_node($1, $2)",
+                    &[&host, &port],
+                )
                 .await
                 .map_err(|e| {
                     Failure::at(
@@ -350,15 +347,12 @@ async fn add_and_update_workers(
         };
         if existing.is_some_and(|node| !node.is_active) {
             // Disabled by hand (citus_disable_node): the plan promised an active node.
-            with_retries(ctx, || async {
-                client
-                    .execute(
-                        "SELECT pg_catalog.citus_activate_node($1, $2)",
-                        &[&host, &port],
-                    )
-                    .await?;
-                Ok(())
-            })
+            execute_with_retries(
+                ctx,
+                client,
+                "SELECT pg_catalog.citus_activate_node($1, $2)",
+                &[&host, &port],
+            )
             .await
             .map_err(|e| {
                 Failure::at(
@@ -371,15 +365,12 @@ async fn add_and_update_workers(
         }
         if should_have_shards != worker.should_have_shards {
             let wanted = worker.should_have_shards;
-            with_retries(ctx, || async {
-                client
-                    .execute(
-                        "SELECT pg_catalog.citus_set_node_property($1, $2, 'shouldhaveshards', $3)",
-                        &[&host, &port, &wanted],
-                    )
-                    .await?;
-                Ok(())
-            })
+            execute_with_retries(
+                ctx,
+                client,
+                "SELECT pg_catalog.citus_set_node_property($1, $2, 'shouldhaveshards', $3)",
+                &[&host, &port, &wanted],
+            )
             .await
             .map_err(|e| {
                 Failure::at(
@@ -434,15 +425,12 @@ async fn converge_replicas(
         let (host, port) = (replica.address.host.as_str(), replica.address.port as i32);
         let (primary_host, primary_port) =
             (worker.address.host.as_str(), worker.address.port as i32);
-        with_retries(ctx, || async {
-            client
-                .execute(
-                    "SELECT pg_catalog.citus_add_secondary_node($1, $2, $3, $4)",
-                    &[&host, &port, &primary_host, &primary_port],
-                )
-                .await?;
-            Ok(())
-        })
+        execute_with_retries(
+            ctx,
+            client,
+            "SELECT pg_catalog.citus_add_secondary_node($1, $2, $3, $4)",
+            &[&host, &port, &primary_host, &primary_port],
+        )
         .await
         .map_err(|e| {
             Failure::at(
@@ -461,15 +449,12 @@ async fn converge_replicas(
 
 async fn remove_node(ctx: &Context, client: &Client, address: &NodeAddress) -> Result<(), Failure> {
     let (host, port) = (address.host.as_str(), address.port as i32);
-    with_retries(ctx, || async {
-        client
-            .execute(
-                "SELECT pg_catalog.citus_remove_node($1, $2)",
-                &[&host, &port],
-            )
-            .await?;
-        Ok(())
-    })
+    execute_with_retries(
+        ctx,
+        client,
+        "SELECT pg_catalog.citus_remove_node($1, $2)",
+        &[&host, &port],
+    )
     .await
     .map_err(|e| sql_failure(&format!("remove node {address}"), e))
 }
@@ -496,12 +481,12 @@ async fn remove_departed_workers(
     for node in &leaving {
         if node.should_have_shards {
             let (host, port) = (node.address.host.as_str(), node.address.port as i32);
-            with_retries(ctx, || async {
-                client
-                    .execute("SELECT pg_catalog.citus_set_node_property($1, $2, 'shouldhaveshards', false)", &[&host, &port])
-                    .await?;
-                Ok(())
-            })
+            execute_with_retries(
+                ctx,
+                client,
+                "SELECT pg_catalog.citus_set_node_property($1, $2, 'shouldhaveshards', false)",
+                &[&host, &port],
+            )
             .await
             .map_err(|e| sql_failure(&format!("stop placing shards on {}", node.address), e))?;
         }

@@ -16,7 +16,7 @@ use crate::cty::Value;
 use crate::framework::{timeouts, AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
 use crate::sql::{ConnectionSettings, SqlError};
 
-use super::retry::with_retries;
+use super::retry::execute_with_retries;
 use super::ConnectionDefaults;
 use catalog::{Distribution, LiveTable};
 use schema::{COLOCATE_DEFAULT, COLOCATE_NONE};
@@ -391,15 +391,12 @@ async fn distribute(
         spec.table,
         spec.column
     );
-    with_retries(ctx, || async {
-        client
-            .execute(
-                &statement,
-                &[&oid, &spec.column, &spec.colocate_with, &shard_count],
-            )
-            .await?;
-        Ok(())
-    })
+    execute_with_retries(
+        ctx,
+        client,
+        &statement,
+        &[&oid, &spec.column, &spec.colocate_with, &shard_count],
+    )
     .await
 }
 
@@ -566,16 +563,13 @@ impl Resource for DistributedTableResource {
             }
         };
         let timeout = timeouts::get(prior, "delete", Duration::from_secs(60 * 60));
-        let undistribute = with_retries(ctx, || async {
-            client
-                .execute(
-                    "SELECT pg_catalog.undistribute_table($1::oid::regclass)",
-                    &[&live.oid],
-                )
-                .await?;
-            Ok(())
-        });
-        match tokio::time::timeout(timeout, undistribute).await {
+        let statement = "SELECT pg_catalog.undistribute_table($1::oid::regclass)";
+        match tokio::time::timeout(
+            timeout,
+            execute_with_retries(ctx, &client, statement, &[&live.oid]),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => diags.error(format!("Cannot undistribute {table}"), e.message),
             Err(_) => diags.error(
