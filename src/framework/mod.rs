@@ -65,6 +65,8 @@ pub trait Resource: Send + Sync {
 
     /// Refines the framework's plan: marks what apply will change as unknown,
     /// adds replacement paths, reports what only the live system can tell.
+    /// Called for destroy plans too (`change.is_delete()`), where only
+    /// diagnostics make sense.
     async fn modify_plan(
         &self,
         _ctx: &Context,

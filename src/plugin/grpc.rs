@@ -285,11 +285,10 @@ impl wire::provider_server::Provider for ProviderService {
             let config = decode(request.config.as_ref(), &ty, &mut diags);
             if let (Some(prior), Some(proposed), Some(config)) = (prior, proposed, config) {
                 let mut change = framework::plan_resource_change(&schema, prior, config, proposed);
-                if !change.is_delete() {
-                    resource
-                        .modify_plan(&self.context(), &mut change, &mut diags)
-                        .await;
-                }
+                // Also for destroy plans, where a resource can warn of what destroy will refuse.
+                resource
+                    .modify_plan(&self.context(), &mut change, &mut diags)
+                    .await;
                 planned_state = encode(&change.planned, &ty, &mut diags);
                 requires_replace = change.requires_replace.iter().map(path_to_wire).collect();
             }
