@@ -10,3 +10,4 @@ mod citus_cluster;
 mod citus_distributed_table;
 mod docs;
 mod pgpool_ha;
+mod pgpool_ha_import;

@@ -121,21 +121,21 @@ fn scalar(port: u16, query: &str) -> String {
     sql_ok(port, query)[0][0].clone().unwrap_or_default()
 }
 
-struct Group {
-    tf: Workdir,
-    base: PathBuf,
+pub(crate) struct Group {
+    pub(crate) tf: Workdir,
+    pub(crate) base: PathBuf,
     _guard: GroupGuard,
 }
 
 impl Group {
-    fn new(test: &str) -> Group {
+    pub(crate) fn new(test: &str) -> Group {
         let tf = Workdir::new(test);
         let base = tf.path().join("group");
         let _guard = GroupGuard { base: base.clone() };
         Group { tf, base, _guard }
     }
 
-    fn write(&self, standbys: u32, extra: &str) {
+    pub(crate) fn write(&self, standbys: u32, extra: &str) {
         let mut hcl = required_providers_hcl(&["pgpool"]);
         hcl.push_str(&format!(
             r#"
@@ -167,7 +167,7 @@ resource "pgpool_ha" "g" {{
         self.tf.write_config(&hcl);
     }
 
-    fn state(&self) -> Value {
+    pub(crate) fn state(&self) -> Value {
         self.tf.resource_values("pgpool_ha.g")
     }
 
@@ -182,7 +182,7 @@ resource "pgpool_ha" "g" {{
     }
 
     /// Names and statuses, e.g. `node0:primary:up`.
-    fn summary(&self) -> Vec<String> {
+    pub(crate) fn summary(&self) -> Vec<String> {
         self.state()["nodes"]
             .as_array()
             .unwrap()
@@ -191,7 +191,7 @@ resource "pgpool_ha" "g" {{
             .collect()
     }
 
-    fn pids(&self) -> Vec<i32> {
+    pub(crate) fn pids(&self) -> Vec<i32> {
         group_pids(&self.base)
     }
 }

@@ -147,6 +147,7 @@ fn prepare_base(spec: &GroupSpec) -> Result<(), Failure> {
         )
     })?;
     write_file(&marker, &format!("{}\n", spec.name), 0o600)?;
+    super::import::save(spec).map_err(step("save the configuration for import"))?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! BASE/
 //!   .shardform-pgpool-ha     marker: this directory holds a group (destroy deletes only such a directory)
+//!   shardform.json           the configuration last applied, secrets left out (mode 0600): what import reads
 //!   nodeN/                   one per node slot, N = 0..=standbys
 //!     data/                  PGDATA (its postgresql.conf only includes ../postgresql.node.conf)
 //!     run/                   unix socket directory
@@ -25,6 +26,8 @@
 use std::path::{Path, PathBuf};
 
 pub const MARKER: &str = ".shardform-pgpool-ha";
+/// The configuration last applied, for `terraform import` (see `import.rs`).
+pub const CONFIG_FILE: &str = "shardform.json";
 /// Standbys a group may have; with the primary, slots 0..=MAX_STANDBYS.
 pub const MAX_STANDBYS: usize = 8;
 /// Ports a group takes from `port_base`.
@@ -51,6 +54,10 @@ impl Layout {
 
     pub fn marker(&self) -> PathBuf {
         self.base.join(MARKER)
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.base.join(CONFIG_FILE)
     }
 
     pub fn node(&self, slot: usize) -> NodeLayout {

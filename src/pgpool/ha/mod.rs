@@ -2,6 +2,7 @@
 //! Pgpool-II). Only the `local` target exists yet.
 
 mod converge;
+mod import;
 mod layout;
 mod local;
 mod model;
@@ -429,5 +430,15 @@ impl Resource for HaResource {
         if let Err(failure) = converge::destroy(&spec, &deadline).await {
             failure.report(diags);
         }
+    }
+
+    /// The ID is the base directory; see `import.rs` for what is restored.
+    async fn import(&self, ctx: &Context, id: &str, diags: &mut Diagnostics) -> Option<Value> {
+        let value = import::restore(id, diags)?;
+        let state = self.read(ctx, &value, diags).await;
+        if state.is_none() {
+            diags.error("No such group", format!("No pgpool_ha group could be read in {id}."));
+        }
+        state
     }
 }

@@ -130,6 +130,8 @@ pub struct GroupSpec {
     pub deletion_protection: bool,
     /// Set when the group backs a Citus node.
     pub citus: Option<CitusSpec>,
+    /// The value's configurable, non-sensitive attributes, saved for import.
+    pub configuration: Value,
 }
 
 impl GroupSpec {
@@ -167,6 +169,7 @@ impl GroupSpec {
             failover: FailoverSettings::from_value(value.attr("failover_settings")),
             deletion_protection: value.attr("deletion_protection").as_bool().unwrap_or(true),
             citus: CitusSpec::from_value(value.attr("citus")),
+            configuration: super::import::configuration(value),
         }
     }
 
