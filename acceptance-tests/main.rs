@@ -10,4 +10,5 @@ mod citus_cluster;
 mod citus_distributed_table;
 mod docs;
 mod pgpool_ha;
+mod pgpool_ha_restart;
 mod pgpool_ha_import;

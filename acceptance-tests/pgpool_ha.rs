@@ -90,11 +90,11 @@ fn pid_from(file: &Path) -> Option<i32> {
 }
 
 /// Result rows as text; one connection per call (as pgpool sees a new client).
-fn sql(port: u16, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+pub(crate) fn sql(port: u16, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     sql_in(port, "postgres", query)
 }
 
-fn sql_in(port: u16, dbname: &str, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+pub(crate) fn sql_in(port: u16, dbname: &str, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname={dbname} connect_timeout=3");
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
@@ -113,11 +113,11 @@ fn sql_in(port: u16, dbname: &str, query: &str) -> Result<Vec<Vec<Option<String>
     })
 }
 
-fn sql_ok(port: u16, query: &str) -> Vec<Vec<Option<String>>> {
+pub(crate) fn sql_ok(port: u16, query: &str) -> Vec<Vec<Option<String>>> {
     sql(port, query).unwrap_or_else(|e| panic!("{query} on port {port}: {e}"))
 }
 
-fn scalar(port: u16, query: &str) -> String {
+pub(crate) fn scalar(port: u16, query: &str) -> String {
     sql_ok(port, query)[0][0].clone().unwrap_or_default()
 }
 
@@ -171,11 +171,11 @@ resource "pgpool_ha" "g" {{
         self.tf.resource_values("pgpool_ha.g")
     }
 
-    fn endpoint(&self) -> u16 {
+    pub(crate) fn endpoint(&self) -> u16 {
         self.state()["endpoint_port"].as_u64().unwrap() as u16
     }
 
-    fn node_port(&self, name: &str) -> u16 {
+    pub(crate) fn node_port(&self, name: &str) -> u16 {
         let state = self.state();
         let node = state["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap_or_else(|| panic!("no node {name}"));
         node["port"].as_u64().unwrap() as u16
@@ -197,7 +197,7 @@ resource "pgpool_ha" "g" {{
 }
 
 /// SHOW POOL_NODES as (node_id, status, role, select_cnt).
-fn pool_nodes(endpoint: u16) -> Vec<(String, String, String, i64)> {
+pub(crate) fn pool_nodes(endpoint: u16) -> Vec<(String, String, String, i64)> {
     sql_ok(endpoint, "SHOW POOL_NODES")
         .into_iter()
         .map(|r| (r[0].clone().unwrap(), r[3].clone().unwrap(), r[6].clone().unwrap(), r[8].clone().unwrap().parse().unwrap()))
@@ -271,14 +271,14 @@ fn pgpool_ha_lifecycle_balancing_scaling_and_destroy() {
 
 /// Writes ids through the endpoint, one connection per write, recording
 /// every acknowledged id and the longest stretch without a successful write.
-struct WriteLoad {
+pub(crate) struct WriteLoad {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<i64>>>,
     handle: Option<thread::JoinHandle<Duration>>,
 }
 
 impl WriteLoad {
-    fn start(endpoint: u16) -> WriteLoad {
+    pub(crate) fn start(endpoint: u16) -> WriteLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
         let (s, a) = (stop.clone(), acked.clone());
@@ -301,12 +301,12 @@ impl WriteLoad {
         WriteLoad { stop, acked, handle: Some(handle) }
     }
 
-    fn acked(&self) -> usize {
+    pub(crate) fn acked(&self) -> usize {
         self.acked.lock().unwrap().len()
     }
 
     /// Stops writing; returns the longest gap between acknowledged writes.
-    fn finish(mut self) -> (Vec<i64>, Duration) {
+    pub(crate) fn finish(mut self) -> (Vec<i64>, Duration) {
         self.stop.store(true, Ordering::Relaxed);
         let worst = self.handle.take().unwrap().join().unwrap();
         (self.acked.lock().unwrap().clone(), worst)
@@ -546,7 +546,7 @@ fn node_port_in(state: &Value, name: &str) -> u16 {
 }
 
 /// On a failing test, the end of the group's logs (the guard deletes them).
-struct LogsOnPanic<'a>(&'a Path);
+pub(crate) struct LogsOnPanic<'a>(pub(crate) &'a Path);
 
 impl Drop for LogsOnPanic<'_> {
     fn drop(&mut self) {

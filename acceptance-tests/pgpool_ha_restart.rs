@@ -1,0 +1,241 @@
+//! `pgpool_ha`: a restart-only PostgreSQL parameter changed by apply is put
+//! into effect by restarting the nodes (standbys first, then the primary with
+//! repmgrd paused), without a failover, and the plan says so beforehand.
+
+use std::time::{Duration, Instant};
+
+use crate::pgpool_ha::{pool_nodes, scalar, sql, sql_in, sql_ok, Group, LogsOnPanic, WriteLoad};
+
+const NODES: [&str; 3] = ["node0", "node1", "node2"];
+
+/// The test's settings, in place of the default `fsync` line of `Group::write`.
+fn write(group: &Group, max_connections: u32, work_mem: &str) {
+    group.write(2, "  deletion_protection = false\n");
+    let main = group.tf.path().join("main.tf");
+    let hcl = std::fs::read_to_string(&main).unwrap();
+    let settings = format!("fsync = \"off\"\n    max_connections = \"{max_connections}\"\n    work_mem = \"{work_mem}\"");
+    let replaced = hcl.replace("fsync              = \"off\"", &settings);
+    assert_ne!(
+        replaced, hcl,
+        "Group::write no longer writes the fsync line this test replaces"
+    );
+    group.tf.write_config(&replaced);
+}
+
+/// `SHOW name` on every node, by node name.
+fn shown(group: &Group, name: &str) -> Vec<String> {
+    NODES
+        .iter()
+        .map(|n| {
+            format!(
+                "{n}={}",
+                scalar(group.node_port(n), &format!("SHOW {name}"))
+            )
+        })
+        .collect()
+}
+
+fn expect_everywhere(value: &str) -> Vec<String> {
+    NODES.iter().map(|n| format!("{n}={value}")).collect()
+}
+
+/// Each node's postmaster start time.
+fn started_at(group: &Group) -> Vec<String> {
+    NODES
+        .iter()
+        .map(|n| {
+            scalar(
+                group.node_port(n),
+                "SELECT pg_postmaster_start_time()::text",
+            )
+        })
+        .collect()
+}
+
+/// Nothing pending, the same primary everywhere, repmgrd running and not paused.
+fn assert_settled(group: &Group, primary_port: u16) {
+    for n in NODES {
+        let port = group.node_port(n);
+        let pending = scalar(
+            port,
+            "SELECT count(*) FROM pg_settings WHERE pending_restart",
+        );
+        assert_eq!(pending, "0", "{n} still has a parameter pending a restart");
+        let repmgrd = sql_in(
+            port,
+            "repmgr",
+            "SELECT repmgr.repmgrd_is_running()::text, repmgr.repmgrd_is_paused()::text",
+        )
+        .unwrap();
+        assert_eq!(
+            (repmgrd[0][0].as_deref(), repmgrd[0][1].as_deref()),
+            (Some("true"), Some("false")),
+            "{n}: repmgrd must be running and not paused"
+        );
+        let recovery = scalar(port, "SELECT pg_is_in_recovery()::text");
+        assert_eq!(
+            recovery == "false",
+            port == primary_port,
+            "{n}: pg_is_in_recovery() = {recovery}"
+        );
+    }
+    assert_eq!(
+        group.state()["primary"].as_str(),
+        Some("node0"),
+        "the primary changed"
+    );
+    assert_eq!(
+        group.summary(),
+        ["node0:primary:up", "node1:standby:up", "node2:standby:up"]
+    );
+    let repmgr_view = sql_in(
+        primary_port,
+        "repmgr",
+        "SELECT node_name || ':' || type || ':' || active::text FROM repmgr.nodes ORDER BY node_id",
+    )
+    .unwrap();
+    let repmgr_view: Vec<String> = repmgr_view
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(
+        repmgr_view,
+        [
+            "node0:primary:true",
+            "node1:standby:true",
+            "node2:standby:true"
+        ],
+        "repmgr's view"
+    );
+    let promotions = sql_in(
+        primary_port,
+        "repmgr",
+        "SELECT count(*)::text FROM repmgr.events WHERE event IN ('repmgrd_failover_promote', 'standby_promote')",
+    )
+    .unwrap();
+    assert_eq!(
+        promotions[0][0].as_deref(),
+        Some("0"),
+        "repmgr promoted a node"
+    );
+    let pool = pool_nodes(group.endpoint());
+    assert!(
+        pool.iter().all(|p| p.1 == "up" || p.1 == "waiting"),
+        "pgpool has a node detached: {pool:?}"
+    );
+    let pool_primary: Vec<&str> = pool
+        .iter()
+        .filter(|p| p.2 == "primary")
+        .map(|p| p.0.as_str())
+        .collect();
+    assert_eq!(pool_primary, ["0"], "pgpool's primary: {pool:?}");
+}
+
+#[test]
+fn pgpool_ha_restart_only_settings_restart_the_nodes_without_failover() {
+    let group = Group::new("pgpool_ha_restart");
+    let _logs = LogsOnPanic(&group.base);
+    let tf = &group.tf;
+    write(&group, 100, "4MB");
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let endpoint = group.endpoint();
+    let port0 = group.node_port("node0");
+    assert_eq!(shown(&group, "max_connections"), expect_everywhere("100"));
+    assert_settled(&group, port0);
+    sql_ok(endpoint, "CREATE TABLE w (id bigint PRIMARY KEY)");
+    let before = started_at(&group);
+
+    // A restart-only and a reload parameter in one change: the plan warns,
+    // naming the nodes apply restarts and the pause of writes.
+    write(&group, 120, "8MB");
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "{plan}");
+    let text = format!("{}\n{}", plan.stdout, plan.stderr)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        text.contains("Restart needed")
+            && text.contains("max_connections takes effect only when PostgreSQL restarts"),
+        "{plan}"
+    );
+    assert!(
+        text.contains("the standbys (node1, node2) one at a time")
+            && text.contains("the primary (node0) with repmgrd paused"),
+        "{plan}"
+    );
+    assert!(text.contains("Writes through the endpoint pause"), "{plan}");
+    assert!(
+        !text.contains("work_mem takes effect only"),
+        "work_mem needs no restart:\n{plan}"
+    );
+    eprintln!(
+        "pgpool_ha_restart: plan warns: {}",
+        text[text.find("Restart needed").unwrap()..]
+            .chars()
+            .take(420)
+            .collect::<String>()
+    );
+
+    // Apply under a steady write load through the endpoint.
+    let load = WriteLoad::start(endpoint);
+    crate::harness::wait_until("some writes", Duration::from_secs(10), || {
+        load.acked() >= 20
+    });
+    let started = Instant::now();
+    tf.apply();
+    let applied_in = started.elapsed();
+    // A write right after apply, on the same primary.
+    sql_ok(endpoint, "INSERT INTO w VALUES (-1)");
+    assert_eq!(
+        scalar(
+            endpoint,
+            "SELECT inet_server_port() FROM (SELECT 1) s FOR UPDATE"
+        ),
+        port0.to_string()
+    );
+    let (acked, worst_gap) = load.finish();
+    eprintln!(
+        "pgpool_ha_restart: apply restarted the group in {applied_in:.1?}; {} writes acknowledged through the endpoint meanwhile, longest gap without a write {worst_gap:.1?}",
+        acked.len()
+    );
+    let present: i64 = scalar(port0, "SELECT count(*) FROM w WHERE id > 0")
+        .parse()
+        .unwrap();
+    assert!(
+        present >= acked.len() as i64,
+        "acknowledged writes are missing: {present} of {}",
+        acked.len()
+    );
+
+    assert_eq!(shown(&group, "max_connections"), expect_everywhere("120"));
+    assert_eq!(shown(&group, "work_mem"), expect_everywhere("8MB"));
+    let after = started_at(&group);
+    for (i, n) in NODES.iter().enumerate() {
+        assert_ne!(before[i], after[i], "{n} was not restarted");
+    }
+    assert_settled(&group, port0);
+    tf.assert_plan_empty();
+
+    // Lowered: the primary restarts first (a standby may not run with fewer
+    // connections than its primary), and the group settles the same way.
+    write(&group, 110, "8MB");
+    let started = Instant::now();
+    tf.apply_and_assert_idempotent();
+    eprintln!(
+        "pgpool_ha_restart: max_connections lowered to 110 in {:.1?} (apply and two empty plans)",
+        started.elapsed()
+    );
+    assert_eq!(shown(&group, "max_connections"), expect_everywhere("110"));
+    sql_ok(endpoint, "INSERT INTO w VALUES (-2)");
+    assert_settled(&group, port0);
+
+    tf.destroy();
+    let left = group.pids();
+    assert!(left.is_empty(), "processes left after destroy: {left:?}");
+    assert!(
+        sql(port0, "SELECT 1").is_err(),
+        "node0 still answers after destroy"
+    );
+}
