@@ -136,6 +136,10 @@ impl Group {
     }
 
     pub(crate) fn write(&self, standbys: u32, extra: &str) {
+        self.write_with_rejoin(standbys, extra, true)
+    }
+
+    fn write_with_rejoin(&self, standbys: u32, extra: &str, rejoin: bool) {
         let mut hcl = required_providers_hcl(&["pgpool"]);
         hcl.push_str(&format!(
             r#"
@@ -158,6 +162,7 @@ resource "pgpool_ha" "g" {{
     monitor_interval_secs = 1
     reconnect_attempts    = 2
     reconnect_interval    = 1
+    rejoin_failed_primary = {rejoin}
   }}
 {extra}
 }}
@@ -313,22 +318,15 @@ impl WriteLoad {
     }
 }
 
-#[test]
-fn pgpool_ha_failover_fencing_and_rejoin() {
-    let group = Group::new("pgpool_ha_failover");
-    let _logs = LogsOnPanic(&group.base);
-    let tf = &group.tf;
-    group.write(2, "  synchronous_replication = true\n  deletion_protection = false\n");
-    tf.init();
-    tf.apply_and_assert_idempotent();
+/// kill -9 of the primary's postmaster under a steady write load through the
+/// endpoint: returns the promoted node's port once writes succeed again, after
+/// checking that every acknowledged write survived (synchronous replication).
+fn kill_primary_under_load(group: &Group, killed: &str, candidates: &[u16]) -> u16 {
     let endpoint = group.endpoint();
-    let (port0, port1, port2) = (group.node_port("node0"), group.node_port("node1"), group.node_port("node2"));
-    sql_ok(endpoint, "CREATE TABLE w (id bigint PRIMARY KEY)");
-
-    // kill -9 of the primary's postmaster under a steady write load.
+    sql_ok(endpoint, "TRUNCATE w");
     let load = WriteLoad::start(endpoint);
     wait_until("some writes", Duration::from_secs(10), || load.acked() >= 50);
-    let postmaster = pid_from(&group.base.join("node0/data/postmaster.pid")).expect("node0's postmaster pid");
+    let postmaster = pid_from(&group.base.join(killed).join("data/postmaster.pid")).expect("the primary's postmaster pid");
     let killed_at = Instant::now();
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(postmaster, libc::SIGKILL) };
@@ -337,20 +335,53 @@ fn pgpool_ha_failover_fencing_and_rejoin() {
     let recovered_in = killed_at.elapsed();
     let (acked, worst_gap) = load.finish();
     eprintln!(
-        "pgpool_ha: failover: writes succeed again {:.1?} after kill -9 (longest gap without a write {worst_gap:.1?}); {} writes acknowledged",
+        "pgpool_ha: failover of {killed}: writes succeed again {:.1?} after kill -9 (longest gap without a write {worst_gap:.1?}); {} writes acknowledged",
         recovered_in,
         acked.len()
     );
-    let new_primary = [port1, port2]
-        .into_iter()
+    let new_primary = candidates
+        .iter()
+        .copied()
         .find(|p| sql(*p, "SELECT pg_is_in_recovery()").is_ok_and(|r| r[0][0].as_deref() == Some("f")))
         .expect("a standby was promoted");
     // Synchronous replication: every acknowledged write survived.
     let present: i64 = scalar(new_primary, &format!("SELECT count(*) FROM w WHERE id = ANY('{{{}}}'::bigint[])", acked.iter().map(i64::to_string).collect::<Vec<_>>().join(","))).parse().unwrap();
     assert_eq!(present, acked.len() as i64, "acknowledged writes were lost in the failover");
+    eprintln!("pgpool_ha: {present} of {} acknowledged writes present on the new primary", acked.len());
     assert_eq!(scalar(endpoint, "SELECT inet_server_port() FROM (SELECT 1) s FOR UPDATE"), new_primary.to_string());
+    new_primary
+}
 
-    // The old primary restarted by hand: fenced, never a second primary behind pgpool.
+/// pgpool and repmgr name the same primary, and every pgpool backend is attached.
+fn assert_one_primary_everywhere(endpoint: u16, primary_port: u16) {
+    let pool = pool_nodes(endpoint);
+    let pool_primary: Vec<_> = pool.iter().filter(|p| p.2 == "primary").map(|p| p.0.clone()).collect();
+    let repmgr_primary = sql_in(primary_port, "repmgr", "SELECT (node_id - 1)::text FROM repmgr.nodes WHERE type = 'primary' AND active")
+        .unwrap()[0][0]
+        .clone()
+        .unwrap();
+    assert_eq!(pool_primary, [repmgr_primary], "pgpool and repmgr disagree on the primary: {pool:?}");
+    assert!(pool.iter().all(|p| p.1 == "up" || p.1 == "waiting"), "{pool:?}");
+}
+
+#[test]
+fn pgpool_ha_failover_fencing_and_rejoin() {
+    let group = Group::new("pgpool_ha_failover");
+    let _logs = LogsOnPanic(&group.base);
+    let tf = &group.tf;
+    // First failover: the failed primary stays fenced and down for inspection.
+    let settings = "  synchronous_replication = true\n  deletion_protection = false\n";
+    group.write_with_rejoin(2, settings, false);
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let endpoint = group.endpoint();
+    let (port0, port1, port2) = (group.node_port("node0"), group.node_port("node1"), group.node_port("node2"));
+    sql_ok(endpoint, "CREATE TABLE w (id bigint PRIMARY KEY)");
+    let new_primary = kill_primary_under_load(&group, "node0", &[port1, port2]);
+    // pgpool may find the new primary before repmgr's event hook has run.
+    wait_until("the event hook to fence node0", Duration::from_secs(30), || group.base.join("node0/data/standby.signal").exists());
+
+    // The old primary restarted by hand comes up read-only: never a second primary.
     let node0 = group.base.join("node0");
     let started = Command::new("runuser")
         .args(["-u", "postgres", "--", PG_CTL, "-D"])
@@ -361,7 +392,10 @@ fn pgpool_ha_failover_fencing_and_rejoin() {
         .status()
         .unwrap();
     assert!(started.success(), "could not restart node0 by hand");
-    assert_eq!(scalar(port0, "SELECT pg_is_in_recovery()"), "f", "node0 should be a (stale) primary now");
+    assert_eq!(scalar(port0, "SELECT pg_is_in_recovery()"), "t", "node0 came back as a primary");
+    let refused = sql(port0, "INSERT INTO w VALUES (-1)").expect_err("node0 accepted a write on its own port");
+    assert!(refused.contains("read-only"), "{refused}");
+    eprintln!("pgpool_ha: write to the old primary's own port refused: {}", refused.lines().next().unwrap_or(""));
     for _ in 0..10 {
         sql_ok(endpoint, "INSERT INTO w SELECT max(id) + 1 FROM w");
         assert_eq!(scalar(endpoint, "SELECT inet_server_port() FROM (SELECT 1) s FOR UPDATE"), new_primary.to_string());
@@ -373,7 +407,7 @@ fn pgpool_ha_failover_fencing_and_rejoin() {
     // The plan shows the repair; apply rejoins node0 as a standby.
     let (code, plan) = tf.plan_exit_code(true);
     assert_eq!(code, 2, "the fenced node must show in the plan:\n{plan}");
-    let said: Vec<&str> = plan.stdout.lines().chain(plan.stderr.lines()).filter(|l| l.contains("fenced")).collect();
+    let said: Vec<&str> = plan.stdout.lines().chain(plan.stderr.lines()).filter(|l| l.contains("node0 is")).collect();
     assert!(!said.is_empty(), "{plan}");
     eprintln!("pgpool_ha: plan after the old primary came back: {said:?}");
     tf.apply_and_assert_idempotent();
@@ -386,14 +420,33 @@ fn pgpool_ha_failover_fencing_and_rejoin() {
     eprintln!("pgpool_ha: after repair: {summary:?}");
     assert!(summary.contains(&"node0:standby:up".to_string()), "{summary:?}");
     assert_eq!(scalar(port0, "SELECT pg_is_in_recovery()"), "t");
-    let pool = pool_nodes(endpoint);
-    let pool_primary: Vec<_> = pool.iter().filter(|p| p.2 == "primary").map(|p| p.0.clone()).collect();
-    let repmgr_primary = sql_in(new_primary, "repmgr", "SELECT (node_id - 1)::text FROM repmgr.nodes WHERE type = 'primary' AND active")
-        .unwrap()[0][0]
-        .clone()
-        .unwrap();
-    assert_eq!(pool_primary, [repmgr_primary], "pgpool and repmgr disagree on the primary: {pool:?}");
-    assert!(pool.iter().all(|p| p.1 == "up" || p.1 == "waiting"), "{pool:?}");
+    assert_one_primary_everywhere(endpoint, new_primary);
+
+    // Second failover, with the default rejoin: the event hook fences the
+    // failed primary, rewinds it and rejoins it without Terraform, so the
+    // next plan is empty without an apply.
+    group.write_with_rejoin(2, settings, true);
+    tf.apply_and_assert_idempotent();
+    let killed = group.summary().iter().find(|n| n.contains(":primary:")).unwrap().split(':').next().unwrap().to_string();
+    let killed_port = group.node_port(&killed);
+    let others: Vec<u16> = [port0, port1, port2].into_iter().filter(|p| *p != killed_port).collect();
+    let killed_at = Instant::now();
+    let newer_primary = kill_primary_under_load(&group, &killed, &others);
+    wait_until("the failed primary rejoined and attached by the event hook", Duration::from_secs(120), || {
+        sql(killed_port, "SELECT pg_is_in_recovery()").is_ok_and(|r| r[0][0].as_deref() == Some("t"))
+            && pool_nodes(endpoint).iter().all(|p| p.1 == "up" || p.1 == "waiting")
+    });
+    eprintln!(
+        "pgpool_ha: {killed} rejoined as a standby and attached {:.1?} after kill -9; event log:\n{}",
+        killed_at.elapsed(),
+        read_log(&group.base.join("pgpool/repmgr-event.log"))
+    );
+    assert_one_primary_everywhere(endpoint, newer_primary);
+    tf.assert_plan_empty();
+    let refreshed = tf.run(&["apply", "-refresh-only", "-auto-approve"]);
+    assert!(refreshed.success(), "{refreshed}");
+    let summary = group.summary();
+    assert!(summary.contains(&format!("{killed}:standby:up")), "{summary:?}");
     tf.destroy();
     assert!(group.pids().is_empty());
 }
@@ -553,7 +606,7 @@ impl Drop for LogsOnPanic<'_> {
         if !thread::panicking() {
             return;
         }
-        for file in ["pgpool/pgpool.log", "pgpool/repmgr-event.log", "pgpool/citus-failover.log", "node0/postgres.log", "node0/repmgrd.log", "node1/postgres.log", "node1/repmgrd.log", "node2/repmgrd.log"] {
+        for file in ["pgpool/pgpool.log", "pgpool/repmgr-event.log", "pgpool/citus-failover.log", "node0/postgres.log", "node0/repmgrd.log", "node1/postgres.log", "node1/repmgrd.log", "node2/repmgrd.log", "node0/rejoin.log", "node1/rejoin.log", "node2/rejoin.log"] {
             let text = read_log(&self.0.join(file));
             let lines: Vec<&str> = text.lines().collect();
             eprintln!("--- end of {file}:\n{}", lines[lines.len().saturating_sub(30)..].join("\n"));
@@ -582,6 +635,7 @@ fn pgpool_ha_citus_worker_failover_repoints_the_coordinator() {
 
     let w1 = tf.resource_values("pgpool_ha.w1");
     let (port0, port1) = (node_port_in(&w1, "node0"), node_port_in(&w1, "node1"));
+    let w1_endpoint = w1["endpoint_port"].as_u64().unwrap() as u16;
     assert_eq!((w1["primary_host"].as_str(), w1["primary_port"].as_u64()), (Some("127.0.0.1"), Some(port0 as u64)), "{w1}");
     let cluster = tf.resource_values("citus_cluster.this");
     let node_id = cluster["worker"]["w1"]["node_id"].as_u64().expect("the worker's node id");
@@ -631,21 +685,18 @@ fn pgpool_ha_citus_worker_failover_repoints_the_coordinator() {
     assert_eq!(after, Ok(before.clone()), "rows lost or unreachable after the failover");
     eprintln!("pgpool_ha+citus: distributed query after failover: {} rows, md5 {} (same as before), {:.1?} after the kill", before.0, before.1, killed_at.elapsed());
 
-    // The next plan of the whole stack: the dead old primary is drift of the
-    // group (apply rejoins it), but citus_cluster follows the new primary
-    // and plans nothing.
-    let (code, plan) = tf.plan_exit_code(true);
-    let changes: Vec<&str> = plan.stdout.lines().filter(|l| l.trim_start().starts_with("# ")).collect();
-    eprintln!("pgpool_ha+citus: plan after failover (exit {code}): {changes:?}");
-    assert!(code == 0 || code == 2, "{plan}");
-    assert!(!plan.stdout.contains("citus_cluster.this will be") && !plan.stdout.contains("citus_cluster.this must be"), "citus_cluster would undo the repoint:\n{plan}");
-    let w1 = tf.resource_values("pgpool_ha.w1");
-    assert_eq!(w1["primary_port"].as_u64(), Some(port0 as u64), "state is not refreshed by a plan");
-
-    let repair = Instant::now();
-    tf.apply();
+    // The event hook fences the old primary and rejoins it as a standby
+    // (rejoin_failed_primary defaults to true): the group is whole again
+    // without Terraform, and citus_cluster follows the new primary.
+    wait_until("node0 rejoined and attached by the event hook", Duration::from_secs(120), || {
+        sql(port0, "SELECT pg_is_in_recovery()").is_ok_and(|r| r[0][0].as_deref() == Some("t"))
+            && pool_nodes(w1_endpoint).iter().all(|p| p.1 == "up" || p.1 == "waiting")
+    });
+    eprintln!("pgpool_ha+citus: node0 rejoined as a standby {:.1?} after the kill", killed_at.elapsed());
     tf.assert_plan_empty();
-    eprintln!("pgpool_ha+citus: apply repaired the group in {:.1?}; the whole stack's plan is empty", repair.elapsed());
+    eprintln!("pgpool_ha+citus: the whole stack's plan is empty after the failover (with and without refresh)");
+    let refreshed = tf.run(&["apply", "-refresh-only", "-auto-approve"]);
+    assert!(refreshed.success(), "{refreshed}");
     let w1 = tf.resource_values("pgpool_ha.w1");
     assert_eq!(w1["primary_port"].as_u64(), Some(port1 as u64), "{w1}");
     let summary: Vec<String> = w1["nodes"]

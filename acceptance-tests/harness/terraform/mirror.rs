@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 pub const PROVIDER_HOST: &str = "registry.terraform.io";
@@ -53,7 +52,7 @@ pub fn required_providers_hcl(type_names: &[&str]) -> String {
     format!("terraform {{\n  required_providers {{\n{entries}  }}\n}}\n")
 }
 
-/// Symlinks each provider into the unpacked mirror layout
+/// Links each provider into the unpacked mirror layout
 /// `MIRROR/HOST/NAMESPACE/TYPE/VERSION/OS_ARCH/terraform-provider-TYPE_vVERSION`.
 pub fn install_mirror(mirror: &Path, providers: &[ProviderBinary]) -> io::Result<()> {
     // Exists even when empty: the CLI config names it.
@@ -68,7 +67,12 @@ pub fn install_mirror(mirror: &Path, providers: &[ProviderBinary]) -> io::Result
             .join(terraform_platform());
         fs::create_dir_all(&package_dir)?;
         let link = package_dir.join(format!("terraform-provider-{name}_v{PROVIDER_VERSION}"));
-        symlink(&provider.executable, link)?;
+        // A hard link (a copy across file systems), not a symlink: a cargo
+        // build running meanwhile replaces the executable, and Terraform would
+        // then refuse the changed package against its lock file.
+        if fs::hard_link(&provider.executable, &link).is_err() {
+            fs::copy(&provider.executable, &link)?;
+        }
     }
     Ok(())
 }

@@ -456,6 +456,13 @@ async fn rejoin(
 ) -> Result<(), Failure> {
     let node = layout.node(slot);
     stop_node(&node, deadline).await?;
+    // pg_rewind reads the primary's timeline from its control file, which only
+    // a checkpoint after a promotion brings up to date.
+    if let Some(client) = connect_node(layout.node(primary).port).await {
+        if let Err(e) = client.simple_query("CHECKPOINT").await {
+            log::warn!("CHECKPOINT on {} before the rewind: {e}", node_name(primary));
+        }
+    }
     let conninfo = render::node_conninfo(layout.node(primary).port, REPMGR_DB);
     log::info!(
         "rejoining {} to {} with pg_rewind",
@@ -499,6 +506,39 @@ async fn rejoin(
             clone_standby(layout, slot, primary, deadline).await
         }
     }
+}
+
+/// True when the node's control file says it stopped while running as a
+/// primary (`in production`): an old primary killed in a failover.
+async fn crashed_as_primary(node: &NodeLayout, deadline: &Deadline) -> bool {
+    let data = node.data();
+    let out = run(&pg("pg_controldata"), &[data.as_os_str()], &[], deadline.command()).await;
+    out.is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.starts_with("Database cluster state:") && l.trim_end().ends_with("in production"))
+    })
+}
+
+/// Crash recovery of a killed old primary in single-user mode, as pg_rewind
+/// would do it: no socket, so no client writes to it meanwhile, and it ends
+/// cleanly shut down on its own timeline, ready for `node rejoin --force-rewind`.
+/// Its fencing `standby.signal` is lifted only while it runs (single-user mode
+/// refuses standby mode) and put back at once.
+async fn recover_fenced(node: &NodeLayout, deadline: &Deadline) -> Result<(), Failure> {
+    let data = node.data();
+    let signal = data.join("standby.signal");
+    log::info!("crash recovery of {} (an old primary) in single-user mode", node.name());
+    let _ = std::fs::remove_file(&signal);
+    let recovered = run(
+        &pg("postgres"),
+        &[os("--single"), os("-D"), data.as_os_str(), os("-c"), os("archive_mode=off"), os("template1")],
+        &[],
+        deadline.command(),
+    )
+    .await;
+    write_file(&signal, "", 0o600)?;
+    recovered.map_err(step(&format!("recover {} in single-user mode", node.name())))?;
+    Ok(())
 }
 
 /// What a standby's WAL receiver is doing, seen against the primary.
@@ -838,6 +878,14 @@ pub async fn converge(
             .await
             .map_err(step("reload the primary"))?;
     }
+
+    // The event hook may be rejoining an old primary right now: let it finish.
+    for slot in spec.slots().filter(|s| *s != primary) {
+        let lock = layout.node(slot).rejoin_lock();
+        if !local::wait_until_unlocked(&lock, deadline.left().min(Duration::from_secs(300))).await {
+            log::warn!("{} is still held after 300 s; repairing anyway", lock.display());
+        }
+    }
     live = observe::observe(&layout, &slots).await;
 
     // Standbys, one at a time: clones are heavy and share the machine.
@@ -854,7 +902,10 @@ pub async fn converge(
             );
             rejoin(ctx, &layout, slot, primary, deadline).await?;
         } else if !live.nodes.get(&slot).is_some_and(|n| n.running) {
-            if node.data().join("standby.signal").exists() {
+            if crashed_as_primary(&node, deadline).await {
+                recover_fenced(&node, deadline).await?;
+                rejoin(ctx, &layout, slot, primary, deadline).await?;
+            } else if node.data().join("standby.signal").exists() {
                 start_node(&node, deadline).await?;
                 if !streams_from(ctx, &layout, slot, primary, Duration::from_secs(15)).await {
                     rejoin(ctx, &layout, slot, primary, deadline).await?;

@@ -10,6 +10,7 @@
 //!     postgresql.node.conf   every setting of this node: outside PGDATA, so a clone or rejoin keeps it
 //!     pg_hba.conf            named by hba_file, for the same reason
 //!     repmgr.conf, repmgrd.pid, repmgrd.log, postgres.log
+//!     rejoin.lock, rejoin.log  the event hook's rewind and rejoin of this node after it lost a failover
 //!   pgpool/
 //!     pgpool.conf pcp.conf pool_hba.conf pool_passwd pcppass pgpool.pid pgpool.log
 //!     run/                   pgpool's and pcp's sockets
@@ -133,6 +134,10 @@ impl NodeLayout {
     }
     pub fn postgres_log(&self) -> PathBuf {
         self.dir.join("postgres.log")
+    }
+    /// Held while the event hook rejoins this node after a promotion; apply waits for it.
+    pub fn rejoin_lock(&self) -> PathBuf {
+        self.dir.join("rejoin.lock")
     }
     pub fn postmaster_pid(&self) -> PathBuf {
         self.data().join("postmaster.pid")

@@ -197,6 +197,7 @@ pub async fn run(
     let shown = display_program(program, args);
     let mut cmd = service_command(program)?;
     cmd.args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -334,6 +335,29 @@ pub async fn terminate(pid: i32, comm: &str, grace: Duration) {
     if process_named(pid, comm) {
         // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Waits until nobody holds an flock on `path` (a missing file is free).
+/// False when it is still held after `within`.
+pub async fn wait_until_unlocked(path: &Path, within: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::File::open(path) else {
+        return true;
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        // SAFETY: a valid open descriptor; a lock taken here is released at once.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if taken {
+            // SAFETY: as above.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 

@@ -154,18 +154,31 @@ fn ports_free(base: u16) -> Result<(), u16> {
     Ok(())
 }
 
-/// A block of free consecutive ports, from the kernel's ephemeral choice
-/// downwards into the registered range where the kernel does not hand out
-/// ports by itself.
+/// Where the kernel's ephemeral ports begin (the first field of
+/// `ip_local_port_range`).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// A block of free consecutive ports from 10000 up to where the kernel's
+/// ephemeral ports begin. Below it on purpose: a client connecting to a dead
+/// node's port inside the ephemeral range can be given that very port as
+/// its own and connect to itself (TCP simultaneous open), then wait for ever.
+/// The starting block is picked at random so concurrent groups rarely collide.
 fn choose_port_base() -> Option<u16> {
+    const LOW: u16 = 10000;
+    let high = ephemeral_low().max(LOW + PORTS_PER_GROUP);
+    let blocks = (high - LOW) / PORTS_PER_GROUP;
     let seed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .ok()?
         .local_addr()
         .ok()?
         .port();
-    let start = 20000 + (seed % 20000);
-    (0..200u16)
-        .map(|i| 20000 + (start - 20000 + i * PORTS_PER_GROUP) % 20000)
+    (0..blocks)
+        .map(|i| LOW + ((seed % blocks + i) % blocks) * PORTS_PER_GROUP)
         .find(|b| ports_free(*b).is_ok())
 }
 

@@ -56,6 +56,8 @@ pub struct FailoverSettings {
     pub monitor_interval_secs: i64,
     pub reconnect_attempts: i64,
     pub reconnect_interval: i64,
+    /// Rewind and rejoin the fenced old primary right after a promotion.
+    pub rejoin_failed_primary: bool,
 }
 
 impl FailoverSettings {
@@ -65,6 +67,10 @@ impl FailoverSettings {
             monitor_interval_secs: int("monitor_interval_secs", 2),
             reconnect_attempts: int("reconnect_attempts", 3),
             reconnect_interval: int("reconnect_interval", 2),
+            rejoin_failed_primary: block
+                .attr("rejoin_failed_primary")
+                .as_bool()
+                .unwrap_or(true),
         }
     }
 }

@@ -174,7 +174,7 @@ pub async fn simple_rows(
 
 /// A primary's current timeline (as `timeline`), from the name of its
 /// current WAL file: right after a promotion, unlike pg_control_checkpoint().
-pub const CURRENT_TIMELINE_QUERY: &str = "SELECT ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::bigint::text AS timeline";
+pub const CURRENT_TIMELINE_QUERY: &str = super::render::CURRENT_TIMELINE_SQL;
 
 async fn observe_node(node: NodeLayout) -> NodeLive {
     let mut live = NodeLive {

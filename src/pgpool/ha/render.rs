@@ -313,9 +313,11 @@ pub fn pool_hba() -> String {
 }
 
 /// repmgr's `event_notification_command`, run as `SCRIPT NODE_ID EVENT SUCCESS`
-/// on the node where the event happened. After a promotion it tells pgpool at
-/// once which node is primary, instead of waiting for its next checks, and,
-/// when the group backs a Citus node, repoints the coordinator.
+/// on the node where the event happened. After a promotion it fences the old
+/// primary first (it must never serve writes again), tells pgpool at once
+/// which node is primary instead of waiting for its next checks, rejoins the
+/// old primary in the background when `rejoin_failed_primary` is on, and, when
+/// the group backs a Citus node, repoints the coordinator.
 pub fn event_script(spec: &GroupSpec, layout: &Layout) -> String {
     let p = layout.pgpool();
     let (citus_function, citus_call) = match &spec.citus {
@@ -325,14 +327,21 @@ pub fn event_script(spec: &GroupSpec, layout: &Layout) -> String {
         ),
         None => (String::new(), ""),
     };
+    let rejoin = if spec.failover.rejoin_failed_primary {
+        "rejoin_old_primary"
+    } else {
+        ":"
+    };
     format!(
         "#!/bin/sh\n\
          # Written by shardform (pgpool_ha). repmgr runs it for every event.\n\
          node_id=\"$1\" event=\"$2\" success=\"$3\"\n\
          [ \"$success\" = 1 ] || exit 0\n\
+         {fencing}\
          {citus_function}\
          case \"$event\" in\n\
          \x20 repmgrd_failover_promote|standby_promote)\n\
+         \x20   fence_old_primaries \"$node_id\" {rejoin} >>{log} 2>&1\n\
          \x20   # pgpool backend ids are repmgr node ids minus one.\n\
          \x20   PCPPASSFILE={pass} {PCP_BINDIR}/pcp_promote_node -h {sock} -p {pcp} -U {PCP_USER} -w -n \"$((node_id - 1))\" \\\n\
          \x20     >>{log} 2>&1 || true\n\
@@ -340,12 +349,143 @@ pub fn event_script(spec: &GroupSpec, layout: &Layout) -> String {
          \x20   ;;\n\
          esac\n\
          exit 0\n",
+        fencing = fencing_functions(layout),
         pass = p.pcppass().display(),
         sock = p.socket_dir().display(),
         pcp = p.pcp_port,
         log = p.event_log().display(),
     )
 }
+
+/// Shell functions of the event script: `node_of ID` (the node's directory
+/// and port), `fence_old_primaries NEW_ID THEN` and `rejoin_old_primary OLD_ID NEW_ID`.
+///
+/// Fencing: every other node with data and no `standby.signal` was primary
+/// before this promotion. A `standby.signal` written at once makes any restart
+/// of it (by hand, or of the whole group) come up read-only in recovery, and a
+/// postmaster of it still running is stopped. `THEN` is `rejoin_old_primary`
+/// or `:` (leave it fenced and down; the next plan shows its repair).
+///
+/// The rejoin runs detached (repmgrd waits for this script) under the node's
+/// `rejoin.lock`, which apply also waits for: crash recovery read-only, a clean
+/// stop (pg_rewind needs one), `repmgr node rejoin --force-rewind`, `standby
+/// register`, and the pgpool attach only once the node streams on the new
+/// primary's timeline. On any failure the node stays fenced and apply repairs it.
+fn fencing_functions(layout: &Layout) -> String {
+    let p = layout.pgpool();
+    let cases: String = (0..=MAX_STANDBYS)
+        .map(|slot| {
+            let node = layout.node(slot);
+            format!(
+                "    {}) dir={} port={} ;;\n",
+                repmgr_node_id(slot),
+                node.dir.display(),
+                node.port
+            )
+        })
+        .collect();
+    let ids: Vec<String> = (0..=MAX_STANDBYS).map(|s| repmgr_node_id(s).to_string()).collect();
+    FENCING_TEMPLATE
+        .replace("@CASES@", &cases)
+        .replace("@IDS@", &ids.join(" "))
+        .replace("@BIN@", PG_BINDIR)
+        .replace("@PCP@", &format!(
+            "PCPPASSFILE={} {PCP_BINDIR}/pcp_attach_node -h {} -p {} -U {PCP_USER} -w",
+            p.pcppass().display(),
+            p.socket_dir().display(),
+            p.pcp_port
+        ))
+        .replace("@HOST@", HOST)
+        .replace("@SUPERUSER@", SUPERUSER)
+        .replace("@REPMGR_DB@", REPMGR_DB)
+        .replace("@TIMELINE@", CURRENT_TIMELINE_SQL)
+        .replace("@LOG@", &p.event_log().display().to_string())
+}
+
+/// The primary's current timeline, from the name of its current WAL file.
+pub const CURRENT_TIMELINE_SQL: &str = "SELECT ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::bigint::text AS timeline";
+
+const FENCING_TEMPLATE: &str = r#"say() { echo "$(date '+%F %T') $*"; }
+node_of() {
+  case "$1" in
+@CASES@    *) return 1 ;;
+  esac
+}
+fence_old_primaries() {
+  new="$1" then="$2"
+  for old in @IDS@; do
+    [ "$old" = "$new" ] && continue
+    node_of "$old" || continue
+    [ -f "$dir/data/PG_VERSION" ] && [ ! -f "$dir/data/standby.signal" ] || continue
+    # Being rejoined already (repmgr reports one promotion twice): fenced.
+    flock -n "$dir/rejoin.lock" true 2>/dev/null || continue
+    : >"$dir/data/standby.signal"
+    if @BIN@/pg_ctl -D "$dir/data" status >/dev/null 2>&1; then
+      @BIN@/pg_ctl -D "$dir/data" -m immediate -w -t 60 stop >/dev/null 2>&1
+      say "node$((old - 1)) still ran as a primary: stopped"
+    fi
+    say "$event of node$((new - 1)): fenced node$((old - 1)), the old primary (standby.signal)"
+    "$then" "$old" "$new"
+  done
+}
+rejoin_old_primary() {
+  node_of "$2" || return 0
+  new_port="$port"
+  node_of "$1" || return 0
+  old_node="node$(($1 - 1))" new_node="node$(($2 - 1))" backend="$(($1 - 1))" upstream="$2"
+  (
+    exec 9>>"$dir/rejoin.lock"
+    flock -w 600 9 || { say "$old_node: rejoin lock busy, leaving it to apply"; exit 1; }
+    repmgr="@BIN@/repmgr -f $dir/repmgr.conf"
+    pg_ctl="@BIN@/pg_ctl -D $dir/data -l $dir/postgres.log -w -t 120"
+    sql() { @BIN@/psql -X -A -t -q -h @HOST@ -p "$1" -U @SUPERUSER@ -d @REPMGR_DB@ -c "$2" 2>/dev/null; }
+    # pg_rewind needs a clean shutdown. A crashed primary recovers in
+    # single-user mode (as pg_rewind itself would): no socket, so no client
+    # can write to it meanwhile, and it ends on its own timeline (recovery as
+    # a standby could leave a control file that pg_rewind misreads).
+    state=$(@BIN@/pg_controldata "$dir/data" 2>/dev/null | sed -n 's/^Database cluster state: *//p')
+    case "$state" in
+      "shut down"|"shut down in recovery") ;;
+      *)
+        rm -f "$dir/data/standby.signal"
+        @BIN@/postgres --single -D "$dir/data" -c archive_mode=off template1 </dev/null >>"$dir/rejoin.log" 2>&1 9>&-
+        recovered=$?
+        : >"$dir/data/standby.signal"
+        if [ "$recovered" != 0 ]; then
+          say "$old_node: crash recovery failed, it stays fenced and down (see $dir/rejoin.log); apply re-clones it"
+          exit 1
+        fi
+        ;;
+    esac
+    # pg_rewind reads the new primary's timeline from its control file, which
+    # only a checkpoint after the promotion brings up to date.
+    sql "$new_port" "CHECKPOINT" >/dev/null
+    if ! $repmgr node rejoin -d "host=@HOST@ port=$new_port user=@SUPERUSER@ dbname=@REPMGR_DB@ connect_timeout=2" \
+        --force-rewind --no-wait >>"$dir/rejoin.log" 2>&1 9>&-; then
+      say "$old_node: repmgr node rejoin failed, it stays fenced and down; apply re-clones it. $dir/rejoin.log ends:"
+      tail -n 8 "$dir/rejoin.log"
+      exit 1
+    fi
+    $pg_ctl status >/dev/null 2>&1 || $pg_ctl start >>"$dir/rejoin.log" 2>&1 9>&-
+    $repmgr standby register --force --upstream-node-id="$upstream" >>"$dir/rejoin.log" 2>&1
+    tries=0
+    while [ "$tries" -lt 60 ]; do
+      want=$(sql "$new_port" "@TIMELINE@")
+      got=$(sql "$port" "SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming'")
+      if [ -n "$got" ] && [ "$got" = "$want" ]; then
+        @PCP@ -n "$backend" >/dev/null 2>&1
+        say "$old_node: rewound and rejoined as a standby of $new_node, attached in pgpool"
+        exit 0
+      fi
+      tries=$((tries + 1))
+      sleep 1
+    done
+    say "$old_node: does not follow $new_node on its timeline (WAL past the promotion); read-only and detached, apply re-clones it"
+    exit 1
+  ) </dev/null >>@LOG@ 2>&1 &
+}
+
+"#;
 
 /// The coordinator's `pg_dist_node` row for this group, repointed at the
 /// promoted node: the primary row naming another node of the group (any
@@ -484,7 +624,41 @@ mod tests {
         let spec = spec();
         let script = event_script(&spec, &spec.layout());
         assert!(script.contains("pcp_promote_node -h /srv/g/pgpool/run -p 7001"));
-        assert!(!script.contains("psql") && !script.contains("repoint_citus"));
+        assert!(!script.contains("repoint_citus"));
+        assert_shell_syntax(&script);
+    }
+
+    fn assert_shell_syntax(script: &str) {
+        let checked = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "sh -n: {}\n{script}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+
+    #[test]
+    fn a_promotion_fences_the_old_primary_before_anything_else() {
+        let mut spec = spec();
+        let script = event_script(&spec, &spec.layout());
+        let fence = script.find("    fence_old_primaries \"$node_id\" rejoin_old_primary").unwrap();
+        assert!(fence < script.find("pcp_promote_node -h").unwrap(), "{script}");
+        assert!(script.contains("    1) dir=/srv/g/node0 port=7002 ;;\n"), "{script}");
+        assert!(script.contains("    9) dir=/srv/g/node8 port=7010 ;;\n"), "{script}");
+        // Servers started under the rejoin lock do not inherit it.
+        let starts: Vec<&str> = script
+            .lines()
+            .filter(|l| l.contains("$pg_ctl start") || l.contains("--force-rewind --no-wait") || l.contains("--single"))
+            .collect();
+        assert_eq!(starts.len(), 3, "{script}");
+        assert!(starts.iter().all(|l| l.contains("9>&-")), "{starts:?}");
+        spec.failover.rejoin_failed_primary = false;
+        let script = event_script(&spec, &spec.layout());
+        assert!(script.contains("    fence_old_primaries \"$node_id\" : >>"), "{script}");
+        assert_shell_syntax(&script);
     }
 
     #[test]
@@ -515,15 +689,7 @@ mod tests {
             script.find("repoint_citus() {").unwrap()
                 < script.find("    repoint_citus \"$node_id\"").unwrap()
         );
-        let checked = std::process::Command::new("sh")
-            .args(["-n", "-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            checked.status.success(),
-            "sh -n: {}\n{script}",
-            String::from_utf8_lossy(&checked.stderr)
-        );
+        assert_shell_syntax(&script);
     }
 
     #[test]

@@ -171,7 +171,19 @@ fn failover_block() -> NestedBlock {
     let block = Block::new("How quickly repmgrd declares the primary dead and promotes a standby: about `monitor_interval_secs + reconnect_attempts * reconnect_interval` seconds.")
         .attribute(seconds("monitor_interval_secs", "Seconds between repmgrd's checks of its upstream.", 2, 1, 600))
         .attribute(seconds("reconnect_attempts", "Reconnection attempts before the primary is considered dead.", 3, 0, 100))
-        .attribute(seconds("reconnect_interval", "Seconds between those attempts.", 2, 1, 600));
+        .attribute(seconds("reconnect_interval", "Seconds between those attempts.", 2, 1, 600))
+        .attribute(
+            Attribute::optional("rejoin_failed_primary", Type::Bool)
+                .describe(
+                    "After a promotion the failed primary is always fenced: a `standby.signal` in its data directory \
+                     makes any restart (by hand, or of the whole group) come up read-only, and a postmaster of it that \
+                     still runs is stopped. With this on, the event hook then rewinds it (`repmgr node rejoin \
+                     --force-rewind`) and rejoins it as a standby in the background, attached in pgpool once it streams, \
+                     so a failover leaves a whole group and the next plan is empty. Off: it stays fenced and down for \
+                     inspection, and the next plan shows its repair. Defaults to `true`.",
+                )
+                .default(true),
+        );
     NestedBlock::single("failover_settings", block)
 }
 
@@ -294,7 +306,7 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("postgresql_settings", Type::map(Type::String))
-            .describe("PostgreSQL parameters written into every node's configuration file (outside the data directory, so failover, rejoin and re-clone keep them). Applied with a reload; a parameter that needs a restart takes effect at the nodes' next restart.")
+            .describe("PostgreSQL parameters written into every node's configuration file (outside the data directory, so failover, rejoin and re-clone keep them). Applied with a reload; a parameter that needs a restart (`pg_settings.pending_restart`) restarts the nodes that report it, standbys first, then the primary with repmgrd paused (no failover), as the plan warns.")
             .validate(PostgresqlSettings),
     )
     .attribute(
