@@ -11,4 +11,5 @@ mod citus_distributed_table;
 mod docs;
 mod pgpool_ha;
 mod pgpool_ha_restart;
+mod pgpool_ha_auth;
 mod pgpool_ha_import;

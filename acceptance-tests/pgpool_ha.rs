@@ -203,10 +203,20 @@ resource "pgpool_ha" "g" {{
 
 /// SHOW POOL_NODES as (node_id, status, role, select_cnt).
 pub(crate) fn pool_nodes(endpoint: u16) -> Vec<(String, String, String, i64)> {
-    sql_ok(endpoint, "SHOW POOL_NODES")
+    try_pool_nodes(endpoint).unwrap_or_else(|e| panic!("SHOW POOL_NODES on port {endpoint}: {e}"))
+}
+
+/// For waits: pgpool drops sessions while it handles a failover.
+fn try_pool_nodes(endpoint: u16) -> Result<Vec<(String, String, String, i64)>, String> {
+    Ok(sql(endpoint, "SHOW POOL_NODES")?
         .into_iter()
         .map(|r| (r[0].clone().unwrap(), r[3].clone().unwrap(), r[6].clone().unwrap(), r[8].clone().unwrap().parse().unwrap()))
-        .collect()
+        .collect())
+}
+
+/// Every pgpool backend attached (up or waiting), once pgpool answers.
+fn all_attached(endpoint: u16) -> bool {
+    try_pool_nodes(endpoint).is_ok_and(|nodes| nodes.iter().all(|p| p.1 == "up" || p.1 == "waiting"))
 }
 
 fn assert_detached_from_terraform(group: &Group) {
@@ -434,7 +444,7 @@ fn pgpool_ha_failover_fencing_and_rejoin() {
     let newer_primary = kill_primary_under_load(&group, &killed, &others);
     wait_until("the failed primary rejoined and attached by the event hook", Duration::from_secs(120), || {
         sql(killed_port, "SELECT pg_is_in_recovery()").is_ok_and(|r| r[0][0].as_deref() == Some("t"))
-            && pool_nodes(endpoint).iter().all(|p| p.1 == "up" || p.1 == "waiting")
+            && all_attached(endpoint)
     });
     eprintln!(
         "pgpool_ha: {killed} rejoined as a standby and attached {:.1?} after kill -9; event log:\n{}",
@@ -690,7 +700,7 @@ fn pgpool_ha_citus_worker_failover_repoints_the_coordinator() {
     // without Terraform, and citus_cluster follows the new primary.
     wait_until("node0 rejoined and attached by the event hook", Duration::from_secs(120), || {
         sql(port0, "SELECT pg_is_in_recovery()").is_ok_and(|r| r[0][0].as_deref() == Some("t"))
-            && pool_nodes(w1_endpoint).iter().all(|p| p.1 == "up" || p.1 == "waiting")
+            && all_attached(w1_endpoint)
     });
     eprintln!("pgpool_ha+citus: node0 rejoined as a standby {:.1?} after the kill", killed_at.elapsed());
     tf.assert_plan_empty();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::framework::{poll_until, AttrPath, Context, Diagnostics, WaitError};
-use crate::sql::quote_ident;
+use crate::sql::{quote_ident, quote_literal};
 
 use super::layout::{node_name, repmgr_node_id, Layout, NodeLayout, MARKER};
 use super::local::{
@@ -151,8 +151,16 @@ fn prepare_base(spec: &GroupSpec) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What `prepare_pgpool_files` changed.
+struct PgpoolFiles {
+    /// pgpool.conf: pgpool must restart.
+    conf_changed: bool,
+    /// The superuser's password (pool_passwd written or removed).
+    password_changed: bool,
+}
+
 /// The PCP password: made once, kept in files only the service user reads.
-async fn prepare_pgpool_files(spec: &GroupSpec, layout: &Layout) -> Result<bool, Failure> {
+async fn prepare_pgpool_files(spec: &GroupSpec, layout: &Layout) -> Result<PgpoolFiles, Failure> {
     let p = layout.pgpool();
     make_dir(&p.dir)?;
     make_dir(&p.socket_dir())?;
@@ -167,6 +175,16 @@ async fn prepare_pgpool_files(spec: &GroupSpec, layout: &Layout) -> Result<bool,
         write_file(&p.pcppass(), &render::pcppass(&password), 0o600)?;
     }
     write_file(&p.hba(), &render::pool_hba(), 0o600)?;
+    let password_changed = match &spec.superuser_password {
+        Some(password) => write_file(&p.pool_passwd(), &render::pool_passwd(password), 0o600)?,
+        None if p.pool_passwd().exists() => {
+            std::fs::remove_file(p.pool_passwd())
+                .map_err(io_error(&p.pool_passwd(), "remove"))
+                .map_err(Failure::from)?;
+            true
+        }
+        None => false,
+    };
     match spec.citus.as_ref().and_then(render::citus_pgpass) {
         Some(pgpass) => {
             write_file(&p.citus_pgpass(), &pgpass, 0o600)?;
@@ -183,11 +201,46 @@ async fn prepare_pgpool_files(spec: &GroupSpec, layout: &Layout) -> Result<bool,
         &render::event_script(spec, layout),
         0o700,
     )?;
-    Ok(write_file(
-        &p.conf(),
-        &render::pgpool_conf(spec, layout),
-        0o600,
-    )?)
+    let conf_changed = write_file(&p.conf(), &render::pgpool_conf(spec, layout), 0o600)?;
+    Ok(PgpoolFiles {
+        conf_changed,
+        password_changed,
+    })
+}
+
+/// The `postgres` role's password, set on the primary (standbys replicate
+/// it) as a SCRAM verifier computed here, so the clear password never
+/// reaches the server, its logs or `pg_stat_activity`. Set when the
+/// configured password changed (`force`) or the role has none; removed when
+/// no longer configured.
+async fn ensure_superuser_password(spec: &GroupSpec, node: &NodeLayout, force: bool) -> Result<(), Failure> {
+    let client = connect_node(node).await.ok_or_else(|| {
+        Failure::general("Cannot connect to the primary", format!("{} does not answer on its socket.", node.name()))
+    })?;
+    let query_failed = |e: tokio_postgres::Error| {
+        Failure::general("Cannot set the superuser password", crate::sql::SqlError::from(e).message)
+    };
+    let rows = observe::simple_rows(
+        &client,
+        "SELECT (rolpassword IS NOT NULL)::text AS has FROM pg_catalog.pg_authid WHERE rolname = 'postgres'",
+    )
+    .await
+    .map_err(query_failed)?;
+    let has_password = rows.first().and_then(|r| r.get("has").cloned().flatten()).as_deref() == Some("true");
+    let statement = match &spec.superuser_password {
+        Some(password) if force || !has_password => {
+            let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+            format!("ALTER ROLE {} PASSWORD {}", quote_ident(SUPERUSER), quote_literal(&verifier))
+        }
+        None if has_password => format!("ALTER ROLE {} PASSWORD NULL", quote_ident(SUPERUSER)),
+        _ => return Ok(()),
+    };
+    log::info!("setting the password of {SUPERUSER} on {}", node.name());
+    // Not even the verifier goes to the server log.
+    client
+        .batch_execute(&format!("SET log_statement = 'none'; {statement}; RESET log_statement"))
+        .await
+        .map_err(query_failed)
 }
 
 /// With Citus, every node serves TLS (see `render::node_conf`): one
@@ -219,7 +272,7 @@ fn write_node_files(spec: &GroupSpec, layout: &Layout, slot: usize) -> Result<bo
         &render::node_conf(spec, layout, slot),
         0o600,
     )?;
-    let hba_changed = write_file(&node.hba(), &render::pg_hba(), 0o600)?;
+    let hba_changed = write_file(&node.hba(), &render::pg_hba(spec), 0o600)?;
     write_file(
         &node.repmgr_conf(),
         &render::repmgr_conf(spec, layout, slot),
@@ -333,7 +386,7 @@ async fn bootstrap_primary(
         write_file(&conf, &text, 0o600)?;
     }
     start_node(&node, deadline).await?;
-    let client = connect_node(node.port).await.ok_or_else(|| {
+    let client = connect_node(&node).await.ok_or_else(|| {
         Failure::general(
             "Cannot connect to the new primary",
             format!(
@@ -394,11 +447,12 @@ async fn clone_standby(
     }
     log::info!("cloning {} from {}", node.name(), source.name());
     let port = source.port.to_string();
+    let socket = source.socket_dir().display().to_string();
     repmgr(
         &node,
         &[
             "-h",
-            super::layout::HOST,
+            &socket,
             "-p",
             &port,
             "-U",
@@ -458,12 +512,12 @@ async fn rejoin(
     stop_node(&node, deadline).await?;
     // pg_rewind reads the primary's timeline from its control file, which only
     // a checkpoint after a promotion brings up to date.
-    if let Some(client) = connect_node(layout.node(primary).port).await {
+    if let Some(client) = connect_node(&layout.node(primary)).await {
         if let Err(e) = client.simple_query("CHECKPOINT").await {
             log::warn!("CHECKPOINT on {} before the rewind: {e}", node_name(primary));
         }
     }
-    let conninfo = render::node_conninfo(layout.node(primary).port, REPMGR_DB);
+    let conninfo = render::node_conninfo(&layout.node(primary), REPMGR_DB);
     log::info!(
         "rejoining {} to {} with pg_rewind",
         node.name(),
@@ -559,7 +613,7 @@ impl Replication {
 /// `None` while the node has no WAL receiver (or either node does not answer).
 async fn replication_state(layout: &Layout, slot: usize, primary: usize) -> Option<Replication> {
     let wanted = layout.node(primary).port;
-    let (standby, source) = (connect_node(layout.node(slot).port).await?, connect_node(wanted).await?);
+    let (standby, source) = (connect_node(&layout.node(slot)).await?, connect_node(&layout.node(primary)).await?);
     let rows = observe::simple_rows(
         &standby,
         "SELECT status, sender_port::text AS p, received_tli::text AS tli FROM pg_catalog.pg_stat_wal_receiver",
@@ -732,13 +786,14 @@ async fn reconcile_pgpool(
     deadline: &Deadline,
 ) -> Result<GroupLive, Failure> {
     let slots: Vec<usize> = spec.slots().collect();
-    let port = layout.pgpool().port;
+    let pgpool = layout.pgpool();
+    let pgpool = &pgpool;
     poll_until(
         &ctx.stop,
         deadline.left().min(Duration::from_secs(60)),
         Duration::from_millis(300),
         "pgpool to answer",
-        || async move { Ok::<_, String>(observe::pool_nodes(port).await) },
+        || async move { Ok::<_, String>(observe::pool_nodes(pgpool).await) },
     )
     .await
     .map_err(|e| wait_failure("pgpool to answer on its port", e))?;
@@ -816,7 +871,14 @@ pub async fn converge(
     let layout = spec.layout();
     prepare_base(spec)?;
     prepare_tls(spec, &layout)?;
-    let pgpool_conf_changed = prepare_pgpool_files(spec, &layout).await?;
+    let files = prepare_pgpool_files(spec, &layout).await?;
+    let mut pgpool_conf_changed = files.conf_changed;
+    // A new password reaches pgpool before the nodes ask for it.
+    if files.password_changed && live_pid(&layout.pgpool().pid(), "pgpool").is_some() {
+        stop_pgpool(&layout, deadline).await?;
+        start_pgpool(&layout).await?;
+        pgpool_conf_changed = false;
+    }
     let mut slots: Vec<usize> = spec.slots().collect();
     for s in observe::slots_on_disk(&layout) {
         if !slots.contains(&s) {
@@ -873,6 +935,8 @@ pub async fn converge(
         ));
     }
     check_stop(ctx)?;
+    // Before pg_hba.conf asks TCP clients for it.
+    ensure_superuser_password(spec, &layout.node(primary), files.password_changed).await?;
     if conf_changed.contains(&primary) {
         pg_ctl(&layout.node(primary), "reload", deadline)
             .await
@@ -1006,11 +1070,11 @@ fn names(pending: &[PendingSetting]) -> String {
 
 /// Parameters changed in the node's files that wait for a restart; empty
 /// when there are none or the node does not answer.
-async fn pending_restart(port: u16) -> Vec<PendingSetting> {
+async fn pending_restart(node: &NodeLayout) -> Vec<PendingSetting> {
     const QUERY: &str = "SELECT s.name, s.setting AS running, \
         (SELECT f.setting FROM pg_catalog.pg_file_settings f WHERE f.name = s.name AND f.error IS NULL ORDER BY f.seqno DESC LIMIT 1) AS wanted \
         FROM pg_catalog.pg_settings s WHERE s.pending_restart ORDER BY s.name";
-    let Some(client) = connect_node(port).await else {
+    let Some(client) = connect_node(node).await else {
         return Vec::new();
     };
     observe::simple_rows(&client, QUERY)
@@ -1049,7 +1113,7 @@ async fn restart_pending(
     }
     let mut pending = std::collections::BTreeMap::new();
     for slot in spec.slots() {
-        let found = pending_restart(layout.node(slot).port).await;
+        let found = pending_restart(&layout.node(slot)).await;
         if !found.is_empty() {
             pending.insert(slot, found);
         }
@@ -1092,7 +1156,7 @@ async fn replayed_everywhere(
     primary: usize,
     deadline: &Deadline,
 ) -> Result<(), Failure> {
-    let client = connect_node(layout.node(primary).port).await.ok_or_else(|| {
+    let client = connect_node(&layout.node(primary)).await.ok_or_else(|| {
         Failure::general("Cannot connect to the primary", format!("{} does not answer after its restart.", node_name(primary)))
     })?;
     let rows = observe::simple_rows(&client, "SELECT pg_catalog.pg_current_wal_lsn()::text AS lsn")
@@ -1104,7 +1168,7 @@ async fn replayed_everywhere(
         let what = format!("{} to replay the restarted primary's WAL", node_name(slot));
         let query = query.as_str();
         poll_until(&ctx.stop, deadline.left().min(Duration::from_secs(120)), Duration::from_millis(200), &what, || async move {
-            let Some(standby) = connect_node(layout.node(slot).port).await else {
+            let Some(standby) = connect_node(&layout.node(slot)).await else {
                 return Ok::<_, String>(None);
             };
             let rows = observe::simple_rows(&standby, query).await.unwrap_or_default();
@@ -1154,8 +1218,12 @@ async fn pgpool_health_checks(
         .await
         .map_err(step("reload pgpool"))?;
     if !on {
-        // Each health check process rereads the file when the reload reaches it.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Each health check process rereads the file when the reload reaches
+        // it, between two checks: give a check in flight time to finish, and
+        // a busy machine time to pass the signal on.
+        let s = &spec.pgpool;
+        let settle = (s.health_check_period + s.health_check_timeout).clamp(3, 15);
+        tokio::time::sleep(Duration::from_secs(settle as u64)).await;
     }
     Ok(())
 }
@@ -1313,7 +1381,7 @@ async fn repmgrd_sees_primary_again(
         async move {
             for slot in standbys {
                 let since = restarted.elapsed().as_secs() as i64;
-                let Ok(client) = observe::node_settings(layout.node(slot).port, REPMGR_DB).connect().await else {
+                let Ok(client) = observe::node_settings(&layout.node(slot), REPMGR_DB).connect().await else {
                     continue;
                 };
                 let seen = observe::simple_rows(&client, "SELECT repmgr.get_upstream_last_seen()::text AS s").await;
@@ -1354,7 +1422,7 @@ async fn remove_node(
     {
         log::warn!("repmgr could not unregister {}: {e}", node.name());
     }
-    if let Some(client) = connect_node(layout.node(primary).port).await {
+    if let Some(client) = connect_node(&layout.node(primary)).await {
         let slot_name = format!("repmgr_slot_{id}");
         let _ = client
             .execute(

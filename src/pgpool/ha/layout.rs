@@ -164,6 +164,10 @@ impl PgpoolLayout {
     pub fn hba(&self) -> PathBuf {
         self.dir.join("pool_hba.conf")
     }
+    /// The superuser's password for pgpool, when the group has one.
+    pub fn pool_passwd(&self) -> PathBuf {
+        self.dir.join("pool_passwd")
+    }
     pub fn pcppass(&self) -> PathBuf {
         self.dir.join("pcppass")
     }

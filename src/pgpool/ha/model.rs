@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cty::Value;
 use crate::framework::timeouts;
+use crate::sql::Secret;
 
 use super::layout::Layout;
 
@@ -136,6 +137,8 @@ pub struct GroupSpec {
     pub deletion_protection: bool,
     /// Set when the group backs a Citus node.
     pub citus: Option<CitusSpec>,
+    /// The `postgres` role's password; TCP connections need it when set.
+    pub superuser_password: Option<Secret>,
     /// The value's configurable, non-sensitive attributes, saved for import.
     pub configuration: Value,
 }
@@ -175,6 +178,10 @@ impl GroupSpec {
             failover: FailoverSettings::from_value(value.attr("failover_settings")),
             deletion_protection: value.attr("deletion_protection").as_bool().unwrap_or(true),
             citus: CitusSpec::from_value(value.attr("citus")),
+            superuser_password: value
+                .attr("superuser_password")
+                .as_str()
+                .map(Secret::new),
             configuration: super::import::configuration(value),
         }
     }

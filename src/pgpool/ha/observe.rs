@@ -10,7 +10,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::sql::{ConnectionSettings, SslMode};
 
-use super::layout::{node_name, Layout, NodeLayout, HOST};
+use super::layout::{node_name, Layout, NodeLayout, PgpoolLayout, HOST};
 use super::local::live_pid;
 use super::render::SUPERUSER;
 
@@ -134,10 +134,12 @@ impl GroupLive {
     }
 }
 
-pub fn node_settings(port: u16, database: &str) -> ConnectionSettings {
+/// The provider reaches a node over its unix socket (directory mode 0700,
+/// trusted in pg_hba.conf), so it needs no password even when TCP asks for one.
+pub fn node_settings(node: &NodeLayout, database: &str) -> ConnectionSettings {
     ConnectionSettings {
-        host: HOST.into(),
-        port,
+        host: node.socket_dir().display().to_string(),
+        port: node.port,
         database: database.into(),
         user: SUPERUSER.into(),
         password: None,
@@ -147,8 +149,8 @@ pub fn node_settings(port: u16, database: &str) -> ConnectionSettings {
     }
 }
 
-pub async fn connect_node(port: u16) -> Option<Client> {
-    node_settings(port, "postgres").connect().await.ok()
+pub async fn connect_node(node: &NodeLayout) -> Option<Client> {
+    node_settings(node, "postgres").connect().await.ok()
 }
 
 /// Rows of a simple query as text, by column name.
@@ -188,7 +190,7 @@ async fn observe_node(node: NodeLayout) -> NodeLive {
     if !live.running {
         return live;
     }
-    let Some(client) = connect_node(node.port).await else {
+    let Some(client) = connect_node(&node).await else {
         return live;
     };
     const QUERY: &str = "SELECT pg_catalog.pg_is_in_recovery()::text AS recovery, \
@@ -208,8 +210,8 @@ async fn observe_node(node: NodeLayout) -> NodeLive {
     live
 }
 
-async fn replication_delays(port: u16) -> BTreeMap<String, i64> {
-    let Some(client) = connect_node(port).await else {
+async fn replication_delays(node: &NodeLayout) -> BTreeMap<String, i64> {
+    let Some(client) = connect_node(node).await else {
         return BTreeMap::new();
     };
     const QUERY: &str = "SELECT application_name, \
@@ -228,8 +230,21 @@ async fn replication_delays(port: u16) -> BTreeMap<String, i64> {
         .collect()
 }
 
-pub async fn pool_nodes(port: u16) -> Option<Vec<PoolNode>> {
-    let client = connect_node(port).await?;
+/// `SHOW POOL_NODES` through the endpoint, as the superuser: with a
+/// `superuser_password`, pgpool authenticates it from `pool_passwd`, where
+/// the password is read from.
+pub async fn pool_nodes(pgpool: &PgpoolLayout) -> Option<Vec<PoolNode>> {
+    let settings = ConnectionSettings {
+        host: HOST.into(),
+        port: pgpool.port,
+        database: "postgres".into(),
+        user: SUPERUSER.into(),
+        password: super::render::read_pool_password(&pgpool.pool_passwd()).map(crate::sql::Secret::new),
+        sslmode: SslMode::Disable,
+        connect_timeout: Duration::from_secs(3),
+        ..ConnectionSettings::default()
+    };
+    let client = settings.connect().await.ok()?;
     let rows = simple_rows(&client, "SHOW POOL_NODES").await.ok()?;
     Some(
         rows.into_iter()
@@ -261,12 +276,12 @@ pub async fn observe(layout: &Layout, slots: &[usize]) -> GroupLive {
     let pgpool = layout.pgpool();
     let pgpool_running = live_pid(&pgpool.pid(), "pgpool").is_some();
     let pool_nodes = if pgpool_running {
-        pool_nodes(pgpool.port).await
+        pool_nodes(&pgpool).await
     } else {
         None
     };
     let delays = match primary {
-        Some(p) => replication_delays(nodes[&p].port).await,
+        Some(p) => replication_delays(&layout.node(p)).await,
         None => BTreeMap::new(),
     };
     GroupLive {

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::layout::{node_name, repmgr_node_id, Layout, HOST, MAX_STANDBYS};
+use super::layout::{node_name, repmgr_node_id, Layout, NodeLayout, HOST, MAX_STANDBYS};
+use crate::sql::Secret;
 use super::model::{CitusSpec, GroupSpec};
 
 /// PostgreSQL's programs (initdb, pg_ctl, repmgr, repmgrd).
@@ -117,21 +118,66 @@ pub fn synchronous_standby_names(spec: &GroupSpec) -> String {
     format!("ANY 1 ({})", names.join(", "))
 }
 
-/// Loopback only; trust, because only the service user can reach the
-/// sockets and every TCP listener is on 127.0.0.1.
-pub fn pg_hba() -> String {
+/// Unix sockets are trusted: their directories (mode 0700) are reachable
+/// only by the service user and root, and the provider, repmgr and
+/// replication use them. TCP (loopback only) is trusted too without a
+/// `superuser_password`, and asks for SCRAM with one.
+pub fn pg_hba(spec: &GroupSpec) -> String {
+    let tcp = if spec.superuser_password.is_some() {
+        "scram-sha-256"
+    } else {
+        "trust"
+    };
     format!(
         "# Written by shardform (pgpool_ha).\n\
          local all all trust\n\
          local replication all trust\n\
-         host all all {HOST}/32 trust\n\
-         host replication all {HOST}/32 trust\n"
+         host all all {HOST}/32 {tcp}\n\
+         host replication all {HOST}/32 {tcp}\n"
     )
 }
 
-pub fn node_conninfo(port: u16, dbname: &str) -> String {
-    format!("host={HOST} port={port} user={SUPERUSER} dbname={dbname} connect_timeout=2")
+/// How repmgr (and so every standby's `primary_conninfo`, pg_basebackup and
+/// pg_rewind) reaches a node: its unix socket, which needs no password.
+pub fn node_conninfo(node: &NodeLayout, dbname: &str) -> String {
+    format!(
+        "host={} port={} user={SUPERUSER} dbname={dbname} connect_timeout=2",
+        node.socket_dir().display(),
+        node.port
+    )
 }
+
+/// `pool_passwd`: the superuser's password in clear (`TEXT`), which pgpool
+/// needs to answer the nodes' SCRAM for it, its health checks and its
+/// streaming checks included. Fields are separated by `:`, so `\\` and `:`
+/// are escaped with a backslash, as pgpool reads them. Mode 0600, read only
+/// by the service user.
+pub fn pool_passwd(password: &Secret) -> String {
+    let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
+    format!("{SUPERUSER}:TEXT{escaped}\n")
+}
+
+/// The superuser's password from a `pool_passwd` written by [`pool_passwd`].
+pub fn read_pool_password(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let escaped = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{SUPERUSER}:TEXT")))?;
+    let mut password = String::new();
+    let mut chars = escaped.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => password.extend(chars.next()),
+            ':' => break,
+            c => password.push(c),
+        }
+    }
+    Some(password)
+}
+
+/// pgpool reads at most 128 bytes of a `pool_passwd` field (`TEXT` included);
+/// escapes can double a password's length.
+pub const MAX_PASSWORD_LEN: usize = 60;
 
 pub fn repmgr_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
     let node = layout.node(slot);
@@ -146,7 +192,7 @@ pub fn repmgr_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
         ("node_name", quote_conf(&node.name())),
         (
             "conninfo",
-            quote_conf(&node_conninfo(node.port, super::render::REPMGR_DB)),
+            quote_conf(&node_conninfo(&node, REPMGR_DB)),
         ),
         ("data_directory", quote_conf(&data)),
         ("pg_bindir", quote_conf(PG_BINDIR)),
@@ -229,7 +275,21 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
         ("log_destination".into(), quote_conf("stderr")),
         ("logging_collector".into(), "off".into()),
         ("enable_pool_hba".into(), "off".into()),
-        ("pool_passwd".into(), quote_conf("")),
+        // With a superuser password, pgpool authenticates the superuser from
+        // pool_passwd (and uses it for its own checks, whose passwords are
+        // left empty for that); other roles send their password in clear to
+        // pgpool over loopback, which answers the nodes' SCRAM with it.
+        (
+            "pool_passwd".into(),
+            match spec.superuser_password {
+                Some(_) => dir(p.pool_passwd()),
+                None => quote_conf(""),
+            },
+        ),
+        (
+            "allow_clear_text_frontend_auth".into(),
+            on_off(spec.superuser_password.is_some()),
+        ),
         ("num_init_children".into(), s.num_init_children.to_string()),
         ("max_pool".into(), s.max_pool.to_string()),
         ("load_balance_mode".into(), on_off(s.load_balance_mode)),
@@ -266,9 +326,10 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
         ("failover_on_backend_error".into(), "off".into()),
         ("search_primary_node_timeout".into(), "0".into()),
         ("auto_failback".into(), "off".into()),
-        // A second primary (an old one restarted by hand) that no standby
-        // follows is detached: pgpool never writes to it.
-        ("detach_false_primary".into(), "on".into()),
+        // Off: standbys stream over unix sockets, so pgpool cannot match a
+        // standby's upstream to a backend and would see no primary followed.
+        // Fencing keeps an old primary from ever coming back writable.
+        ("detach_false_primary".into(), "off".into()),
     ];
     let mut out = String::from("# Written by shardform (pgpool_ha); a change restarts pgpool.\n");
     for (k, v) in entries {
@@ -395,7 +456,6 @@ fn fencing_functions(layout: &Layout) -> String {
             p.socket_dir().display(),
             p.pcp_port
         ))
-        .replace("@HOST@", HOST)
         .replace("@SUPERUSER@", SUPERUSER)
         .replace("@REPMGR_DB@", REPMGR_DB)
         .replace("@TIMELINE@", CURRENT_TIMELINE_SQL)
@@ -430,7 +490,7 @@ fence_old_primaries() {
 }
 rejoin_old_primary() {
   node_of "$2" || return 0
-  new_port="$port"
+  new_port="$port" new_sock="$dir/run"
   node_of "$1" || return 0
   old_node="node$(($1 - 1))" new_node="node$(($2 - 1))" backend="$(($1 - 1))" upstream="$2"
   (
@@ -438,7 +498,8 @@ rejoin_old_primary() {
     flock -w 600 9 || { say "$old_node: rejoin lock busy, leaving it to apply"; exit 1; }
     repmgr="@BIN@/repmgr -f $dir/repmgr.conf"
     pg_ctl="@BIN@/pg_ctl -D $dir/data -l $dir/postgres.log -w -t 120"
-    sql() { @BIN@/psql -X -A -t -q -h @HOST@ -p "$1" -U @SUPERUSER@ -d @REPMGR_DB@ -c "$2" 2>/dev/null; }
+    # Over each node's unix socket (trusted; no password needed): SQL PORT SOCKET_DIR QUERY.
+    sql() { @BIN@/psql -X -A -t -q -h "$2" -p "$1" -U @SUPERUSER@ -d @REPMGR_DB@ -c "$3" 2>/dev/null; }
     # pg_rewind needs a clean shutdown. A crashed primary recovers in
     # single-user mode (as pg_rewind itself would): no socket, so no client
     # can write to it meanwhile, and it ends on its own timeline (recovery as
@@ -459,8 +520,8 @@ rejoin_old_primary() {
     esac
     # pg_rewind reads the new primary's timeline from its control file, which
     # only a checkpoint after the promotion brings up to date.
-    sql "$new_port" "CHECKPOINT" >/dev/null
-    if ! $repmgr node rejoin -d "host=@HOST@ port=$new_port user=@SUPERUSER@ dbname=@REPMGR_DB@ connect_timeout=2" \
+    sql "$new_port" "$new_sock" "CHECKPOINT" >/dev/null
+    if ! $repmgr node rejoin -d "host=$new_sock port=$new_port user=@SUPERUSER@ dbname=@REPMGR_DB@ connect_timeout=2" \
         --force-rewind --no-wait >>"$dir/rejoin.log" 2>&1 9>&-; then
       say "$old_node: repmgr node rejoin failed, it stays fenced and down; apply re-clones it. $dir/rejoin.log ends:"
       tail -n 8 "$dir/rejoin.log"
@@ -470,8 +531,8 @@ rejoin_old_primary() {
     $repmgr standby register --force --upstream-node-id="$upstream" >>"$dir/rejoin.log" 2>&1
     tries=0
     while [ "$tries" -lt 60 ]; do
-      want=$(sql "$new_port" "@TIMELINE@")
-      got=$(sql "$port" "SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming'")
+      want=$(sql "$new_port" "$new_sock" "@TIMELINE@")
+      got=$(sql "$port" "$dir/run" "SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming'")
       if [ -n "$got" ] && [ "$got" = "$want" ]; then
         @PCP@ -n "$backend" >/dev/null 2>&1
         say "$old_node: rewound and rejoined as a standby of $new_node, attached in pgpool"
@@ -716,6 +777,35 @@ mod tests {
     }
 
     #[test]
+    fn a_superuser_password_makes_tcp_ask_for_scram_and_feeds_pgpool() {
+        let mut spec = spec();
+        assert!(pg_hba(&spec).contains("host all all 127.0.0.1/32 trust\n"));
+        assert!(pgpool_conf(&spec, &spec.layout()).contains("pool_passwd = ''\n"));
+        spec.superuser_password = Some(Secret::new("s3cr:et"));
+        let hba = pg_hba(&spec);
+        assert!(hba.contains("local all all trust\nlocal replication all trust\n"), "{hba}");
+        assert!(hba.contains("host all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n"), "{hba}");
+        let conf = pgpool_conf(&spec, &spec.layout());
+        assert!(conf.contains("pool_passwd = '/srv/g/pgpool/pool_passwd'\n"), "{conf}");
+        assert!(conf.contains("allow_clear_text_frontend_auth = on\n"), "{conf}");
+        // The password is in pool_passwd only, never in pgpool.conf, the event script or repmgr.conf.
+        assert!(!conf.contains("s3cr"));
+        assert!(!event_script(&spec, &spec.layout()).contains("s3cr"));
+        assert!(!repmgr_conf(&spec, &spec.layout(), 1).contains("s3cr"));
+        let file = pool_passwd(spec.superuser_password.as_ref().unwrap());
+        assert_eq!(file, "postgres:TEXTs3cr\\:et\n");
+        let tricky = Secret::new(r"a\b:c");
+        assert_eq!(pool_passwd(&tricky), "postgres:TEXTa\\\\b\\:c\n");
+        let dir = std::env::temp_dir().join(format!("shardform-pool-passwd-{}", std::process::id()));
+        std::fs::write(&dir, &file).unwrap();
+        assert_eq!(read_pool_password(&dir).as_deref(), Some("s3cr:et"));
+        std::fs::write(&dir, pool_passwd(&tricky)).unwrap();
+        assert_eq!(read_pool_password(&dir).as_deref(), Some(r"a\b:c"));
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(format!("{spec:?}").matches("s3cr").count(), 0, "Debug shows the password");
+    }
+
+    #[test]
     fn conf_values_are_quoted() {
         assert_eq!(quote_conf("it's"), "'it''s'");
         assert_eq!(quote_conf(r"a\b"), r"'a\\b'");
@@ -768,6 +858,6 @@ mod tests {
         assert!(conf.contains(
             "promote_command='/usr/lib/postgresql/15/bin/repmgr -f /srv/g/node2/repmgr.conf"
         ));
-        assert!(conf.contains("conninfo='host=127.0.0.1 port=7004 user=postgres dbname=repmgr"));
+        assert!(conf.contains("conninfo='host=/srv/g/node2/run port=7004 user=postgres dbname=repmgr"));
     }
 }

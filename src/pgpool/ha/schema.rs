@@ -204,6 +204,24 @@ impl Validator for ConnectionText {
     }
 }
 
+/// The superuser password: one line, short enough for pgpool's `pool_passwd`.
+struct SuperuserPassword;
+
+impl Validator for SuperuserPassword {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        let Some(s) = value.as_str() else { return };
+        let max = super::render::MAX_PASSWORD_LEN;
+        if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
+            // Never echo the value: it is a secret.
+            diags.error_at(
+                path.clone(),
+                "Invalid password",
+                format!("{path} must be 1 to {max} bytes of printable characters (pgpool keeps it in pool_passwd, whose fields are at most 128 bytes)."),
+            );
+        }
+    }
+}
+
 fn citus_block() -> NestedBlock {
     let text = |name: &'static str, what: &str| {
         Attribute::optional(name, Type::String)
@@ -318,6 +336,20 @@ pub fn schema() -> Schema {
         Attribute::optional("synchronous_replication", Type::Bool)
             .describe("Acknowledge a commit only once a standby has it (`synchronous_standby_names = 'ANY 1 (...)'`), so no acknowledged write is lost on failover. Needs at least one standby. Defaults to `false`.")
             .default(false),
+    )
+    .attribute(
+        Attribute::optional("superuser_password", Type::String)
+            .describe(
+                "Password of the `postgres` superuser. When set, every TCP connection to a node or to the pgpool \
+                 endpoint must authenticate with SCRAM (`scram-sha-256` in `pg_hba.conf`); pgpool authenticates \
+                 `postgres` from its `pool_passwd` and asks other roles for their password over loopback. Unix \
+                 sockets (directories of mode 0700) stay trusted: the provider, repmgr and replication use them, so \
+                 changing or removing the password never interrupts replication. Stored in clear only in \
+                 `pgpool/pool_passwd` (mode 0600) and as a SCRAM verifier in the database; never logged. Without it, \
+                 TCP connections are trusted.",
+            )
+            .validate(SuperuserPassword)
+            .sensitive(),
     )
     .attribute(
         Attribute::optional("deletion_protection", Type::Bool)
