@@ -147,7 +147,6 @@ fn prepare_base(spec: &GroupSpec) -> Result<(), Failure> {
         )
     })?;
     write_file(&marker, &format!("{}\n", spec.name), 0o600)?;
-    super::import::save(spec).map_err(step("save the configuration for import"))?;
     Ok(())
 }
 
@@ -206,6 +205,22 @@ async fn prepare_pgpool_files(spec: &GroupSpec, layout: &Layout) -> Result<Pgpoo
         conf_changed,
         password_changed,
     })
+}
+
+/// A fenced old primary that lost its `standby.signal` (single-user recovery
+/// interrupted) gets it back before anything starts it: it must come up
+/// read-only, whoever starts it.
+fn refence(layout: &Layout, slots: &[usize], live: &GroupLive) -> Result<(), Failure> {
+    for &slot in slots {
+        let node = layout.node(slot);
+        let running = live.nodes.get(&slot).is_some_and(|n| n.running);
+        let signal = node.data().join("standby.signal");
+        if node.fenced_marker().exists() && node.has_data() && !running && !signal.exists() {
+            log::warn!("{} is fenced but lost its standby.signal: restoring it", node.name());
+            write_file(&signal, "", 0o600)?;
+        }
+    }
+    Ok(())
 }
 
 /// The `postgres` role's password, set on the primary (standbys replicate
@@ -886,6 +901,7 @@ pub async fn converge(
         }
     }
     let mut live = observe::observe(&layout, &slots).await;
+    refence(&layout, &slots, &live)?;
     // With synchronous replication, a commit waits for a standby: while none
     // streams (bootstrap, or every standby lost) the nodes are written without
     // it, or `primary register` and the clones would wait for ever.
@@ -909,7 +925,7 @@ pub async fn converge(
         None => {
             let stopped_primary = slots.iter().copied().find(|s| {
                 let n = layout.node(*s);
-                n.has_data() && !n.data().join("standby.signal").exists()
+                n.has_data() && !n.data().join("standby.signal").exists() && !n.fenced_marker().exists()
             });
             match stopped_primary {
                 Some(p) => start_node(&layout.node(p), deadline).await.map(|_| p)?,
@@ -943,19 +959,33 @@ pub async fn converge(
             .map_err(step("reload the primary"))?;
     }
 
-    // The event hook may be rejoining an old primary right now: let it finish.
-    for slot in spec.slots().filter(|s| *s != primary) {
-        let lock = layout.node(slot).rejoin_lock();
-        if !local::wait_until_unlocked(&lock, deadline.left().min(Duration::from_secs(300))).await {
-            log::warn!("{} is still held after 300 s; repairing anyway", lock.display());
-        }
-    }
-    live = observe::observe(&layout, &slots).await;
-
     // Standbys, one at a time: clones are heavy and share the machine.
     for slot in spec.slots().filter(|s| *s != primary) {
         check_stop(ctx)?;
         let node = layout.node(slot);
+        // The event hook may be rejoining this node (an old primary) right
+        // now: wait for it, then look again, and keep it out while repairing.
+        let _lock = match local::lock_exclusive(&node.rejoin_lock(), Duration::ZERO).await? {
+            Some(lock) => lock,
+            None => {
+                log::info!("{} is being rejoined by the failover hook: waiting", node.name());
+                let within = deadline.left().min(Duration::from_secs(600));
+                let lock = local::lock_exclusive(&node.rejoin_lock(), within).await?.ok_or_else(|| {
+                    Failure::general(
+                        "Node busy",
+                        format!(
+                            "The failover hook has been rejoining {} for {} s ({} is held); see {}. Apply again later.",
+                            node.name(),
+                            within.as_secs(),
+                            node.rejoin_lock().display(),
+                            node.dir.join("rejoin.log").display()
+                        ),
+                    )
+                })?;
+                live = observe::observe(&layout, &slots).await;
+                lock
+            }
+        };
         let status = live.status(slot);
         if !node.has_data() {
             clone_standby(&layout, slot, primary, deadline).await?;
@@ -986,15 +1016,20 @@ pub async fn converge(
                 .await
                 .map_err(step(&format!("reload {}", node.name())))?;
         }
-        if !streams_from(
+        let streams = streams_from(
             ctx,
             &layout,
             slot,
             primary,
             deadline.left().min(Duration::from_secs(120)),
         )
-        .await
-        {
+        .await;
+        if streams && node.fenced_marker().exists() {
+            std::fs::remove_file(node.fenced_marker())
+                .map_err(io_error(&node.fenced_marker(), "remove"))
+                .map_err(Failure::from)?;
+        }
+        if !streams {
             return Err(Failure::general(
                 "Standby not replicating",
                 format!(
@@ -1034,7 +1069,10 @@ pub async fn converge(
     start_pgpool(&layout).await?;
     check_stop(ctx)?;
     restart_pending(ctx, spec, &layout, primary, deadline).await?;
-    reconcile_pgpool(ctx, spec, &layout, primary, deadline).await
+    let live = reconcile_pgpool(ctx, spec, &layout, primary, deadline).await?;
+    // Only a configuration the group converged to is what import reads back.
+    super::import::save(spec).map_err(step("save the configuration for import"))?;
+    Ok(live)
 }
 
 /// A parameter a node has read from its file but uses only after a restart.
@@ -1091,9 +1129,6 @@ async fn pending_restart(node: &NodeLayout) -> Vec<PendingSetting> {
         .collect()
 }
 
-/// Left in the base directory while this provider has repmgrd paused: an
-/// apply that could not unpause (the provider was killed) is undone by the next.
-const PAUSE_MARKER: &str = "repmgrd-paused-by-apply";
 
 /// Restarts the nodes that report a restart-only parameter pending (after
 /// the reload): standbys one at a time, each until it streams again, then
@@ -1107,7 +1142,7 @@ async fn restart_pending(
     primary: usize,
     deadline: &Deadline,
 ) -> Result<(), Failure> {
-    if layout.base.join(PAUSE_MARKER).exists() {
+    if layout.pause_marker().exists() {
         log::warn!("an earlier apply left repmgrd paused: unpausing it");
         unpause_repmgrd(spec, layout, primary, deadline).await?;
     }
@@ -1306,7 +1341,7 @@ async fn pause_repmgrd(
     primary: usize,
     deadline: &Deadline,
 ) -> Result<(), Failure> {
-    write_file(&layout.base.join(PAUSE_MARKER), "repmgrd paused by apply\n", 0o600)?;
+    write_file(&layout.pause_marker(), "repmgrd paused by apply\n", 0o600)?;
     match repmgr(&layout.node(primary), &["service", "pause"], deadline).await {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -1336,7 +1371,7 @@ async fn unpause_repmgrd(
         match repmgr(&layout.node(slot), &["service", "unpause"], deadline).await {
             Ok(_) => {
                 log::info!("repmgrd unpaused on every node");
-                let marker = layout.base.join(PAUSE_MARKER);
+                let marker = layout.pause_marker();
                 if marker.exists() {
                     std::fs::remove_file(&marker)
                         .map_err(io_error(&marker, "remove"))

@@ -253,7 +253,42 @@ pub fn restore(id: &str, diags: &mut Diagnostics) -> Option<Value> {
     if let Some(fields) = value.as_object_mut() {
         fields.insert("id".into(), Value::string(saved_dir));
     }
+    restore_secrets(&layout, &mut value);
     Some(value)
+}
+
+/// The secrets are not in `shardform.json`; the group's own files (mode
+/// 0600) hold what the nodes and scripts use: the superuser password in
+/// pgpool's `pool_passwd`, the coordinator's in `citus.pgpass`.
+fn restore_secrets(layout: &Layout, value: &mut Value) {
+    let pgpool = layout.pgpool();
+    let Some(fields) = value.as_object_mut() else { return };
+    if let Some(password) = super::render::read_pool_password(&pgpool.pool_passwd()) {
+        fields.insert("superuser_password".into(), Value::string(password));
+    }
+    let Some(citus) = fields.get_mut("citus").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let password = std::fs::read_to_string(pgpool.citus_pgpass())
+        .ok()
+        .and_then(|text| pgpass_password(text.lines().next()?));
+    if let Some(password) = password {
+        citus.insert("password".into(), Value::string(password));
+    }
+}
+
+/// The fifth field of a libpq password file line, `\` escapes undone.
+fn pgpass_password(line: &str) -> Option<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut()?.extend(chars.next()),
+            ':' => fields.push(String::new()),
+            c => fields.last_mut()?.push(c),
+        }
+    }
+    (fields.len() == 5).then(|| fields.pop()).flatten()
 }
 
 /// A group written before `shardform.json` existed: what its files tell for
@@ -508,6 +543,20 @@ mod tests {
         assert!(restore(id, &mut diags).is_none());
         let d = diags.iter().next().expect("a diagnostic");
         format!("{}: {}", d.summary, d.detail)
+    }
+
+    #[test]
+    fn the_coordinator_password_is_read_back_from_its_password_file() {
+        let citus = crate::pgpool::ha::model::CitusSpec {
+            coordinator_host: "h:x".into(),
+            coordinator_port: 5432,
+            database: "db".into(),
+            username: "u".into(),
+            password: Some(r"p:a\ss".into()),
+        };
+        let line = crate::pgpool::ha::render::citus_pgpass(&citus).unwrap();
+        assert_eq!(pgpass_password(line.trim_end()).as_deref(), Some(r"p:a\ss"));
+        assert_eq!(pgpass_password("a:b:c"), None);
     }
 
     #[test]

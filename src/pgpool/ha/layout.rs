@@ -11,6 +11,7 @@
 //!     pg_hba.conf            named by hba_file, for the same reason
 //!     repmgr.conf, repmgrd.pid, repmgrd.log, postgres.log
 //!     rejoin.lock, rejoin.log  the event hook's rewind and rejoin of this node after it lost a failover
+//!     fenced                   this node was primary before a promotion and is not a standby again yet
 //!   pgpool/
 //!     pgpool.conf pcp.conf pool_hba.conf pool_passwd pcppass pgpool.pid pgpool.log
 //!     run/                   pgpool's and pcp's sockets
@@ -68,6 +69,12 @@ impl Layout {
             port: self.port_base + 2 + slot as u16,
             dir,
         }
+    }
+
+    /// Left while this provider has repmgrd paused (a node restart): a read
+    /// shows the nodes unmonitored, and the next apply unpauses them.
+    pub fn pause_marker(&self) -> PathBuf {
+        self.base.join("repmgrd-paused-by-apply")
     }
 
     /// Where the self-signed certificate of a Citus group lives.
@@ -135,7 +142,13 @@ impl NodeLayout {
     pub fn postgres_log(&self) -> PathBuf {
         self.dir.join("postgres.log")
     }
-    /// Held while the event hook rejoins this node after a promotion; apply waits for it.
+    /// Written when a promotion fences this node (an old primary), removed
+    /// once it is a standby again: apply never starts it as a primary.
+    pub fn fenced_marker(&self) -> PathBuf {
+        self.dir.join("fenced")
+    }
+    /// Held while the event hook rejoins this node after a promotion, and
+    /// while apply repairs it: one at a time.
     pub fn rejoin_lock(&self) -> PathBuf {
         self.dir.join("rejoin.lock")
     }

@@ -338,24 +338,28 @@ pub async fn terminate(pid: i32, comm: &str, grace: Duration) {
     }
 }
 
-/// Waits until nobody holds an flock on `path` (a missing file is free).
-/// False when it is still held after `within`.
-pub async fn wait_until_unlocked(path: &Path, within: Duration) -> bool {
+/// An exclusive flock, held until dropped. The file is opened close-on-exec,
+/// so no program started meanwhile inherits it.
+pub struct FileLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes an exclusive flock on `path` (created, and handed to the service
+/// user, if missing), waiting up to `within`. `Ok(None)` when it stayed held.
+pub async fn lock_exclusive(path: &Path, within: Duration) -> Result<Option<FileLock>, LocalError> {
     use std::os::fd::AsRawFd;
-    let Ok(file) = std::fs::File::open(path) else {
-        return true;
-    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_error(path, "open"))?;
+    hand_over(path)?;
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        // SAFETY: a valid open descriptor; a lock taken here is released at once.
-        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if taken {
-            // SAFETY: as above.
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
-            return true;
+        // SAFETY: a valid open descriptor, owned by `file`.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(FileLock(file)));
         }
         if tokio::time::Instant::now() >= deadline {
-            return false;
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

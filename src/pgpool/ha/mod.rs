@@ -94,7 +94,7 @@ fn to_state(base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
             Value::int(layout.node(primary).port as i64),
         );
     }
-    fields.insert("pgpool_status".into(), Value::string(live.pgpool_status()));
+    fields.insert("pgpool_status".into(), Value::string(pgpool_status(spec, &layout, live)));
     fields.insert("nodes".into(), Value::List(nodes));
     // Unknowns of the plan that apply did not settle become null.
     for value in fields.values_mut() {
@@ -103,6 +103,21 @@ fn to_state(base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
         }
     }
     state
+}
+
+/// pgpool as the schema documents it: `checks_off` when an apply that
+/// restarted nodes did not get to turn its health checks on again.
+fn pgpool_status(spec: &GroupSpec, layout: &Layout, live: &GroupLive) -> &'static str {
+    let checks_off = spec.pgpool.health_check_period != 0
+        && std::fs::read_to_string(layout.pgpool().conf()).is_ok_and(|conf| {
+            conf.lines().any(|l| {
+                l.split_once('=').is_some_and(|(k, v)| k.trim() == "health_check_period" && v.trim() == "0")
+            })
+        });
+    match live.pgpool_status() {
+        "up" if checks_off => "checks_off",
+        other => other,
+    }
 }
 
 /// Why the group in `state` needs an apply to be healthy again; empty when it is.
@@ -121,7 +136,9 @@ fn repairs(state: &Value) -> Vec<String> {
                 observe::STATUS_NOT_REPLICATING => {
                     "not replicating from the primary: apply rejoins or re-clones it"
                 }
-                observe::STATUS_UNMONITORED => "without its repmgrd: apply starts repmgrd",
+                observe::STATUS_UNMONITORED => {
+                    "its repmgrd is not running, or paused by an apply that did not finish: apply starts or unpauses it"
+                }
                 _ => "down: apply starts it, or rejoins or re-clones it",
             };
             out.push(format!("{name} is {status}, {action}"));
@@ -138,6 +155,9 @@ fn repairs(state: &Value) -> Vec<String> {
         Some("up") | None => {}
         Some("wrong_primary") => out.push(
             "pgpool's primary is not repmgr's: apply promotes repmgr's primary in pgpool".into(),
+        ),
+        Some("checks_off") => out.push(
+            "pgpool's health checks are off (an apply that restarted nodes did not finish): apply turns them on".into(),
         ),
         Some(other) => out.push(format!("pgpool is {other}: apply starts it")),
     }

@@ -19,7 +19,8 @@ pub const STATUS_DOWN: &str = "down";
 pub const STATUS_DETACHED: &str = "detached";
 pub const STATUS_NOT_REPLICATING: &str = "not_replicating";
 pub const STATUS_FENCED: &str = "fenced";
-/// Running and replicating, but its repmgrd is not: it would not fail over.
+/// Running and replicating, but its repmgrd is not running, or paused by an
+/// apply that did not finish: it would not fail over.
 pub const STATUS_UNMONITORED: &str = "unmonitored";
 
 /// What one node is doing now.
@@ -67,6 +68,9 @@ pub struct GroupLive {
     pub pool_nodes: Option<Vec<PoolNode>>,
     /// Replay lag in bytes per node name, from the primary.
     pub delays: BTreeMap<String, i64>,
+    /// An apply paused repmgrd and did not get to unpause it: no failover
+    /// would happen.
+    pub repmgrd_paused: bool,
 }
 
 impl GroupLive {
@@ -101,7 +105,7 @@ impl GroupLive {
                 return STATUS_DETACHED;
             }
         }
-        if !node.repmgrd_running {
+        if !node.repmgrd_running || self.repmgrd_paused {
             return STATUS_UNMONITORED;
         }
         STATUS_UP
@@ -289,6 +293,7 @@ pub async fn observe(layout: &Layout, slots: &[usize]) -> GroupLive {
         primary,
         pool_nodes,
         delays,
+        repmgrd_paused: layout.pause_marker().exists(),
     }
 }
 

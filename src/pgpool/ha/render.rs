@@ -408,6 +408,11 @@ pub fn event_script(spec: &GroupSpec, layout: &Layout) -> String {
          \x20     >>{log} 2>&1 || true\n\
          {citus_call}\
          \x20   ;;\n\
+         \x20 repmgrd_failover_follow|standby_follow)\n\
+         \x20   # A standby now following the new primary: back into pgpool, if a\n\
+         \x20   # health check detached it during the failover.\n\
+         \x20   attach_in_pgpool \"$node_id\" >>{log} 2>&1 &\n\
+         \x20   ;;\n\
          esac\n\
          exit 0\n",
         fencing = fencing_functions(layout),
@@ -471,18 +476,41 @@ node_of() {
 @CASES@    *) return 1 ;;
   esac
 }
+# pgpool may be busy with the failover: retry the attach for up to 30 s.
+attach_in_pgpool() {
+  tries=0
+  until @PCP@ -n "$(($1 - 1))" >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 30 ] || { say "node$(($1 - 1)): pcp_attach_node kept failing; apply attaches it"; return 1; }
+    sleep 1
+  done
+}
+cluster_state() { @BIN@/pg_controldata "$1" 2>/dev/null | sed -n 's/^Database cluster state: *//p'; }
 fence_old_primaries() {
   new="$1" then="$2"
   for old in @IDS@; do
     [ "$old" = "$new" ] && continue
     node_of "$old" || continue
-    [ -f "$dir/data/PG_VERSION" ] && [ ! -f "$dir/data/standby.signal" ] || continue
-    # Being rejoined already (repmgr reports one promotion twice): fenced.
+    [ -f "$dir/data/PG_VERSION" ] && [ ! -f "$dir/data/standby.signal" ] && [ ! -f "$dir/data/backup_label" ] || continue
+    # Held while apply clones or repairs the node, or an earlier event
+    # (repmgr reports one promotion twice) rejoins it: not an old primary.
     flock -n "$dir/rejoin.lock" true 2>/dev/null || continue
+    case "$(cluster_state "$dir/data")" in
+      "in production"|"in crash recovery"|"shut down") ;;
+      *) continue ;;
+    esac
+    # The marker outlives the signal file (single-user recovery lifts that
+    # for a moment); apply never starts a fenced node as a primary.
+    : >"$dir/fenced"
     : >"$dir/data/standby.signal"
     if @BIN@/pg_ctl -D "$dir/data" status >/dev/null 2>&1; then
-      @BIN@/pg_ctl -D "$dir/data" -m immediate -w -t 60 stop >/dev/null 2>&1
-      say "node$((old - 1)) still ran as a primary: stopped"
+      if @BIN@/pg_ctl -D "$dir/data" -m immediate -w -t 60 stop >/dev/null 2>&1; then
+        say "node$((old - 1)) still ran as a primary: stopped"
+      else
+        pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null)
+        [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+        say "node$((old - 1)) still ran as a primary and did not stop: killed its postmaster (pid $pid)"
+      fi
     fi
     say "$event of node$((new - 1)): fenced node$((old - 1)), the old primary (standby.signal)"
     "$then" "$old" "$new"
@@ -496,16 +524,22 @@ rejoin_old_primary() {
   (
     exec 9>>"$dir/rejoin.lock"
     flock -w 600 9 || { say "$old_node: rejoin lock busy, leaving it to apply"; exit 1; }
+    # Whatever happens below, the node stays fenced until it is a standby.
+    trap '[ -f "$dir/data/PG_VERSION" ] && : >"$dir/data/standby.signal"' EXIT
     repmgr="@BIN@/repmgr -f $dir/repmgr.conf"
     pg_ctl="@BIN@/pg_ctl -D $dir/data -l $dir/postgres.log -w -t 120"
+    # Apply may have repaired it while this waited for the lock.
+    if $pg_ctl status >/dev/null 2>&1; then
+      say "$old_node: running again (repaired meanwhile), nothing to rejoin"
+      exit 0
+    fi
     # Over each node's unix socket (trusted; no password needed): SQL PORT SOCKET_DIR QUERY.
     sql() { @BIN@/psql -X -A -t -q -h "$2" -p "$1" -U @SUPERUSER@ -d @REPMGR_DB@ -c "$3" 2>/dev/null; }
     # pg_rewind needs a clean shutdown. A crashed primary recovers in
     # single-user mode (as pg_rewind itself would): no socket, so no client
     # can write to it meanwhile, and it ends on its own timeline (recovery as
     # a standby could leave a control file that pg_rewind misreads).
-    state=$(@BIN@/pg_controldata "$dir/data" 2>/dev/null | sed -n 's/^Database cluster state: *//p')
-    case "$state" in
+    case "$(cluster_state "$dir/data")" in
       "shut down"|"shut down in recovery") ;;
       *)
         rm -f "$dir/data/standby.signal"
@@ -534,7 +568,8 @@ rejoin_old_primary() {
       want=$(sql "$new_port" "$new_sock" "@TIMELINE@")
       got=$(sql "$port" "$dir/run" "SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver WHERE status = 'streaming'")
       if [ -n "$got" ] && [ "$got" = "$want" ]; then
-        @PCP@ -n "$backend" >/dev/null 2>&1
+        attach_in_pgpool "$1"
+        rm -f "$dir/fenced"
         say "$old_node: rewound and rejoined as a standby of $new_node, attached in pgpool"
         exit 0
       fi

@@ -370,10 +370,10 @@ pub fn schema() -> Schema {
              While no node is primary it keeps the last primary's port.",
         ),
     )
-    .attribute(Attribute::computed("pgpool_status", Type::String).describe("`up` when pgpool answers on the endpoint and agrees with repmgr on the primary, `wrong_primary` when it answers but names another primary, `down` when it does not answer."))
+    .attribute(Attribute::computed("pgpool_status", Type::String).describe("`up` when pgpool answers on the endpoint and agrees with repmgr on the primary, `wrong_primary` when it answers but names another primary, `checks_off` when an apply that restarted nodes did not get to turn its health checks on again, `down` when it does not answer."))
     .attribute(
         Attribute::computed("nodes", Type::list(node_type()))
-            .describe("Every node: `name`, direct `host` and `port`, `role` (`primary`, `standby` or `unknown`), `status` (`up`, `down`, `detached` in pgpool, `not_replicating`, `unmonitored` when its repmgrd is not running, `fenced` for an old primary that came back) and `replication_delay_bytes` (on standbys)."),
+            .describe("Every node: `name`, direct `host` and `port`, `role` (`primary`, `standby` or `unknown`), `status` (`up`, `down`, `detached` in pgpool, `not_replicating`, `unmonitored` when its repmgrd is not running or is left paused by an apply that did not finish, `fenced` for an old primary that came back) and `replication_delay_bytes` (on standbys)."),
     )
     .block(pgpool_block())
     .block(failover_block())

@@ -30,11 +30,18 @@ resource "pgpool_ha" "coordinator" {
 
   # repmgrd promotes a standby after about 2 + 3 * 2 = 8 seconds without
   # the primary.
+  # The failed primary is always fenced (it comes back read-only); with
+  # rejoin_failed_primary (the default) it is also rewound and rejoined as a
+  # standby without Terraform.
   failover_settings {
     monitor_interval_secs = 2
     reconnect_attempts    = 3
     reconnect_interval    = 2
+    rejoin_failed_primary = true
   }
+
+  # TCP connections to the nodes and to the endpoint then need it (SCRAM).
+  superuser_password = var.superuser_password
 
   # The default, true, refuses destroy. With false, destroy stops every
   # process of the group and deletes base_dir with all its data.
@@ -44,4 +51,9 @@ resource "pgpool_ha" "coordinator" {
 # Applications connect here; reads are balanced over the nodes.
 output "coordinator_endpoint" {
   value = "${pgpool_ha.coordinator.endpoint_host}:${pgpool_ha.coordinator.endpoint_port}"
+}
+
+variable "superuser_password" {
+  type      = string
+  sensitive = true
 }
