@@ -1,7 +1,8 @@
 //! `pgpool_ha` with a `superuser_password`: TCP connections to the nodes and
 //! the endpoint need it (SCRAM), replication and the provider keep working
 //! over the trusted unix sockets, other roles log in through pgpool with
-//! their own passwords, and the password is found nowhere but `pool_passwd`.
+//! their own passwords, and the password is found nowhere but `pool_passwd`,
+//! which is emptied when the password is removed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -133,7 +134,7 @@ fn pgpool_ha_superuser_password_guards_tcp_and_stays_secret() {
     for port in [node0, node1, endpoint] {
         assert!(sql(port, "SELECT 1").is_ok(), "port {port} still asks for a password");
     }
-    assert!(!group.base.join("pgpool/pool_passwd").exists());
+    assert_eq!(std::fs::read_to_string(group.base.join("pgpool/pool_passwd")).unwrap(), "", "pool_passwd still holds a password");
     assert_eq!(group.summary(), ["node0:primary:up", "node1:standby:up"]);
     tf.destroy();
     assert!(group.pids().is_empty());

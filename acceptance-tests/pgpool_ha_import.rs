@@ -17,7 +17,7 @@ fn pgpool_ha_import_reproduces_the_applied_state() {
     // Group::write sets postgresql_settings, pgpool_settings and failover_settings.
     group.write(
         1,
-        "  deletion_protection = false\n  preload_libraries = [\"pg_stat_statements\"]\n  timeouts {\n    create = \"10m\"\n  }\n",
+        "  deletion_protection = false\n  preload_libraries = [\"pg_stat_statements\"]\n  superuser_password = \"imp:0rt\\\\pw\"\n  timeouts {\n    create = \"10m\"\n  }\n",
     );
     tf.init();
     let started = Instant::now();
@@ -39,7 +39,10 @@ fn pgpool_ha_import_reproduces_the_applied_state() {
         "{text}"
     );
 
-    // The harness's check: the imported state equals the applied one.
+    assert!(!text.contains("imp:0rt"), "the password is in shardform.json");
+
+    // The harness's check: the imported state equals the applied one (the
+    // password included, read back from the group's pool_passwd).
     let base = group.base.to_str().unwrap();
     tf.import_and_compare(ADDRESS, base, &[]);
 

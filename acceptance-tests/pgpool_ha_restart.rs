@@ -239,3 +239,62 @@ fn pgpool_ha_restart_only_settings_restart_the_nodes_without_failover() {
         "node0 still answers after destroy"
     );
 }
+
+/// What a node restart interrupted between its pause and its end leaves (the
+/// provider killed): repmgrd paused with the provider's marker, pgpool's
+/// health checks off. Both show in the plan, and apply undoes them.
+#[test]
+fn pgpool_ha_an_interrupted_restart_shows_in_the_plan_and_apply_undoes_it() {
+    let group = Group::new("pgpool_ha_interrupted_restart");
+    let _logs = LogsOnPanic(&group.base);
+    let tf = &group.tf;
+    group.write(1, "  deletion_protection = false\n");
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let node0 = group.node_port("node0");
+
+    // The state the restart code leaves while it runs, made by hand.
+    let paused = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/repmgr", "-f"])
+        .arg(group.base.join("node0/repmgr.conf"))
+        .args(["service", "pause"])
+        .output()
+        .unwrap();
+    assert!(paused.status.success(), "{}", String::from_utf8_lossy(&paused.stderr));
+    std::fs::write(group.base.join("repmgrd-paused-by-apply"), "repmgrd paused by apply\n").unwrap();
+    let conf_path = group.base.join("pgpool/pgpool.conf");
+    let conf = std::fs::read_to_string(&conf_path).unwrap();
+    let off: String = conf
+        .lines()
+        .map(|l| if l.starts_with("health_check_period") { "health_check_period = 0".to_string() } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    assert_ne!(off, conf);
+    std::fs::write(&conf_path, off).unwrap();
+    crate::harness::wait_until("repmgrd to pause", Duration::from_secs(10), || {
+        sql_in(node0, "repmgr", "SELECT repmgr.repmgrd_is_paused()::text").is_ok_and(|r| r[0][0].as_deref() == Some("true"))
+    });
+
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "{plan}");
+    // Terraform folds the similar warnings into one; the attributes say it all.
+    assert!(plan.stdout.contains("\"checks_off\" -> (known after apply)"), "{plan}");
+    assert_eq!(plan.stdout.matches("= \"unmonitored\"").count(), 2, "{plan}");
+    assert!(plan.stdout.contains("Group needs repair"), "{plan}");
+    eprintln!("pgpool_ha_restart: the plan after an interrupted restart shows pgpool_status checks_off and both nodes unmonitored");
+
+    tf.apply_and_assert_idempotent();
+    for n in ["node0", "node1"] {
+        let state = sql_in(group.node_port(n), "repmgr", "SELECT repmgr.repmgrd_is_paused()::text").unwrap();
+        assert_eq!(state[0][0].as_deref(), Some("false"), "{n}: repmgrd still paused");
+    }
+    assert!(!group.base.join("repmgrd-paused-by-apply").exists());
+    let conf = std::fs::read_to_string(&conf_path).unwrap();
+    assert!(conf.contains("health_check_period = 1\n"), "health checks still off");
+    let shown = pool_nodes(group.endpoint());
+    assert!(shown.iter().all(|p| p.1 == "up" || p.1 == "waiting"), "{shown:?}");
+    assert_eq!(group.summary(), ["node0:primary:up", "node1:standby:up"]);
+    tf.destroy();
+    assert!(group.pids().is_empty());
+}

@@ -174,16 +174,10 @@ async fn prepare_pgpool_files(spec: &GroupSpec, layout: &Layout) -> Result<Pgpoo
         write_file(&p.pcppass(), &render::pcppass(&password), 0o600)?;
     }
     write_file(&p.hba(), &render::pool_hba(), 0o600)?;
-    let password_changed = match &spec.superuser_password {
-        Some(password) => write_file(&p.pool_passwd(), &render::pool_passwd(password), 0o600)?,
-        None if p.pool_passwd().exists() => {
-            std::fs::remove_file(p.pool_passwd())
-                .map_err(io_error(&p.pool_passwd(), "remove"))
-                .map_err(Failure::from)?;
-            true
-        }
-        None => false,
-    };
+    // Empty without a password: pgpool then finds no entry, quietly, where a
+    // missing file makes it warn on every health check.
+    let pool_passwd = spec.superuser_password.as_ref().map(render::pool_passwd).unwrap_or_default();
+    let password_changed = write_file(&p.pool_passwd(), &pool_passwd, 0o600)?;
     match spec.citus.as_ref().and_then(render::citus_pgpass) {
         Some(pgpass) => {
             write_file(&p.citus_pgpass(), &pgpass, 0o600)?;
@@ -772,6 +766,13 @@ async fn pcp(
     let p = layout.pgpool();
     let (sock, port, id) = (p.socket_dir(), p.pcp_port.to_string(), slot.to_string());
     let pass = p.pcppass();
+    // pgpool opens its PCP socket only once it has found the primary, a
+    // moment after it answers SQL.
+    let socket = sock.join(format!(".s.PGSQL.{port}"));
+    let until = std::time::Instant::now() + deadline.command().min(Duration::from_secs(30));
+    while !socket.exists() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     run(
         &Path::new(PCP_BINDIR).join(tool),
         &[
@@ -888,11 +889,12 @@ pub async fn converge(
     prepare_tls(spec, &layout)?;
     let files = prepare_pgpool_files(spec, &layout).await?;
     let mut pgpool_conf_changed = files.conf_changed;
-    // A new password reaches pgpool before the nodes ask for it.
-    if files.password_changed && live_pid(&layout.pgpool().pid(), "pgpool").is_some() {
+    // A new password: pgpool stops until the nodes have it too (below), so
+    // its checks never use one password against the other and detach nodes.
+    let pgpool_stopped_for_password =
+        files.password_changed && live_pid(&layout.pgpool().pid(), "pgpool").is_some();
+    if pgpool_stopped_for_password {
         stop_pgpool(&layout, deadline).await?;
-        start_pgpool(&layout).await?;
-        pgpool_conf_changed = false;
     }
     let mut slots: Vec<usize> = spec.slots().collect();
     for s in observe::slots_on_disk(&layout) {
@@ -953,6 +955,10 @@ pub async fn converge(
     check_stop(ctx)?;
     // Before pg_hba.conf asks TCP clients for it.
     ensure_superuser_password(spec, &layout.node(primary), files.password_changed).await?;
+    if pgpool_stopped_for_password {
+        start_pgpool(&layout).await?;
+        pgpool_conf_changed = false;
+    }
     if conf_changed.contains(&primary) {
         pg_ctl(&layout.node(primary), "reload", deadline)
             .await

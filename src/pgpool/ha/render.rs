@@ -277,15 +277,9 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
         ("enable_pool_hba".into(), "off".into()),
         // With a superuser password, pgpool authenticates the superuser from
         // pool_passwd (and uses it for its own checks, whose passwords are
-        // left empty for that); other roles send their password in clear to
+        // left empty for that; without one the file is empty); other roles send their password in clear to
         // pgpool over loopback, which answers the nodes' SCRAM with it.
-        (
-            "pool_passwd".into(),
-            match spec.superuser_password {
-                Some(_) => dir(p.pool_passwd()),
-                None => quote_conf(""),
-            },
-        ),
+        ("pool_passwd".into(), dir(p.pool_passwd())),
         (
             "allow_clear_text_frontend_auth".into(),
             on_off(spec.superuser_password.is_some()),
@@ -815,7 +809,7 @@ mod tests {
     fn a_superuser_password_makes_tcp_ask_for_scram_and_feeds_pgpool() {
         let mut spec = spec();
         assert!(pg_hba(&spec).contains("host all all 127.0.0.1/32 trust\n"));
-        assert!(pgpool_conf(&spec, &spec.layout()).contains("pool_passwd = ''\n"));
+        assert!(pgpool_conf(&spec, &spec.layout()).contains("allow_clear_text_frontend_auth = off\n"));
         spec.superuser_password = Some(Secret::new("s3cr:et"));
         let hba = pg_hba(&spec);
         assert!(hba.contains("local all all trust\nlocal replication all trust\n"), "{hba}");
