@@ -95,22 +95,31 @@ pub(crate) fn sql(port: u16, query: &str) -> Result<Vec<Vec<Option<String>>>, St
 }
 
 pub(crate) fn sql_in(port: u16, dbname: &str, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    sql_within(port, dbname, query, Duration::from_secs(120))
+}
+
+/// One session, one query, given up after `within` (a statement that waits,
+/// say for a synchronous standby during a failover, counts as failed).
+pub(crate) fn sql_within(port: u16, dbname: &str, query: &str, within: Duration) -> Result<Vec<Vec<Option<String>>>, String> {
     let conninfo = format!("host=127.0.0.1 port={port} user=postgres dbname={dbname} connect_timeout=3");
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-        let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        let messages = client.simple_query(query).await.map_err(|e| match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        })?;
-        Ok(messages
-            .iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
-                _ => None,
-            })
-            .collect())
-    })
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async { tokio::time::timeout(within, run_query(&conninfo, query)).await.unwrap_or_else(|_| Err(format!("no answer within {within:?}"))) })
+}
+
+async fn run_query(conninfo: &str, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let messages = client.simple_query(query).await.map_err(|e| match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    })?;
+    Ok(messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .collect())
 }
 
 pub(crate) fn sql_ok(port: u16, query: &str) -> Vec<Vec<Option<String>>> {
@@ -289,6 +298,7 @@ fn pgpool_ha_lifecycle_balancing_scaling_and_destroy() {
 pub(crate) struct WriteLoad {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<i64>>>,
+    last_error: Arc<Mutex<String>>,
     handle: Option<thread::JoinHandle<Duration>>,
 }
 
@@ -296,24 +306,29 @@ impl WriteLoad {
     pub(crate) fn start(endpoint: u16) -> WriteLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
-        let (s, a) = (stop.clone(), acked.clone());
+        let last_error = Arc::new(Mutex::new(String::new()));
+        let (s, a, e) = (stop.clone(), acked.clone(), last_error.clone());
         let handle = thread::spawn(move || {
             let mut id = 0i64;
             let mut last_ok = Instant::now();
             let mut worst = Duration::ZERO;
             while !s.load(Ordering::Relaxed) {
                 id += 1;
-                if sql(endpoint, &format!("INSERT INTO w VALUES ({id})")).is_ok() {
-                    worst = worst.max(last_ok.elapsed());
-                    last_ok = Instant::now();
-                    a.lock().unwrap().push(id);
-                } else {
-                    thread::sleep(Duration::from_millis(50));
+                match sql_within(endpoint, "postgres", &format!("INSERT INTO w VALUES ({id})"), Duration::from_secs(5)) {
+                    Ok(_) => {
+                        worst = worst.max(last_ok.elapsed());
+                        last_ok = Instant::now();
+                        a.lock().unwrap().push(id);
+                    }
+                    Err(error) => {
+                        *e.lock().unwrap() = error;
+                        thread::sleep(Duration::from_millis(50));
+                    }
                 }
             }
             worst
         });
-        WriteLoad { stop, acked, handle: Some(handle) }
+        WriteLoad { stop, acked, last_error, handle: Some(handle) }
     }
 
     pub(crate) fn acked(&self) -> usize {
@@ -341,7 +356,13 @@ fn kill_primary_under_load(group: &Group, killed: &str, candidates: &[u16]) -> u
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(postmaster, libc::SIGKILL) };
     let before = load.acked();
-    wait_until("writes through the endpoint after failover", Duration::from_secs(90), || load.acked() >= before + 50);
+    let recovered = eventually(Duration::from_secs(90), || load.acked() >= before + 50);
+    assert!(
+        recovered,
+        "no writes through the endpoint 90 s after kill -9 of {killed}; last error: {}; SHOW POOL_NODES: {:?}",
+        load.last_error.lock().unwrap(),
+        try_pool_nodes(endpoint)
+    );
     let recovered_in = killed_at.elapsed();
     let (acked, worst_gap) = load.finish();
     eprintln!(
@@ -457,6 +478,35 @@ fn pgpool_ha_failover_fencing_and_rejoin() {
     assert!(refreshed.success(), "{refreshed}");
     let summary = group.summary();
     assert!(summary.contains(&format!("{killed}:standby:up")), "{summary:?}");
+
+    // Third failover, rejoin off again, and nobody restarts the old primary:
+    // it stays fenced and down, the plan shows it, and apply recovers it
+    // (single-user crash recovery, then a rewind), not a fresh clone.
+    group.write_with_rejoin(2, settings, false);
+    tf.apply_and_assert_idempotent();
+    let killed = group.summary().iter().find(|n| n.contains(":primary:")).unwrap().split(':').next().unwrap().to_string();
+    let killed_port = group.node_port(&killed);
+    let others: Vec<u16> = [port0, port1, port2].into_iter().filter(|p| *p != killed_port).collect();
+    let newest_primary = kill_primary_under_load(&group, &killed, &others);
+    let fenced = group.base.join(&killed).join("fenced");
+    wait_until("the event hook to fence the old primary", Duration::from_secs(30), || fenced.exists());
+    assert!(sql(killed_port, "SELECT 1").is_err(), "{killed} runs again");
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "the fenced, stopped node must show in the plan:\n{plan}");
+    let repair = Instant::now();
+    tf.apply_and_assert_idempotent();
+    eprintln!("pgpool_ha: apply recovered the fenced {killed} in {:.1?}", repair.elapsed());
+    let events = sql_in(newest_primary, "repmgr", &format!(
+        "SELECT event FROM repmgr.events WHERE node_id = {} AND event_timestamp > now() - interval '2 minutes' ORDER BY event_timestamp",
+        killed.trim_start_matches("node").parse::<u32>().unwrap() + 1
+    ))
+    .unwrap();
+    eprintln!("pgpool_ha: {killed}'s events since: {events:?}");
+    assert!(!events.iter().any(|e| e[0].as_deref() == Some("standby_clone")), "{killed} was cloned again, not rewound: {events:?}");
+    assert!(!fenced.exists(), "the fenced marker outlived the repair");
+    let summary = group.summary();
+    assert!(summary.contains(&format!("{killed}:standby:up")), "{summary:?}");
+    assert_one_primary_everywhere(endpoint, newest_primary);
     tf.destroy();
     assert!(group.pids().is_empty());
 }

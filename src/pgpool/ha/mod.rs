@@ -9,6 +9,7 @@ mod model;
 mod observe;
 mod parameters;
 mod render;
+mod restart;
 mod schema;
 
 use std::net::{Ipv4Addr, TcpListener};
