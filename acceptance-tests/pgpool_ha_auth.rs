@@ -20,6 +20,12 @@ fn hcl_string(s: &str) -> String {
 fn write(group: &Group, password: Option<&str>) {
     let line = password.map(|p| format!("  superuser_password = {}\n", hcl_string(p))).unwrap_or_default();
     group.write(1, &format!("  deletion_protection = false\n{line}"));
+    // Every statement logged: the one that sets the password must not be.
+    let main = group.tf.path().join("main.tf");
+    let hcl = std::fs::read_to_string(&main).unwrap();
+    let logged = hcl.replace("synchronous_commit = \"on\"", "synchronous_commit = \"on\"\n    log_statement = \"all\"");
+    assert_ne!(logged, hcl, "Group::write no longer writes the synchronous_commit line");
+    group.tf.write_config(&logged);
 }
 
 /// One query as `user` with `password` over TCP; the error text on failure.
@@ -110,6 +116,14 @@ fn pgpool_ha_superuser_password_guards_tcp_and_stays_secret() {
     let holders = files_containing(&group.base, "pa55 w");
     assert_eq!(holders, ["pgpool/pool_passwd"], "files holding the password");
     assert!(files_containing(&group.base, FIRST).is_empty());
+    // Not even the verifier reached a log (log_statement = all).
+    // (The data directories hold it in pg_authid, as they should.)
+    let outside_data = |needle: &str| -> Vec<String> {
+        files_containing(&group.base, needle).into_iter().filter(|f| !f.contains("/data/")).collect()
+    };
+    assert_eq!(outside_data("SCRAM-SHA-256$"), Vec::<String>::new(), "a SCRAM verifier was logged");
+    assert_eq!(outside_data("ALTER ROLE"), Vec::<String>::new(), "the password statement was logged");
+    assert!(files_containing(&group.base, "SELECT 42 AS v").iter().any(|f| f.ends_with("postgres.log")), "log_statement = all does not log");
     let mode = std::fs::metadata(group.base.join("pgpool/pool_passwd")).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let state = std::fs::read_to_string(tf.path().join("terraform.tfstate")).unwrap();

@@ -219,10 +219,10 @@ fn refence(layout: &Layout, slots: &[usize], live: &GroupLive) -> Result<(), Fai
 
 /// The `postgres` role's password, set on the primary (standbys replicate
 /// it) as a SCRAM verifier computed here, so the clear password never
-/// reaches the server, its logs or `pg_stat_activity`. Set when the
-/// configured password changed (`force`) or the role has none; removed when
-/// no longer configured.
-async fn ensure_superuser_password(spec: &GroupSpec, node: &NodeLayout, force: bool) -> Result<(), Failure> {
+/// reaches the server, its logs or `pg_stat_activity`. Set on every converge
+/// (cheap, and an apply interrupted between writing pool_passwd and this
+/// still ends with both agreeing); removed when no longer configured.
+async fn ensure_superuser_password(spec: &GroupSpec, node: &NodeLayout) -> Result<(), Failure> {
     let client = connect_node(node).await.ok_or_else(|| {
         Failure::general("Cannot connect to the primary", format!("{} does not answer on its socket.", node.name()))
     })?;
@@ -237,7 +237,7 @@ async fn ensure_superuser_password(spec: &GroupSpec, node: &NodeLayout, force: b
     .map_err(query_failed)?;
     let has_password = rows.first().and_then(|r| r.get("has").cloned().flatten()).as_deref() == Some("true");
     let statement = match &spec.superuser_password {
-        Some(password) if force || !has_password => {
+        Some(password) => {
             let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
             format!("ALTER ROLE {} PASSWORD {}", quote_ident(SUPERUSER), quote_literal(&verifier))
         }
@@ -245,11 +245,16 @@ async fn ensure_superuser_password(spec: &GroupSpec, node: &NodeLayout, force: b
         _ => return Ok(()),
     };
     log::info!("setting the password of {SUPERUSER} on {}", node.name());
-    // Not even the verifier goes to the server log.
+    // Not even the verifier goes to the server log or pg_stat_statements. A
+    // SET acts from the next statement: a round trip of its own first.
     client
-        .batch_execute(&format!("SET log_statement = 'none'; {statement}; RESET log_statement"))
+        .batch_execute(
+            "SET log_statement = 'none'; SET log_min_duration_statement = -1; \
+             SET log_min_error_statement = panic; SET pg_stat_statements.track_utility = off",
+        )
         .await
-        .map_err(query_failed)
+        .map_err(query_failed)?;
+    client.batch_execute(&statement).await.map_err(query_failed)
 }
 
 /// With Citus, every node serves TLS (see `render::node_conf`): one
@@ -889,13 +894,6 @@ pub async fn converge(
     prepare_tls(spec, &layout)?;
     let files = prepare_pgpool_files(spec, &layout).await?;
     let mut pgpool_conf_changed = files.conf_changed;
-    // A new password: pgpool stops until the nodes have it too (below), so
-    // its checks never use one password against the other and detach nodes.
-    let pgpool_stopped_for_password =
-        files.password_changed && live_pid(&layout.pgpool().pid(), "pgpool").is_some();
-    if pgpool_stopped_for_password {
-        stop_pgpool(&layout, deadline).await?;
-    }
     let mut slots: Vec<usize> = spec.slots().collect();
     for s in observe::slots_on_disk(&layout) {
         if !slots.contains(&s) {
@@ -954,12 +952,49 @@ pub async fn converge(
     }
     check_stop(ctx)?;
     // Before pg_hba.conf asks TCP clients for it.
-    ensure_superuser_password(spec, &layout.node(primary), files.password_changed).await?;
+    let primary_node = layout.node(primary);
+    if primary_node.fenced_marker().exists() {
+        // Promoted after it had been fenced and rejoined: a primary now.
+        std::fs::remove_file(primary_node.fenced_marker())
+            .map_err(io_error(&primary_node.fenced_marker(), "remove"))
+            .map_err(Failure::from)?;
+    }
+    // A new (or no more) password: pgpool stops while every node switches,
+    // so that its checks never meet a node that wants the other one and
+    // detach it. The role's password is set before pg_hba.conf asks for it,
+    // and removed only after pg_hba.conf stopped asking.
+    let mut reloaded = Vec::new();
+    let pgpool_stopped_for_password =
+        files.password_changed && live_pid(&layout.pgpool().pid(), "pgpool").is_some();
+    if pgpool_stopped_for_password {
+        stop_pgpool(&layout, deadline).await?;
+    }
+    let reload_running = |reloaded: &mut Vec<usize>| {
+        let to_reload: Vec<usize> = conf_changed
+            .iter()
+            .copied()
+            .filter(|s| !reloaded.contains(s) && live.nodes.get(s).is_some_and(|n| n.running))
+            .collect();
+        reloaded.extend(&to_reload);
+        to_reload
+    };
+    let removing = spec.superuser_password.is_none();
+    if files.password_changed && removing {
+        for slot in reload_running(&mut reloaded) {
+            pg_ctl(&layout.node(slot), "reload", deadline).await.map_err(step(&format!("reload {}", node_name(slot))))?;
+        }
+    }
+    ensure_superuser_password(spec, &primary_node).await?;
+    if files.password_changed && !removing {
+        for slot in reload_running(&mut reloaded) {
+            pg_ctl(&layout.node(slot), "reload", deadline).await.map_err(step(&format!("reload {}", node_name(slot))))?;
+        }
+    }
     if pgpool_stopped_for_password {
         start_pgpool(&layout).await?;
         pgpool_conf_changed = false;
     }
-    if conf_changed.contains(&primary) {
+    if conf_changed.contains(&primary) && !reloaded.contains(&primary) {
         pg_ctl(&layout.node(primary), "reload", deadline)
             .await
             .map_err(step("reload the primary"))?;
@@ -1000,6 +1035,9 @@ pub async fn converge(
                 "{} is a second primary (an old primary that came back): fencing and rejoining it",
                 node.name()
             );
+            // Fenced on disk first: if apply stops here, it comes back read-only.
+            write_file(&node.fenced_marker(), "", 0o600)?;
+            write_file(&node.data().join("standby.signal"), "", 0o600)?;
             rejoin(ctx, &layout, slot, primary, deadline).await?;
         } else if !live.nodes.get(&slot).is_some_and(|n| n.running) {
             if crashed_as_primary(&node, deadline).await {
@@ -1017,7 +1055,7 @@ pub async fn converge(
             && !streams_from(ctx, &layout, slot, primary, Duration::from_secs(15)).await
         {
             rejoin(ctx, &layout, slot, primary, deadline).await?;
-        } else if conf_changed.contains(&slot) {
+        } else if conf_changed.contains(&slot) && !reloaded.contains(&slot) {
             pg_ctl(&node, "reload", deadline)
                 .await
                 .map_err(step(&format!("reload {}", node.name())))?;

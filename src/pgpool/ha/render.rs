@@ -396,6 +396,8 @@ pub fn event_script(spec: &GroupSpec, layout: &Layout) -> String {
          {citus_function}\
          case \"$event\" in\n\
          \x20 repmgrd_failover_promote|standby_promote)\n\
+         \x20   # The new primary is no longer fenced, if it ever was.\n\
+         \x20   node_of \"$node_id\" && rm -f \"$dir/fenced\"\n\
          \x20   fence_old_primaries \"$node_id\" {rejoin} >>{log} 2>&1\n\
          \x20   # pgpool backend ids are repmgr node ids minus one.\n\
          \x20   PCPPASSFILE={pass} {PCP_BINDIR}/pcp_promote_node -h {sock} -p {pcp} -U {PCP_USER} -w -n \"$((node_id - 1))\" \\\n\
@@ -524,6 +526,7 @@ rejoin_old_primary() {
     pg_ctl="@BIN@/pg_ctl -D $dir/data -l $dir/postgres.log -w -t 120"
     # Apply may have repaired it while this waited for the lock.
     if $pg_ctl status >/dev/null 2>&1; then
+      trap - EXIT
       say "$old_node: running again (repaired meanwhile), nothing to rejoin"
       exit 0
     fi
