@@ -279,15 +279,7 @@ fn restore_secrets(layout: &Layout, value: &mut Value) {
 
 /// The fifth field of a libpq password file line, `\` escapes undone.
 fn pgpass_password(line: &str) -> Option<String> {
-    let mut fields = vec![String::new()];
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => fields.last_mut()?.extend(chars.next()),
-            ':' => fields.push(String::new()),
-            c => fields.last_mut()?.push(c),
-        }
-    }
+    let mut fields = super::render::split_fields(line);
     (fields.len() == 5).then(|| fields.pop()).flatten()
 }
 

@@ -153,26 +153,38 @@ pub fn node_conninfo(node: &NodeLayout, dbname: &str) -> String {
 /// are escaped with a backslash, as pgpool reads them. Mode 0600, read only
 /// by the service user.
 pub fn pool_passwd(password: &Secret) -> String {
-    let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
-    format!("{SUPERUSER}:TEXT{escaped}\n")
+    format!("{SUPERUSER}:TEXT{}\n", escape_field(password.expose()))
+}
+
+/// A field of a `:`-separated password file (libpq's pgpass, pgpool's
+/// pool_passwd): `\\` and `:` escaped with a backslash.
+pub fn escape_field(value: &str) -> String {
+    value.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// The fields of such a line, escapes undone.
+pub fn split_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut().expect("never empty");
+        match c {
+            '\\' => field.extend(chars.next()),
+            ':' => fields.push(String::new()),
+            c => field.push(c),
+        }
+    }
+    fields
 }
 
 /// The superuser's password from a `pool_passwd` written by [`pool_passwd`].
 pub fn read_pool_password(path: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
-    let escaped = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{SUPERUSER}:TEXT")))?;
-    let mut password = String::new();
-    let mut chars = escaped.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => password.extend(chars.next()),
-            ':' => break,
-            c => password.push(c),
-        }
-    }
-    Some(password)
+    text.lines().find_map(|line| {
+        let fields = split_fields(line);
+        let password = fields.get(1)?.strip_prefix("TEXT")?;
+        (fields[0] == SUPERUSER).then(|| password.to_string())
+    })
 }
 
 /// pgpool reads at most 128 bytes of a `pool_passwd` field (`TEXT` included);
@@ -669,15 +681,14 @@ fn citus_repoint_function(citus: &CitusSpec, layout: &Layout) -> String {
 /// The coordinator's password file (mode 0600): `host:port:db:user:password`
 /// with `\` and `:` escaped as libpq wants.
 pub fn citus_pgpass(citus: &CitusSpec) -> Option<String> {
-    let escape = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
     let password = citus.password.as_deref()?;
     Some(format!(
         "{}:{}:{}:{}:{}\n",
-        escape(&citus.coordinator_host),
+        escape_field(&citus.coordinator_host),
         citus.coordinator_port,
-        escape(&citus.database),
-        escape(&citus.username),
-        escape(password)
+        escape_field(&citus.database),
+        escape_field(&citus.username),
+        escape_field(password)
     ))
 }
 
