@@ -28,7 +28,10 @@ impl Drop for GroupGuard {
         }
         // Backends die with their postmaster; give them a moment.
         thread::sleep(Duration::from_millis(300));
-        let _ = std::fs::remove_dir_all(&self.base);
+        // Kept with the workdir (it lies inside it) for a look at its logs.
+        if !crate::harness::keep_requested() {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
     }
 }
 

@@ -313,7 +313,8 @@ impl Drop for Workdir {
     }
 }
 
-fn keep_requested() -> bool {
+/// Whether `SHARDFORM_KEEP_WORKDIR` asks to keep test files for inspection.
+pub fn keep_requested() -> bool {
     env::var_os(KEEP_VAR).is_some_and(|value| !value.is_empty() && value != "0")
 }
 

@@ -325,11 +325,16 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
         ),
         ("health_check_retry_delay".into(), "1".into()),
         ("connect_timeout".into(), "3000".into()),
-        // repmgr is the failover authority: pgpool only detaches a dead node
-        // and then looks for the primary repmgr promotes, for ever.
+        // repmgr is the failover authority: pgpool only detaches a node its
+        // health checks find dead, and then looks for the primary repmgr
+        // promotes, for ever. A session's read error or a node's shutdown
+        // message (57P01, sent by every restart and fast stop) only ends
+        // that session; with either on, a planned restart of the primary
+        // would detach it and leave pgpool without a primary.
         ("failover_command".into(), quote_conf("")),
         ("follow_primary_command".into(), quote_conf("")),
         ("failover_on_backend_error".into(), "off".into()),
+        ("failover_on_backend_shutdown".into(), "off".into()),
         ("search_primary_node_timeout".into(), "0".into()),
         ("auto_failback".into(), "off".into()),
         // Off: standbys stream over unix sockets, so pgpool cannot match a
@@ -888,6 +893,7 @@ mod tests {
         assert!(conf.contains("backend_port2 = 7004"));
         assert!(!conf.contains("backend_port3"));
         assert!(conf.contains("failover_on_backend_error = off"));
+        assert!(conf.contains("failover_on_backend_shutdown = off"));
         assert!(conf.contains("search_primary_node_timeout = 0"));
         assert!(conf.contains("backend_application_name0 = 'node0'"));
     }

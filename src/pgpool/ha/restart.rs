@@ -161,7 +161,8 @@ async fn replayed_everywhere(
 /// would detach it, and pgpool would then search for a new primary for ever
 /// (`search_primary_node_timeout = 0`: repmgr, not pgpool, promotes) while
 /// the same node comes back. Meanwhile a session that reaches a restarting
-/// node fails (`failover_on_backend_error = off`) and nothing is detached.
+/// node fails (`failover_on_backend_error` and `failover_on_backend_shutdown`
+/// off) and nothing is detached.
 /// If the provider dies in between, the next apply finds pgpool.conf changed
 /// and restarts pgpool with the right one.
 async fn pgpool_health_checks(
