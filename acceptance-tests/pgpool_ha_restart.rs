@@ -178,7 +178,9 @@ fn pgpool_ha_restart_only_settings_restart_the_nodes_without_failover() {
             .collect::<String>()
     );
 
-    // Apply under a steady write load through the endpoint.
+    // Apply under a steady write load through the endpoint, and with a
+    // statement running on the primary until its restart.
+    let cut = statement_cut_by_a_restart(endpoint, port0);
     let load = WriteLoad::start(endpoint);
     crate::harness::wait_until("some writes", Duration::from_secs(10), || {
         load.acked() >= 20
@@ -195,6 +197,12 @@ fn pgpool_ha_restart_only_settings_restart_the_nodes_without_failover() {
         ),
         port0.to_string()
     );
+    // The restart ended that statement with the node's shutdown message:
+    // pgpool must end the session only and keep the primary attached
+    // (assert_settled below), not detach it and wait for a new one.
+    let cut = cut.join().unwrap();
+    eprintln!("pgpool_ha_restart: a statement running on the primary during its restart: {cut:?}");
+    assert!(cut.is_err(), "the primary's restart did not end the statement running on it");
     let (acked, worst_gap) = load.finish();
     eprintln!(
         "pgpool_ha_restart: apply restarted the group in {applied_in:.1?}; {} writes acknowledged through the endpoint meanwhile, longest gap without a write {worst_gap:.1?}",
@@ -238,6 +246,21 @@ fn pgpool_ha_restart_only_settings_restart_the_nodes_without_failover() {
         sql(port0, "SELECT 1").is_err(),
         "node0 still answers after destroy"
     );
+}
+
+/// A statement through the endpoint busy on the primary until its restart ends it
+/// (bounded at 120 s): the node's shutdown message (57P01) then reaches
+/// pgpool as the statement's answer.
+fn statement_cut_by_a_restart(endpoint: u16, primary_port: u16) -> std::thread::JoinHandle<Result<(), String>> {
+    let handle = std::thread::spawn(move || {
+        // FOR UPDATE sends it to the primary, not a load-balanced standby.
+        sql(endpoint, "SELECT pg_sleep(120) FROM (SELECT 1) s FOR UPDATE").map(drop)
+    });
+    crate::harness::wait_until("the statement to run on the primary", Duration::from_secs(10), || {
+        sql(primary_port, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(120)%'")
+            .is_ok_and(|r| r[0][0].as_deref() == Some("1"))
+    });
+    handle
 }
 
 /// What a node restart interrupted between its pause and its end leaves (the
