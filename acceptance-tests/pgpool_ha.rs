@@ -218,6 +218,25 @@ pub(crate) fn pool_nodes(endpoint: u16) -> Vec<(String, String, String, i64)> {
     try_pool_nodes(endpoint).unwrap_or_else(|e| panic!("SHOW POOL_NODES on port {endpoint}: {e}"))
 }
 
+/// SHOW POOL_NODES, asked again for up to 15 s while pgpool ends the
+/// session instead of answering: it does so for sessions that meet its
+/// handling of a failover or a failback (an attach), which may still be
+/// under way when a wait has just seen its outcome. Each dropped session is
+/// printed.
+fn pool_nodes_once_answering(endpoint: u16) -> Vec<(String, String, String, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match try_pool_nodes(endpoint) {
+            Ok(nodes) => return nodes,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("pgpool_ha: SHOW POOL_NODES on port {endpoint}: {e}; asking again");
+                thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("SHOW POOL_NODES on port {endpoint}: {e}, for 15 s"),
+        }
+    }
+}
+
 /// For waits: pgpool drops sessions while it handles a failover.
 fn try_pool_nodes(endpoint: u16) -> Result<Vec<(String, String, String, i64)>, String> {
     Ok(sql(endpoint, "SHOW POOL_NODES")?
@@ -388,7 +407,7 @@ fn kill_primary_under_load(group: &Group, killed: &str, candidates: &[u16]) -> u
 
 /// pgpool and repmgr name the same primary, and every pgpool backend is attached.
 fn assert_one_primary_everywhere(endpoint: u16, primary_port: u16) {
-    let pool = pool_nodes(endpoint);
+    let pool = pool_nodes_once_answering(endpoint);
     let pool_primary: Vec<_> = pool.iter().filter(|p| p.2 == "primary").map(|p| p.0.clone()).collect();
     let repmgr_primary = sql_in(primary_port, "repmgr", "SELECT (node_id - 1)::text FROM repmgr.nodes WHERE type = 'primary' AND active")
         .unwrap()[0][0]
