@@ -529,6 +529,15 @@ fn pgpool_ha_failover_fencing_and_rejoin() {
     let summary = group.summary();
     assert!(summary.contains(&format!("{killed}:standby:up")), "{summary:?}");
     assert_one_primary_everywhere(endpoint, newest_primary);
+    // Three failovers, each with standbys following the new primary: the
+    // hook and apply asked pgpool to attach only nodes it had down (pgpool
+    // handles any attach as a failback, cutting sessions meanwhile).
+    let pgpool_log = read_log(&group.base.join("pgpool/pgpool.log"));
+    let needless: Vec<&str> = pgpool_log.lines().filter(|l| l.contains("invalid failback request")).collect();
+    assert!(needless.is_empty(), "attach requests for attached nodes: {needless:?}");
+    let attaches = pgpool_log.lines().filter(|l| l.contains("received failback request")).count();
+    eprintln!("pgpool_ha: {attaches} attach requests over three failovers, none for an attached node");
+    assert!(attaches >= 3, "each failed primary came back through an attach");
     tf.destroy();
     assert!(group.pids().is_empty());
 }

@@ -264,6 +264,21 @@ pub async fn pool_nodes(pgpool: &PgpoolLayout) -> Option<Vec<PoolNode>> {
     )
 }
 
+/// pgpool ends a session that starts a statement while it handles a
+/// failover or an attach (milliseconds for an attach), so a running pgpool
+/// is asked three times, half a second apart, before a read calls it down.
+async fn pool_nodes_of_running_pgpool(pgpool: &PgpoolLayout) -> Option<Vec<PoolNode>> {
+    for attempt in 0..3 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if let Some(nodes) = pool_nodes(pgpool).await {
+            return Some(nodes);
+        }
+    }
+    None
+}
+
 /// Reads every node in `slots` (the wanted ones and any others on disk).
 pub async fn observe(layout: &Layout, slots: &[usize]) -> GroupLive {
     let nodes: BTreeMap<usize, NodeLive> =
@@ -280,7 +295,7 @@ pub async fn observe(layout: &Layout, slots: &[usize]) -> GroupLive {
     let pgpool = layout.pgpool();
     let pgpool_running = live_pid(&pgpool.pid(), "pgpool").is_some();
     let pool_nodes = if pgpool_running {
-        pool_nodes(&pgpool).await
+        pool_nodes_of_running_pgpool(&pgpool).await
     } else {
         None
     };

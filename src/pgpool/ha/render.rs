@@ -416,9 +416,7 @@ pub fn event_script(spec: &GroupSpec, layout: &Layout) -> String {
          \x20   # The new primary is no longer fenced, if it ever was.\n\
          \x20   node_of \"$node_id\" && rm -f \"$dir/fenced\"\n\
          \x20   fence_old_primaries \"$node_id\" {rejoin} >>{log} 2>&1\n\
-         \x20   # pgpool backend ids are repmgr node ids minus one.\n\
-         \x20   PCPPASSFILE={pass} {PCP_BINDIR}/pcp_promote_node -h {sock} -p {pcp} -U {PCP_USER} -w -n \"$((node_id - 1))\" \\\n\
-         \x20     >>{log} 2>&1 || true\n\
+         \x20   promote_in_pgpool \"$node_id\" >>{log} 2>&1\n\
          {citus_call}\
          \x20   ;;\n\
          \x20 repmgrd_failover_follow|standby_follow)\n\
@@ -429,9 +427,6 @@ pub fn event_script(spec: &GroupSpec, layout: &Layout) -> String {
          esac\n\
          exit 0\n",
         fencing = fencing_functions(layout),
-        pass = p.pcppass().display(),
-        sock = p.socket_dir().display(),
-        pcp = p.pcp_port,
         log = p.event_log().display(),
     )
 }
@@ -469,7 +464,7 @@ fn fencing_functions(layout: &Layout) -> String {
         .replace("@IDS@", &ids.join(" "))
         .replace("@BIN@", PG_BINDIR)
         .replace("@PCP@", &format!(
-            "PCPPASSFILE={} {PCP_BINDIR}/pcp_attach_node -h {} -p {} -U {PCP_USER} -w",
+            "PCPPASSFILE={} {PCP_BINDIR}/pcp_\"$tool\" -h {} -p {} -U {PCP_USER} -w",
             p.pcppass().display(),
             p.socket_dir().display(),
             p.pcp_port
@@ -490,9 +485,26 @@ node_of() {
   esac
 }
 # pgpool may be busy with the failover: retry the attach for up to 30 s.
+# pcp TOOL ARGS...: pcp_TOOL against this group's pgpool. pgpool backend
+# ids are repmgr node ids minus one.
+pcp() { tool="$1"; shift; @PCP@ "$@"; }
+# Field N of pcp_node_info for a repmgr node id: 3 the status (1 and 2
+# attached, 3 down), 7 the role.
+pgpool_node_field() { pcp node_info -n "$(($1 - 1))" 2>/dev/null | cut -d ' ' -f "$2"; }
+# Tells pgpool at once, unless it already found the new primary itself.
+promote_in_pgpool() {
+  [ "$(pgpool_node_field "$1" 7)" = primary ] || pcp promote_node -n "$(($1 - 1))" || true
+}
+# Attaches only a node pgpool has down (status 3 in pcp_node_info). pgpool
+# handles any attach request, even for an attached node, as a failback, and
+# ends every client session that starts a statement meanwhile.
 attach_in_pgpool() {
   tries=0
-  until @PCP@ -n "$(($1 - 1))" >/dev/null 2>&1; do
+  while :; do
+    case "$(pgpool_node_field "$1" 3)" in
+      1|2) return 0 ;;
+      3) pcp attach_node -n "$(($1 - 1))" >/dev/null 2>&1 && return 0 ;;
+    esac
     tries=$((tries + 1))
     [ "$tries" -lt 30 ] || { say "node$(($1 - 1)): pcp_attach_node kept failing; apply attaches it"; return 1; }
     sleep 1
@@ -732,7 +744,8 @@ mod tests {
     fn event_script_without_citus_only_tells_pgpool() {
         let spec = spec();
         let script = event_script(&spec, &spec.layout());
-        assert!(script.contains("pcp_promote_node -h /srv/g/pgpool/run -p 7001"));
+        assert!(script.contains(r#"/usr/sbin/pcp_"$tool" -h /srv/g/pgpool/run -p 7001 -U shardform -w"#), "{script}");
+        assert!(script.contains("    promote_in_pgpool \"$node_id\""), "{script}");
         assert!(!script.contains("repoint_citus"));
         assert_shell_syntax(&script);
     }
@@ -754,7 +767,7 @@ mod tests {
         let mut spec = spec();
         let script = event_script(&spec, &spec.layout());
         let fence = script.find("    fence_old_primaries \"$node_id\" rejoin_old_primary").unwrap();
-        assert!(fence < script.find("pcp_promote_node -h").unwrap(), "{script}");
+        assert!(fence < script.find("    promote_in_pgpool \"$node_id\"").unwrap(), "{script}");
         assert!(script.contains("    1) dir=/srv/g/node0 port=7002 ;;\n"), "{script}");
         assert!(script.contains("    9) dir=/srv/g/node8 port=7010 ;;\n"), "{script}");
         // Servers started under the rejoin lock do not inherit it.
