@@ -134,9 +134,10 @@ pub(crate) fn scalar(port: u16, query: &str) -> String {
 }
 
 pub(crate) struct Group {
+    // First, so it drops first: processes stop before the workdir goes.
+    _guard: GroupGuard,
     pub(crate) tf: Workdir,
     pub(crate) base: PathBuf,
-    _guard: GroupGuard,
 }
 
 impl Group {
@@ -226,20 +227,24 @@ pub(crate) fn pool_nodes(endpoint: u16) -> Vec<(String, String, String, i64)> {
 fn pool_nodes_once_answering(endpoint: u16) -> Vec<(String, String, String, i64)> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        match try_pool_nodes(endpoint) {
+        match try_pool_nodes_within(endpoint, Duration::from_secs(5)) {
             Ok(nodes) => return nodes,
-            Err(e) if Instant::now() < deadline => {
+            Err(e) if e.contains("connection closed") && Instant::now() < deadline => {
                 eprintln!("pgpool_ha: SHOW POOL_NODES on port {endpoint}: {e}; asking again");
                 thread::sleep(Duration::from_millis(500));
             }
-            Err(e) => panic!("SHOW POOL_NODES on port {endpoint}: {e}, for 15 s"),
+            Err(e) => panic!("SHOW POOL_NODES on port {endpoint}: {e}"),
         }
     }
 }
 
 /// For waits: pgpool drops sessions while it handles a failover.
 fn try_pool_nodes(endpoint: u16) -> Result<Vec<(String, String, String, i64)>, String> {
-    Ok(sql(endpoint, "SHOW POOL_NODES")?
+    try_pool_nodes_within(endpoint, Duration::from_secs(120))
+}
+
+fn try_pool_nodes_within(endpoint: u16, within: Duration) -> Result<Vec<(String, String, String, i64)>, String> {
+    Ok(sql_within(endpoint, "postgres", "SHOW POOL_NODES", within)?
         .into_iter()
         .map(|r| (r[0].clone().unwrap(), r[3].clone().unwrap(), r[6].clone().unwrap(), r[8].clone().unwrap().parse().unwrap()))
         .collect())

@@ -328,9 +328,10 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
         // repmgr is the failover authority: pgpool only detaches a node its
         // health checks find dead, and then looks for the primary repmgr
         // promotes, for ever. A session's read error or a node's shutdown
-        // message (57P01, sent by every restart and fast stop) only ends
-        // that session; with either on, a planned restart of the primary
-        // would detach it and leave pgpool without a primary.
+        // message (57P01: a restart, a fast or immediate stop,
+        // pg_terminate_backend) only ends that session; with either on, a
+        // planned restart of the primary would detach it (or a session's
+        // load-balance standby) and leave pgpool without a primary.
         ("failover_command".into(), quote_conf("")),
         ("follow_primary_command".into(), quote_conf("")),
         ("failover_on_backend_error".into(), "off".into()),

@@ -2,7 +2,8 @@
 //! report one pending restart one at a time, standbys first (or last, when a
 //! lowered limit must reach the primary first), the primary with repmgrd
 //! paused so that no standby is promoted meanwhile, and pgpool's health
-//! checks off so that no node is detached.
+//! checks off so that no node is detached (sessions never detach one:
+//! `failover_on_backend_shutdown` and `failover_on_backend_error` are off).
 
 use std::time::{Duration, Instant};
 
