@@ -219,35 +219,38 @@ pub(crate) fn pool_nodes(endpoint: u16) -> Vec<(String, String, String, i64)> {
     try_pool_nodes(endpoint).unwrap_or_else(|e| panic!("SHOW POOL_NODES on port {endpoint}: {e}"))
 }
 
-/// SHOW POOL_NODES, asked again for up to 15 s while pgpool ends the
+/// A query through pgpool, asked again for up to 15 s while pgpool ends the
 /// session instead of answering: it does so for sessions that meet its
-/// handling of a failover or a failback (an attach), which may still be
-/// under way when a wait has just seen its outcome. Each dropped session is
-/// printed.
-fn pool_nodes_once_answering(endpoint: u16) -> Vec<(String, String, String, i64)> {
+/// handling of a failover or a failback (an attach, such as the event
+/// hook's after a rejoin), which may still be under way when a wait has just
+/// seen its outcome. Each dropped session is printed.
+fn sql_once_answering(endpoint: u16, query: &str) -> Vec<Vec<Option<String>>> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        match try_pool_nodes_within(endpoint, Duration::from_secs(5)) {
-            Ok(nodes) => return nodes,
+        match sql_within(endpoint, "postgres", query, Duration::from_secs(5)) {
+            Ok(rows) => return rows,
             Err(e) if e.contains("connection closed") && Instant::now() < deadline => {
-                eprintln!("pgpool_ha: SHOW POOL_NODES on port {endpoint}: {e}; asking again");
+                eprintln!("pgpool_ha: {query} on port {endpoint}: {e}; asking again");
                 thread::sleep(Duration::from_millis(500));
             }
-            Err(e) => panic!("SHOW POOL_NODES on port {endpoint}: {e}"),
+            Err(e) => panic!("{query} on port {endpoint}: {e}"),
         }
     }
 }
 
-/// For waits: pgpool drops sessions while it handles a failover.
-fn try_pool_nodes(endpoint: u16) -> Result<Vec<(String, String, String, i64)>, String> {
-    try_pool_nodes_within(endpoint, Duration::from_secs(120))
+fn pool_nodes_once_answering(endpoint: u16) -> Vec<(String, String, String, i64)> {
+    pool_node_rows(sql_once_answering(endpoint, "SHOW POOL_NODES"))
 }
 
-fn try_pool_nodes_within(endpoint: u16, within: Duration) -> Result<Vec<(String, String, String, i64)>, String> {
-    Ok(sql_within(endpoint, "postgres", "SHOW POOL_NODES", within)?
-        .into_iter()
+/// For waits: pgpool drops sessions while it handles a failover.
+fn try_pool_nodes(endpoint: u16) -> Result<Vec<(String, String, String, i64)>, String> {
+    sql(endpoint, "SHOW POOL_NODES").map(pool_node_rows)
+}
+
+fn pool_node_rows(rows: Vec<Vec<Option<String>>>) -> Vec<(String, String, String, i64)> {
+    rows.into_iter()
         .map(|r| (r[0].clone().unwrap(), r[3].clone().unwrap(), r[6].clone().unwrap(), r[8].clone().unwrap().parse().unwrap()))
-        .collect())
+        .collect()
 }
 
 /// Every pgpool backend attached (up or waiting), once pgpool answers.
@@ -406,7 +409,8 @@ fn kill_primary_under_load(group: &Group, killed: &str, candidates: &[u16]) -> u
     let present: i64 = scalar(new_primary, &format!("SELECT count(*) FROM w WHERE id = ANY('{{{}}}'::bigint[])", acked.iter().map(i64::to_string).collect::<Vec<_>>().join(","))).parse().unwrap();
     assert_eq!(present, acked.len() as i64, "acknowledged writes were lost in the failover");
     eprintln!("pgpool_ha: {present} of {} acknowledged writes present on the new primary", acked.len());
-    assert_eq!(scalar(endpoint, "SELECT inet_server_port() FROM (SELECT 1) s FOR UPDATE"), new_primary.to_string());
+    let routed = sql_once_answering(endpoint, "SELECT inet_server_port() FROM (SELECT 1) s FOR UPDATE");
+    assert_eq!(routed[0][0].as_deref(), Some(new_primary.to_string().as_str()), "pgpool sends writes elsewhere");
     new_primary
 }
 
