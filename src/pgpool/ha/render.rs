@@ -485,7 +485,6 @@ node_of() {
 @CASES@    *) return 1 ;;
   esac
 }
-# pgpool may be busy with the failover: retry the attach for up to 30 s.
 # pcp TOOL ARGS...: pcp_TOOL against this group's pgpool. pgpool backend
 # ids are repmgr node ids minus one.
 pcp() { tool="$1"; shift; @PCP@ "$@"; }
@@ -498,7 +497,8 @@ promote_in_pgpool() {
 }
 # Attaches only a node pgpool has down (status 3 in pcp_node_info). pgpool
 # handles any attach request, even for an attached node, as a failback, and
-# ends every client session that starts a statement meanwhile.
+# ends every client session that starts a statement meanwhile. pgpool may be
+# busy with the failover: asked again for up to 30 s.
 attach_in_pgpool() {
   tries=0
   while :; do
