@@ -10,6 +10,7 @@ mod stop;
 pub mod timeouts;
 pub mod validators;
 mod wait;
+pub mod write_only;
 
 pub use config::validate_block;
 pub use diag::{AttrPath, Diagnostic, Diagnostics, PathStep, Severity};

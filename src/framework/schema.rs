@@ -40,6 +40,9 @@ pub struct Attribute {
     pub description: String,
     pub presence: Presence,
     pub sensitive: bool,
+    /// Terraform 1.11+: the value reaches the provider in configuration only
+    /// and is never stored in plan or state (see `framework::write_only`).
+    pub write_only: bool,
     pub validators: Vec<Arc<dyn Validator>>,
     pub plan_modifiers: Vec<PlanModifier>,
 }
@@ -52,6 +55,7 @@ impl Attribute {
             description: String::new(),
             presence,
             sensitive: false,
+            write_only: false,
             validators: Vec::new(),
             plan_modifiers: Vec::new(),
         }
@@ -79,6 +83,19 @@ impl Attribute {
     }
 
     pub fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+
+    /// A write-only (and sensitive) optional attribute: Terraform 1.11+
+    /// passes it at plan and apply and keeps it out of plan and state.
+    pub fn write_only(mut self) -> Self {
+        debug_assert!(
+            self.presence == Presence::Optional,
+            "{}: a write-only attribute is optional, never computed",
+            self.name
+        );
+        self.write_only = true;
         self.sensitive = true;
         self
     }

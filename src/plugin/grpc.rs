@@ -13,7 +13,7 @@ use super::capture;
 use super::wire::tfplugin5 as wire;
 use crate::cty::{self, Type, Value};
 use crate::framework::{
-    self, AttrPath, Block, Context, DataSource, Diagnostics, Nesting, PathStep, Presence, Provider,
+    self, write_only, AttrPath, Block, Context, DataSource, Diagnostics, Nesting, PathStep, Presence, Provider,
     Resource, Schema, Severity, StopSignal,
 };
 
@@ -73,13 +73,10 @@ impl ProviderService {
     }
 }
 
-#[tonic::async_trait]
-impl wire::provider_server::Provider for ProviderService {
-    async fn get_schema(
-        &self,
-        _: Request<wire::get_provider_schema::Request>,
-    ) -> Result<Response<wire::get_provider_schema::Response>, Status> {
-        Ok(Response::new(wire::get_provider_schema::Response {
+/// The RPCs themselves; the gRPC trait below wraps each in [`guarded`].
+impl ProviderService {
+    async fn get_schema(&self, _request: wire::get_provider_schema::Request) -> wire::get_provider_schema::Response {
+        wire::get_provider_schema::Response {
             provider: Some(schema_to_wire(&self.provider.schema())),
             resource_schemas: self
                 .resources
@@ -93,14 +90,11 @@ impl wire::provider_server::Provider for ProviderService {
                 .collect(),
             diagnostics: Vec::new(),
             provider_meta: None,
-        }))
+            server_capabilities: Some(server_capabilities()),
+        }
     }
 
-    async fn prepare_provider_config(
-        &self,
-        request: Request<wire::prepare_provider_config::Request>,
-    ) -> Result<Response<wire::prepare_provider_config::Response>, Status> {
-        let request = request.into_inner();
+    async fn prepare_provider_config(&self, request: wire::prepare_provider_config::Request) -> wire::prepare_provider_config::Response {
         capture::value(
             "PrepareProviderConfig",
             "config",
@@ -113,17 +107,13 @@ impl wire::provider_server::Provider for ProviderService {
             framework::validate_block(&schema.block, &config, &AttrPath::default(), &mut diags);
             self.provider.validate_config(&config, &mut diags);
         }
-        Ok(Response::new(wire::prepare_provider_config::Response {
+        wire::prepare_provider_config::Response {
             prepared_config: request.config,
             diagnostics: diags_to_wire(diags),
-        }))
+        }
     }
 
-    async fn validate_resource_type_config(
-        &self,
-        request: Request<wire::validate_resource_type_config::Request>,
-    ) -> Result<Response<wire::validate_resource_type_config::Response>, Status> {
-        let request = request.into_inner();
+    async fn validate_resource_type_config(&self, request: wire::validate_resource_type_config::Request) -> wire::validate_resource_type_config::Response {
         capture::value(
             "ValidateResourceTypeConfig",
             "config",
@@ -136,21 +126,21 @@ impl wire::provider_server::Provider for ProviderService {
             if let Some(config) = decode(request.config.as_ref(), &schema.value_type(), &mut diags)
             {
                 framework::validate_block(&schema.block, &config, &AttrPath::default(), &mut diags);
+                let write_only_allowed = request
+                    .client_capabilities
+                    .is_some_and(|c| c.write_only_attributes_allowed);
+                if !write_only_allowed {
+                    write_only::refuse_unsupported(&schema.block, &config, &AttrPath::default(), &mut diags);
+                }
                 resource.validate_config(&config, &mut diags);
             }
         }
-        Ok(Response::new(
-            wire::validate_resource_type_config::Response {
-                diagnostics: diags_to_wire(diags),
-            },
-        ))
+        wire::validate_resource_type_config::Response {
+            diagnostics: diags_to_wire(diags),
+        }
     }
 
-    async fn validate_data_source_config(
-        &self,
-        request: Request<wire::validate_data_source_config::Request>,
-    ) -> Result<Response<wire::validate_data_source_config::Response>, Status> {
-        let request = request.into_inner();
+    async fn validate_data_source_config(&self, request: wire::validate_data_source_config::Request) -> wire::validate_data_source_config::Response {
         let mut diags = Diagnostics::new();
         if let Some(data_source) = self.data_source(&request.type_name, &mut diags) {
             let schema = data_source.schema();
@@ -160,16 +150,12 @@ impl wire::provider_server::Provider for ProviderService {
                 data_source.validate_config(&config, &mut diags);
             }
         }
-        Ok(Response::new(wire::validate_data_source_config::Response {
+        wire::validate_data_source_config::Response {
             diagnostics: diags_to_wire(diags),
-        }))
+        }
     }
 
-    async fn upgrade_resource_state(
-        &self,
-        request: Request<wire::upgrade_resource_state::Request>,
-    ) -> Result<Response<wire::upgrade_resource_state::Response>, Status> {
-        let request = request.into_inner();
+    async fn upgrade_resource_state(&self, request: wire::upgrade_resource_state::Request) -> wire::upgrade_resource_state::Response {
         let mut diags = Diagnostics::new();
         let mut upgraded_state = None;
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
@@ -192,17 +178,13 @@ impl wire::provider_server::Provider for ProviderService {
                 ),
             }
         }
-        Ok(Response::new(wire::upgrade_resource_state::Response {
+        wire::upgrade_resource_state::Response {
             upgraded_state,
             diagnostics: diags_to_wire(diags),
-        }))
+        }
     }
 
-    async fn configure(
-        &self,
-        request: Request<wire::configure::Request>,
-    ) -> Result<Response<wire::configure::Response>, Status> {
-        let request = request.into_inner();
+    async fn configure(&self, request: wire::configure::Request) -> wire::configure::Response {
         let mut diags = Diagnostics::new();
         log::debug!("configure from Terraform {}", request.terraform_version);
         capture::value("Configure", "config", "provider", request.config.as_ref());
@@ -213,16 +195,12 @@ impl wire::provider_server::Provider for ProviderService {
         ) {
             self.provider.configure(&config, &mut diags).await;
         }
-        Ok(Response::new(wire::configure::Response {
+        wire::configure::Response {
             diagnostics: diags_to_wire(diags),
-        }))
+        }
     }
 
-    async fn read_resource(
-        &self,
-        request: Request<wire::read_resource::Request>,
-    ) -> Result<Response<wire::read_resource::Response>, Status> {
-        let request = request.into_inner();
+    async fn read_resource(&self, request: wire::read_resource::Request) -> wire::read_resource::Response {
         let mut diags = Diagnostics::new();
         let mut new_state = None;
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
@@ -241,21 +219,18 @@ impl wire::provider_server::Provider for ProviderService {
                     None if diags.has_errors() => state,
                     None => Value::Null,
                 };
-                new_state = encode(&value, &ty, &mut diags);
+                let block = &resource.schema().block;
+                new_state = encode(&write_only::nulled(block, value), &ty, &mut diags);
             }
         }
-        Ok(Response::new(wire::read_resource::Response {
+        wire::read_resource::Response {
             new_state,
             diagnostics: diags_to_wire(diags),
             private: request.private,
-        }))
+        }
     }
 
-    async fn plan_resource_change(
-        &self,
-        request: Request<wire::plan_resource_change::Request>,
-    ) -> Result<Response<wire::plan_resource_change::Response>, Status> {
-        let request = request.into_inner();
+    async fn plan_resource_change(&self, request: wire::plan_resource_change::Request) -> wire::plan_resource_change::Response {
         let mut diags = Diagnostics::new();
         let mut planned_state = None;
         let mut requires_replace = Vec::new();
@@ -284,33 +259,34 @@ impl wire::provider_server::Provider for ProviderService {
             let proposed = decode(request.proposed_new_state.as_ref(), &ty, &mut diags);
             let config = decode(request.config.as_ref(), &ty, &mut diags);
             if let (Some(prior), Some(proposed), Some(config)) = (prior, proposed, config) {
+                // Write-only values are in `config` only; compared as planned
+                // values they would read as a change on every plan.
+                let proposed = write_only::nulled(&schema.block, proposed);
                 let mut change = framework::plan_resource_change(&schema, prior, config, proposed);
-                // Also for destroy plans, where a resource can warn of what destroy will refuse.
+                // Also for destroy plans, where a resource can refuse what destroy would do.
                 resource
                     .modify_plan(&self.context(), &mut change, &mut diags)
                     .await;
-                planned_state = encode(&change.planned, &ty, &mut diags);
+                let planned = write_only::nulled(&schema.block, change.planned);
+                planned_state = encode(&planned, &ty, &mut diags);
                 requires_replace = change.requires_replace.iter().map(path_to_wire).collect();
             }
         }
-        Ok(Response::new(wire::plan_resource_change::Response {
+        wire::plan_resource_change::Response {
             planned_state,
             requires_replace,
             planned_private: request.prior_private,
             diagnostics: diags_to_wire(diags),
             legacy_type_system: false,
-        }))
+        }
     }
 
-    async fn apply_resource_change(
-        &self,
-        request: Request<wire::apply_resource_change::Request>,
-    ) -> Result<Response<wire::apply_resource_change::Response>, Status> {
-        let request = request.into_inner();
+    async fn apply_resource_change(&self, request: wire::apply_resource_change::Request) -> wire::apply_resource_change::Response {
         let mut diags = Diagnostics::new();
         let mut new_state = None;
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
-            let ty = resource.schema().value_type();
+            let schema = resource.schema();
+            let ty = schema.value_type();
             capture::value(
                 "ApplyResourceChange",
                 "prior_state",
@@ -325,7 +301,10 @@ impl wire::provider_server::Provider for ProviderService {
             );
             let prior = decode(request.prior_state.as_ref(), &ty, &mut diags);
             let planned = decode(request.planned_state.as_ref(), &ty, &mut diags);
-            if let (Some(prior), Some(planned)) = (prior, planned) {
+            let config = decode(request.config.as_ref(), &ty, &mut diags);
+            if let (Some(prior), Some(planned), Some(config)) = (prior, planned, config) {
+                // The resource reads write-only values where it reads the others.
+                let planned = write_only::from_config(&schema.block, planned, &config);
                 let ctx = self.context();
                 let result = match (prior.is_null(), planned.is_null()) {
                     (_, true) => {
@@ -340,22 +319,18 @@ impl wire::provider_server::Provider for ProviderService {
                     (true, false) => resource.create(&ctx, &planned, &mut diags).await,
                     (false, false) => resource.update(&ctx, &prior, &planned, &mut diags).await,
                 };
-                new_state = encode(&result, &ty, &mut diags);
+                new_state = encode(&write_only::nulled(&schema.block, result), &ty, &mut diags);
             }
         }
-        Ok(Response::new(wire::apply_resource_change::Response {
+        wire::apply_resource_change::Response {
             new_state,
             private: request.planned_private,
             diagnostics: diags_to_wire(diags),
             legacy_type_system: false,
-        }))
+        }
     }
 
-    async fn import_resource_state(
-        &self,
-        request: Request<wire::import_resource_state::Request>,
-    ) -> Result<Response<wire::import_resource_state::Response>, Status> {
-        let request = request.into_inner();
+    async fn import_resource_state(&self, request: wire::import_resource_state::Request) -> wire::import_resource_state::Response {
         let mut diags = Diagnostics::new();
         let mut imported_resources = Vec::new();
         if let Some(resource) = self.resource(&request.type_name, &mut diags) {
@@ -364,6 +339,7 @@ impl wire::provider_server::Provider for ProviderService {
                 .import(&self.context(), &request.id, &mut diags)
                 .await
             {
+                let state = write_only::nulled(&resource.schema().block, state);
                 if let Some(state) = encode(&state, &ty, &mut diags) {
                     imported_resources.push(wire::import_resource_state::ImportedResource {
                         type_name: request.type_name.clone(),
@@ -373,17 +349,13 @@ impl wire::provider_server::Provider for ProviderService {
                 }
             }
         }
-        Ok(Response::new(wire::import_resource_state::Response {
+        wire::import_resource_state::Response {
             imported_resources,
             diagnostics: diags_to_wire(diags),
-        }))
+        }
     }
 
-    async fn read_data_source(
-        &self,
-        request: Request<wire::read_data_source::Request>,
-    ) -> Result<Response<wire::read_data_source::Response>, Status> {
-        let request = request.into_inner();
+    async fn read_data_source(&self, request: wire::read_data_source::Request) -> wire::read_data_source::Response {
         let mut diags = Diagnostics::new();
         let mut state = None;
         if let Some(data_source) = self.data_source(&request.type_name, &mut diags) {
@@ -393,22 +365,191 @@ impl wire::provider_server::Provider for ProviderService {
                 state = encode(&value, &ty, &mut diags);
             }
         }
-        Ok(Response::new(wire::read_data_source::Response {
+        wire::read_data_source::Response {
             state,
             diagnostics: diags_to_wire(diags),
-        }))
+        }
     }
 
-    async fn stop(
-        &self,
-        _: Request<wire::stop::Request>,
-    ) -> Result<Response<wire::stop::Response>, Status> {
+    async fn stop(&self, _request: wire::stop::Request) -> wire::stop::Response {
         log::info!("stop requested: ending waits; server-side jobs keep running and are adopted by the next apply");
         self.stop.stop();
-        Ok(Response::new(wire::stop::Response {
+        wire::stop::Response {
             error: String::new(),
-        }))
+        }
     }
+
+    /// 5.4: what `GetSchema` would list, without the schemas.
+    async fn get_metadata(&self, _request: wire::get_metadata::Request) -> wire::get_metadata::Response {
+        let mut resources: Vec<_> = self.resources.keys().map(|n| n.to_string()).collect();
+        let mut data_sources: Vec<_> = self.data_sources.keys().map(|n| n.to_string()).collect();
+        resources.sort();
+        data_sources.sort();
+        wire::get_metadata::Response {
+            server_capabilities: Some(server_capabilities()),
+            diagnostics: Vec::new(),
+            data_sources: data_sources
+                .into_iter()
+                .map(|type_name| wire::get_metadata::DataSourceMetadata { type_name })
+                .collect(),
+            resources: resources
+                .into_iter()
+                .map(|type_name| wire::get_metadata::ResourceMetadata { type_name })
+                .collect(),
+        }
+    }
+
+    /// 5.9 (Terraform 1.12) asks on every schema load: no resource has an identity.
+    async fn get_resource_identity_schemas(
+        &self,
+        _request: wire::get_resource_identity_schemas::Request,
+    ) -> wire::get_resource_identity_schemas::Response {
+        wire::get_resource_identity_schemas::Response::default()
+    }
+
+    /// 5.5: the provider offers no functions.
+    async fn get_functions(&self, _request: wire::get_functions::Request) -> wire::get_functions::Response {
+        wire::get_functions::Response::default()
+    }
+
+    /// 5.5: `moved` blocks between resource types. Terraform only calls this
+    /// for a `moved` block naming one of our types; say plainly it cannot be.
+    async fn move_resource_state(
+        &self,
+        request: wire::move_resource_state::Request,
+    ) -> wire::move_resource_state::Response {
+        let mut diags = Diagnostics::new();
+        diags.error(
+            "Moving state between resource types is not supported",
+            format!(
+                "{} cannot take over the state of {} ({}). Remove the `moved` block, and import the object \
+                 into {} instead.",
+                request.target_type_name,
+                request.source_type_name,
+                request.source_provider_address,
+                request.target_type_name
+            ),
+        );
+        wire::move_resource_state::Response {
+            diagnostics: diags_to_wire(diags),
+            ..Default::default()
+        }
+    }
+}
+
+/// Advertised in `GetSchema` and `GetMetadata`.
+fn server_capabilities() -> wire::ServerCapabilities {
+    wire::ServerCapabilities {
+        // Destroy-time refusals (deletion protection, a worker holding data)
+        // then show in `terraform plan -destroy`, not only at apply.
+        plan_destroy: true,
+        // Every schema is static: a cached copy is as good as a fresh one.
+        get_provider_schema_optional: true,
+        move_resource_state: false,
+    }
+}
+
+/// A response that can carry an error diagnostic in place of its result.
+trait FailedResponse: Default {
+    fn with_error(diagnostic: wire::Diagnostic) -> Self;
+}
+
+macro_rules! failed_response_with_diagnostics {
+    ($($response:ty),* $(,)?) => {$(
+        impl FailedResponse for $response {
+            fn with_error(diagnostic: wire::Diagnostic) -> Self {
+                Self { diagnostics: vec![diagnostic], ..Default::default() }
+            }
+        }
+    )*};
+}
+
+failed_response_with_diagnostics!(
+    wire::get_metadata::Response,
+    wire::get_provider_schema::Response,
+    wire::prepare_provider_config::Response,
+    wire::validate_resource_type_config::Response,
+    wire::validate_data_source_config::Response,
+    wire::upgrade_resource_state::Response,
+    wire::get_resource_identity_schemas::Response,
+    wire::configure::Response,
+    wire::read_resource::Response,
+    wire::plan_resource_change::Response,
+    wire::apply_resource_change::Response,
+    wire::import_resource_state::Response,
+    wire::move_resource_state::Response,
+    wire::read_data_source::Response,
+    wire::get_functions::Response,
+);
+
+impl FailedResponse for wire::stop::Response {
+    fn with_error(diagnostic: wire::Diagnostic) -> Self {
+        Self {
+            error: format!("{}: {}", diagnostic.summary, diagnostic.detail),
+        }
+    }
+}
+
+/// Runs one RPC so that a panic in it (a bug) becomes an error diagnostic
+/// naming the RPC instead of a dropped connection, which Terraform reports
+/// only as "Request cancelled" and after which the plugin is gone.
+async fn guarded<R: FailedResponse>(
+    rpc: &'static str,
+    call: impl std::future::Future<Output = R>,
+) -> Result<Response<R>, Status> {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(response) => Ok(Response::new(response)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_string());
+            log::error!("{rpc} panicked: {message}");
+            Ok(Response::new(R::with_error(wire::Diagnostic {
+                severity: wire::diagnostic::Severity::Error as i32,
+                summary: format!("Internal error in the provider during {rpc}"),
+                detail: format!(
+                    "The provider hit a bug and abandoned this call ({message}). The provider is still \
+                     running; nothing else was affected. Please report this with the configuration that caused it."
+                ),
+                attribute: None,
+            })))
+        }
+    }
+}
+
+macro_rules! guarded_rpcs {
+    ($($method:ident($request:ty) -> $response:ty = $rpc:literal;)*) => {
+        #[tonic::async_trait]
+        impl wire::provider_server::Provider for ProviderService {
+            $(
+                async fn $method(&self, request: Request<$request>) -> Result<Response<$response>, Status> {
+                    guarded($rpc, ProviderService::$method(self, request.into_inner())).await
+                }
+            )*
+        }
+    };
+}
+
+guarded_rpcs! {
+    get_metadata(wire::get_metadata::Request) -> wire::get_metadata::Response = "GetMetadata";
+    get_schema(wire::get_provider_schema::Request) -> wire::get_provider_schema::Response = "GetSchema";
+    prepare_provider_config(wire::prepare_provider_config::Request) -> wire::prepare_provider_config::Response = "PrepareProviderConfig";
+    validate_resource_type_config(wire::validate_resource_type_config::Request) -> wire::validate_resource_type_config::Response = "ValidateResourceTypeConfig";
+    validate_data_source_config(wire::validate_data_source_config::Request) -> wire::validate_data_source_config::Response = "ValidateDataSourceConfig";
+    upgrade_resource_state(wire::upgrade_resource_state::Request) -> wire::upgrade_resource_state::Response = "UpgradeResourceState";
+    get_resource_identity_schemas(wire::get_resource_identity_schemas::Request) -> wire::get_resource_identity_schemas::Response = "GetResourceIdentitySchemas";
+    configure(wire::configure::Request) -> wire::configure::Response = "Configure";
+    read_resource(wire::read_resource::Request) -> wire::read_resource::Response = "ReadResource";
+    plan_resource_change(wire::plan_resource_change::Request) -> wire::plan_resource_change::Response = "PlanResourceChange";
+    apply_resource_change(wire::apply_resource_change::Request) -> wire::apply_resource_change::Response = "ApplyResourceChange";
+    import_resource_state(wire::import_resource_state::Request) -> wire::import_resource_state::Response = "ImportResourceState";
+    move_resource_state(wire::move_resource_state::Request) -> wire::move_resource_state::Response = "MoveResourceState";
+    read_data_source(wire::read_data_source::Request) -> wire::read_data_source::Response = "ReadDataSource";
+    get_functions(wire::get_functions::Request) -> wire::get_functions::Response = "GetFunctions";
+    stop(wire::stop::Request) -> wire::stop::Response = "Stop";
 }
 
 /// Decodes a dynamic value; `None` (with a diagnostic) when it cannot be.
@@ -504,6 +645,7 @@ fn block_to_wire(block: &Block) -> wire::schema::Block {
                 sensitive: a.sensitive,
                 description_kind: wire::StringKind::Markdown as i32,
                 deprecated: false,
+                write_only: a.write_only,
             })
             .collect(),
         block_types: block
@@ -557,5 +699,195 @@ fn path_to_wire(path: &AttrPath) -> wire::AttributePath {
                 }),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::{Attribute, PlannedChange};
+    use async_trait::async_trait;
+    use wire::provider_server::Provider as Rpc;
+
+    /// A resource whose every operation is a bug.
+    struct Panicking;
+
+    #[async_trait]
+    impl Resource for Panicking {
+        fn type_name(&self) -> &'static str {
+            "test_panic"
+        }
+        fn schema(&self) -> Schema {
+            Schema::new(
+                0,
+                Block::new("")
+                    .attribute(Attribute::optional("name", Type::String))
+                    .attribute(Attribute::optional("secret_wo", Type::String).write_only()),
+            )
+        }
+        fn validate_config(&self, _: &Value, _: &mut Diagnostics) {
+            panic!("validate exploded");
+        }
+        async fn modify_plan(&self, _: &Context, _: &mut PlannedChange, _: &mut Diagnostics) {
+            let overflow: Option<u16> = None;
+            overflow.expect("plan exploded");
+        }
+        async fn create(&self, _: &Context, planned: &Value, _: &mut Diagnostics) -> Value {
+            panic!("create exploded with {}", planned.attr("name").as_str().unwrap_or(""));
+        }
+        async fn read(&self, _: &Context, _: &Value, _: &mut Diagnostics) -> Option<Value> {
+            unreachable!("read exploded")
+        }
+        async fn update(&self, _: &Context, _: &Value, _: &Value, _: &mut Diagnostics) -> Value {
+            unreachable!()
+        }
+        async fn delete(&self, _: &Context, _: &Value, _: &mut Diagnostics) {}
+    }
+
+    struct TestProvider;
+
+    #[async_trait]
+    impl Provider for TestProvider {
+        fn schema(&self) -> Schema {
+            Schema::new(0, Block::new(""))
+        }
+        fn resources(&self) -> Vec<Arc<dyn Resource>> {
+            vec![Arc::new(Panicking)]
+        }
+        async fn configure(&self, _: &Value, _: &mut Diagnostics) {}
+    }
+
+    fn dynamic(value: &Value) -> Option<wire::DynamicValue> {
+        let ty = Panicking.schema().value_type();
+        Some(wire::DynamicValue {
+            msgpack: cty::encode_msgpack(value, &ty).unwrap(),
+            json: Vec::new(),
+        })
+    }
+
+    fn config(secret: Value) -> Value {
+        Value::Object(
+            [("name".to_string(), Value::string("x")), ("secret_wo".to_string(), secret)]
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    fn only_error(diagnostics: &[wire::Diagnostic]) -> &wire::Diagnostic {
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert_eq!(diagnostics[0].severity, wire::diagnostic::Severity::Error as i32);
+        &diagnostics[0]
+    }
+
+    #[tokio::test]
+    async fn a_panicking_resource_gets_an_error_diagnostic_naming_the_rpc() {
+        let provider = ProviderService::new(TestProvider);
+        let service: &dyn Rpc = &provider;
+        let validated = service
+            .validate_resource_type_config(Request::new(wire::validate_resource_type_config::Request {
+                type_name: "test_panic".into(),
+                config: dynamic(&config(Value::Null)),
+                client_capabilities: None,
+            }))
+            .await
+            .expect("a panic is no gRPC error")
+            .into_inner();
+        let error = only_error(&validated.diagnostics);
+        assert_eq!(error.summary, "Internal error in the provider during ValidateResourceTypeConfig");
+        assert!(error.detail.contains("validate exploded"), "{}", error.detail);
+
+        let planned = service
+            .plan_resource_change(Request::new(wire::plan_resource_change::Request {
+                type_name: "test_panic".into(),
+                prior_state: dynamic(&Value::Null),
+                proposed_new_state: dynamic(&config(Value::Null)),
+                config: dynamic(&config(Value::Null)),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(only_error(&planned.diagnostics).detail.contains("plan exploded"));
+        assert!(planned.planned_state.is_none());
+
+        let applied = service
+            .apply_resource_change(Request::new(wire::apply_resource_change::Request {
+                type_name: "test_panic".into(),
+                prior_state: dynamic(&Value::Null),
+                planned_state: dynamic(&config(Value::Null)),
+                config: dynamic(&config(Value::string("s3cret"))),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let error = only_error(&applied.diagnostics);
+        assert!(error.summary.ends_with("during ApplyResourceChange"));
+        assert!(error.detail.contains("create exploded with x"), "{}", error.detail);
+
+        // The service still answers after the panics.
+        let read = service
+            .read_resource(Request::new(wire::read_resource::Request {
+                type_name: "test_panic".into(),
+                current_state: dynamic(&config(Value::Null)),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(only_error(&read.diagnostics).summary.ends_with("during ReadResource"));
+    }
+
+    #[tokio::test]
+    async fn write_only_values_are_refused_on_old_terraform_and_never_returned() {
+        let provider = ProviderService::new(TestProvider);
+        let service: &dyn Rpc = &provider;
+        let schema = service.get_schema(Request::new(Default::default())).await.unwrap().into_inner();
+        let attributes = &schema.resource_schemas["test_panic"].block.as_ref().unwrap().attributes;
+        let secret = attributes.iter().find(|a| a.name == "secret_wo").unwrap();
+        assert!(secret.write_only && secret.sensitive);
+        let caps = schema.server_capabilities.unwrap();
+        assert!(caps.plan_destroy && caps.get_provider_schema_optional);
+
+        // Terraform 1.0.3 sends no client capabilities: a set write-only value is an error at its path.
+        // (Validation panics in this test resource after the framework's checks; only the refusal matters.)
+        let mut diags = Diagnostics::new();
+        write_only::refuse_unsupported(
+            &Panicking.schema().block,
+            &config(Value::string("s3cret")),
+            &AttrPath::default(),
+            &mut diags,
+        );
+        let diag = diags.iter().next().expect("refused");
+        assert_eq!(diag.path, Some(AttrPath::root("secret_wo")));
+        assert!(!format!("{diag:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn metadata_lists_types_and_capabilities_and_newer_rpcs_answer() {
+        let provider = ProviderService::new(TestProvider);
+        let service: &dyn Rpc = &provider;
+        let metadata = service.get_metadata(Request::new(Default::default())).await.unwrap().into_inner();
+        assert_eq!(metadata.resources.len(), 1);
+        assert_eq!(metadata.resources[0].type_name, "test_panic");
+        assert!(metadata.server_capabilities.unwrap().plan_destroy);
+        let identities = service
+            .get_resource_identity_schemas(Request::new(Default::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(identities.identity_schemas.is_empty() && identities.diagnostics.is_empty());
+        let functions = service.get_functions(Request::new(Default::default())).await.unwrap().into_inner();
+        assert!(functions.functions.is_empty() && functions.diagnostics.is_empty());
+        let moved = service
+            .move_resource_state(Request::new(wire::move_resource_state::Request {
+                source_type_name: "null_resource".into(),
+                target_type_name: "test_panic".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(only_error(&moved.diagnostics).detail.contains("import the object"));
     }
 }

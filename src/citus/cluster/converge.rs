@@ -588,10 +588,29 @@ async fn refuse_unreachable_holders(client: &Client, spec: &ClusterSpec) -> Resu
 /// placements; refuses, naming the tables, when any still holds some.
 pub async fn deregister(ctx: &Context, spec: &ClusterSpec) -> Result<(), Failure> {
     let client = connect_coordinator(spec).await?;
-    let nodes = catalog::nodes(&client)
+    let nodes = check_deregister(&client).await?;
+    for node in nodes.iter().filter(|n| !n.is_primary && n.group_id != 0) {
+        remove_node(ctx, &client, &node.address).await?;
+    }
+    for node in nodes.iter().filter(|n| n.is_primary && n.group_id != 0) {
+        remove_node(ctx, &client, &node.address).await?;
+    }
+    Ok(())
+}
+
+/// What destroy with `deregister_on_destroy` would refuse, checked before a
+/// destroy is planned (Terraform 1.3+) as well as when it runs.
+pub async fn check_deregister_possible(spec: &ClusterSpec) -> Result<(), Failure> {
+    let client = connect_coordinator(spec).await?;
+    check_deregister(&client).await.map(drop)
+}
+
+/// The registered nodes, or a refusal naming the workers that still hold data.
+async fn check_deregister(client: &Client) -> Result<Vec<DistNode>, Failure> {
+    let nodes = catalog::nodes(client)
         .await
         .map_err(|e| sql_failure("list nodes", e))?;
-    let placements = catalog::placements_per_group(&client)
+    let placements = catalog::placements_per_group(client)
         .await
         .map_err(|e| sql_failure("count placements", e))?;
     let workers: Vec<&DistNode> = nodes
@@ -601,7 +620,7 @@ pub async fn deregister(ctx: &Context, spec: &ClusterSpec) -> Result<(), Failure
     let mut refused = Vec::new();
     for node in &workers {
         if placements.get(&node.group_id).copied().unwrap_or(0) > 0 {
-            let tables = catalog::tables_in_group(&client, node.group_id)
+            let tables = catalog::tables_in_group(client, node.group_id)
                 .await
                 .unwrap_or_default();
             refused.push(format!(
@@ -622,11 +641,5 @@ pub async fn deregister(ctx: &Context, spec: &ClusterSpec) -> Result<(), Failure
             ),
         ));
     }
-    for node in nodes.iter().filter(|n| !n.is_primary && n.group_id != 0) {
-        remove_node(ctx, &client, &node.address).await?;
-    }
-    for node in workers {
-        remove_node(ctx, &client, &node.address).await?;
-    }
-    Ok(())
+    Ok(nodes)
 }

@@ -119,6 +119,17 @@ impl Resource for ClusterResource {
         change: &mut PlannedChange,
         diags: &mut Diagnostics,
     ) {
+        if change.is_delete() {
+            // Terraform 1.3+ plans destroys through the provider: a destroy
+            // that would be refused is refused before anything runs.
+            let spec = ClusterSpec::from_value(&change.prior, &self.defaults);
+            if spec.deregister_on_destroy && self.defaults.is_known() {
+                if let Err(failure) = converge::check_deregister_possible(&spec).await {
+                    failure.report(diags);
+                }
+            }
+            return;
+        }
         if change.is_create() {
             // Bad connection settings surface at plan time when they are known.
             if self.defaults.is_known() && is_known_connection(&change.planned) {

@@ -251,6 +251,20 @@ fn check_base_dir(dir: &Path, diags: &mut Diagnostics) {
     }
 }
 
+/// The one message for a destroy that deletion protection stops, at plan or apply.
+fn refuse_protected_destroy(spec: &GroupSpec, diags: &mut Diagnostics) {
+    diags.error_at(
+        AttrPath::root("deletion_protection"),
+        "Deletion protection is on",
+        format!(
+            "The group {:?} in {} was not destroyed: its processes keep running and its data stays. \
+             Set deletion_protection = false and apply, then destroy.",
+            spec.name,
+            spec.base_dir.display()
+        ),
+    );
+}
+
 impl HaResource {
     async fn apply(
         &self,
@@ -301,12 +315,11 @@ impl Resource for HaResource {
         diags: &mut Diagnostics,
     ) {
         if change.is_delete() {
-            if change.prior.attr("deletion_protection").as_bool() != Some(false) {
-                diags.warning_at(
-                    AttrPath::root("deletion_protection"),
-                    "Destroy will be refused",
-                    "deletion_protection is on: set it to false and apply before destroying the group.",
-                );
+            // Terraform 1.3+ plans destroys through the provider (plan_destroy):
+            // the refusal apply would give is given here, before anything runs.
+            let spec = GroupSpec::from_value(&change.prior);
+            if spec.deletion_protection {
+                refuse_protected_destroy(&spec, diags);
             }
             return;
         }
@@ -448,16 +461,7 @@ impl Resource for HaResource {
     async fn delete(&self, _ctx: &Context, prior: &Value, diags: &mut Diagnostics) {
         let spec = GroupSpec::from_value(prior);
         if spec.deletion_protection {
-            diags.error_at(
-                AttrPath::root("deletion_protection"),
-                "Deletion protection is on",
-                format!(
-                    "The group {:?} in {} was not destroyed: its processes keep running and its data stays. \
-                     Set deletion_protection = false and apply, then destroy.",
-                    spec.name,
-                    spec.base_dir.display()
-                ),
-            );
+            refuse_protected_destroy(&spec, diags);
             return;
         }
         let deadline = Deadline::new(timeout(prior, "delete"));
