@@ -1,7 +1,8 @@
 //! The provider executables driven the way Terraform's go-plugin client drives
-//! them: environment handshake, the stdout line, AutoMTLS with the printed
-//! certificate, GetSchema, gRPC health, GRPCController/Shutdown, signals and
-//! debug mode. No Terraform needed; these run on every `cargo test`.
+//! them: environment handshake, the stdout line, a private unix socket,
+//! AutoMTLS with the printed certificate and the client certificate passed in
+//! `PLUGIN_CLIENT_CERT` (and nothing else), GetSchema, gRPC health,
+//! GRPCController/Shutdown, signals and debug mode. No Terraform needed.
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
@@ -10,11 +11,12 @@ use shardform::plugin::wire::plugin::Empty;
 use shardform::plugin::wire::tfplugin5::provider_client::ProviderClient;
 use shardform::plugin::wire::tfplugin5::{diagnostic, get_provider_schema};
 use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -30,6 +32,7 @@ const PLUGIN_ENV: &[&str] = &[
     "PLUGIN_CLIENT_CERT",
     "PLUGIN_MIN_PORT",
     "PLUGIN_MAX_PORT",
+    "PLUGIN_UNIX_SOCKET_DIR",
     "TF_DISABLE_PLUGIN_TLS",
     "TF_REATTACH_PROVIDERS",
 ];
@@ -51,6 +54,32 @@ fn executables() -> [(&'static str, &'static str); 3] {
 struct Plugin {
     child: Child,
     stdout: mpsc::UnboundedReceiver<String>,
+    /// The client identity whose certificate went into `PLUGIN_CLIENT_CERT`.
+    client: Option<ClientIdentity>,
+}
+
+/// A client certificate and key, as Terraform makes one per run.
+#[derive(Clone)]
+struct ClientIdentity {
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl ClientIdentity {
+    /// P-256 (which this test's TLS stack can sign with); the plugin pins
+    /// whatever certificate it is given. Terraform's own P-521 certificate is
+    /// exercised by every acceptance test and by `a_p521_client_certificate_is_accepted`.
+    fn generate() -> Self {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        ClientIdentity {
+            cert_pem: made.cert.pem(),
+            key_pem: made.signing_key.serialize_pem(),
+        }
+    }
+
+    fn identity(&self) -> Identity {
+        Identity::from_pem(&self.cert_pem, &self.key_pem)
+    }
 }
 
 impl Plugin {
@@ -76,21 +105,32 @@ impl Plugin {
                 }
             }
         });
-        Self { child, stdout: rx }
+        Self {
+            child,
+            stdout: rx,
+            client: None,
+        }
     }
 
     /// Launched as Terraform 1.0.3 does, with AutoMTLS.
     fn spawn_tls(exe: &str) -> Self {
-        let client_cert = client_certificate_pem();
-        Self::spawn(
+        let client = ClientIdentity::generate();
+        Self::spawn_with_client_cert(exe, client.clone(), &client.cert_pem)
+    }
+
+    /// Launched with `client_cert_pem` in `PLUGIN_CLIENT_CERT`; `client` is what the test connects with.
+    fn spawn_with_client_cert(exe: &str, client: ClientIdentity, client_cert_pem: &str) -> Self {
+        let mut plugin = Self::spawn(
             exe,
             &[],
             &[
                 COOKIE,
                 ("PLUGIN_PROTOCOL_VERSIONS", "6,5"),
-                ("PLUGIN_CLIENT_CERT", &client_cert),
+                ("PLUGIN_CLIENT_CERT", client_cert_pem),
             ],
-        )
+        );
+        plugin.client = Some(client);
+        plugin
     }
 
     async fn next_line(&mut self) -> String {
@@ -139,24 +179,15 @@ impl Drop for Plugin {
     }
 }
 
-/// Stand-in for Terraform's client certificate (any PEM will do: it is not verified).
-fn client_certificate_pem() -> String {
-    rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
-        .unwrap()
-        .cert
-        .pem()
-}
-
 /// The parsed go-plugin handshake line.
 #[derive(Debug)]
 struct Handshake {
-    network: String,
     address: String,
     /// DER of the server certificate; `None` in plaintext.
     cert: Option<Vec<u8>>,
 }
 
-/// Checks `^1\|5\|(tcp|unix)\|[^|]+\|grpc\|CERT$` where CERT is unpadded standard base64
+/// Checks `^1\|5\|unix\|[^|]+\|grpc\|CERT$` where CERT is unpadded standard base64
 /// (`[A-Za-z0-9+/]+`) when `tls`, empty otherwise.
 fn parse_handshake(line: &str, tls: bool) -> Handshake {
     let fields: Vec<&str> = line.split('|').collect();
@@ -164,7 +195,7 @@ fn parse_handshake(line: &str, tls: bool) -> Handshake {
         panic!("handshake line needs 6 fields: {line:?}");
     };
     assert_eq!((core, app, protocol), ("1", "5", "grpc"), "{line:?}");
-    assert!(matches!(network, "tcp" | "unix"), "{line:?}");
+    assert_eq!(network, "unix", "go-plugin on Linux serves a unix socket: {line:?}");
     assert!(!address.is_empty(), "{line:?}");
     let cert = if tls {
         let alphabet = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
@@ -185,7 +216,6 @@ fn parse_handshake(line: &str, tls: bool) -> Handshake {
         None
     };
     Handshake {
-        network: network.to_owned(),
         address: address.to_owned(),
         cert,
     }
@@ -204,29 +234,41 @@ fn pem(der: &[u8]) -> String {
     )
 }
 
-/// Connects as go-plugin does: TLS trusting exactly the printed certificate,
-/// for server name `localhost`, or plaintext.
-async fn connect(handshake: &Handshake) -> Channel {
-    let endpoint = match (handshake.network.as_str(), &handshake.cert) {
-        ("unix", _) => Endpoint::from_shared(format!("unix:{}", handshake.address)),
-        (_, Some(_)) => Endpoint::from_shared(format!("https://{}", handshake.address)),
-        (_, None) => Endpoint::from_shared(format!("http://{}", handshake.address)),
+/// Connects as go-plugin does: over the unix socket, TLS trusting exactly the
+/// printed certificate for server name `localhost` and presenting the
+/// plugin's client certificate, or plaintext.
+async fn connect(plugin: &Plugin, handshake: &Handshake) -> Channel {
+    connect_as(handshake, plugin.client.as_ref().map(ClientIdentity::identity))
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e:?}", handshake.address))
+}
+
+async fn connect_as(
+    handshake: &Handshake,
+    client: Option<Identity>,
+) -> Result<Channel, tonic::transport::Error> {
+    let scheme = if handshake.cert.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://localhost")).unwrap();
+    if let Some(der) = &handshake.cert {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(pem(der)))
+            .domain_name("localhost");
+        if let Some(identity) = client {
+            tls = tls.identity(identity);
+        }
+        endpoint = endpoint.tls_config(tls).unwrap();
     }
-    .unwrap();
-    let endpoint = match &handshake.cert {
-        Some(der) => endpoint
-            .tls_config(
-                ClientTlsConfig::new()
-                    .ca_certificate(Certificate::from_pem(pem(der)))
-                    .domain_name("localhost"),
-            )
-            .unwrap(),
-        None => endpoint,
-    };
-    timeout(RPC, endpoint.connect())
+    let socket = handshake.address.clone();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let socket = socket.clone();
+        async move {
+            let stream = tokio::net::UnixStream::connect(socket).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    timeout(RPC, endpoint.connect_with_connector(connector))
         .await
         .expect("connect timed out")
-        .unwrap_or_else(|e| panic!("cannot connect to {}: {e:?}", handshake.address))
 }
 
 async fn assert_schema(channel: &Channel) {
@@ -266,7 +308,7 @@ async fn automtls_schema_health_and_prompt_shutdown() {
         let mut plugin = Plugin::spawn_tls(exe);
         let line = plugin.next_line().await;
         let handshake = parse_handshake(&line, true);
-        let channel = connect(&handshake).await;
+        let channel = connect(&plugin, &handshake).await;
         assert_schema(&channel).await;
         assert_health_serving(&channel).await;
 
@@ -284,6 +326,125 @@ async fn automtls_schema_health_and_prompt_shutdown() {
     }
 }
 
+/// GetSchema's outcome over a fresh connection presenting `client`.
+async fn schema_call_as(handshake: &Handshake, client: Option<Identity>) -> Result<(), String> {
+    let channel = connect_as(handshake, client).await.map_err(|e| format!("connect: {e:?}"))?;
+    let mut provider = ProviderClient::new(channel).max_decoding_message_size(256 << 20);
+    match timeout(RPC, provider.get_schema(get_provider_schema::Request {})).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(status)) => Err(format!("GetSchema: {status}")),
+        Err(_) => Err("GetSchema timed out".into()),
+    }
+}
+
+#[tokio::test]
+async fn only_terraforms_client_certificate_gets_in() {
+    for (name, exe) in executables() {
+        let mut plugin = Plugin::spawn_tls(exe);
+        let handshake = parse_handshake(&plugin.next_line().await, true);
+
+        // The socket sits alone in a fresh directory only its owner can enter.
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let socket = std::path::Path::new(&handshake.address);
+        let dir = socket.parent().unwrap();
+        let (dir_meta, socket_meta) = (std::fs::metadata(dir).unwrap(), std::fs::metadata(socket).unwrap());
+        assert_eq!(dir_meta.permissions().mode() & 0o777, 0o700, "{name}: {}", dir.display());
+        assert_eq!(socket_meta.permissions().mode() & 0o777, 0o600, "{name}: {}", socket.display());
+        let uid = unsafe { libc::getuid() };
+        assert_eq!((dir_meta.uid(), socket_meta.uid()), (uid, uid));
+
+        let refused_anonymous = schema_call_as(&handshake, None).await;
+        assert!(refused_anonymous.is_err(), "{name}: a client without a certificate got in");
+        let stranger = ClientIdentity::generate().identity();
+        let refused_stranger = schema_call_as(&handshake, Some(stranger)).await;
+        assert!(refused_stranger.is_err(), "{name}: a client with another certificate got in");
+        let terraform = plugin.client.as_ref().unwrap().identity();
+        schema_call_as(&handshake, Some(terraform))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: Terraform's own certificate was refused: {e}"));
+        eprintln!("{name}: without a certificate: {}", refused_anonymous.unwrap_err());
+        eprintln!("{name}: with another certificate: {}", refused_stranger.unwrap_err());
+
+        // Another local user cannot even connect (the directory is 0700).
+        if uid == 0 {
+            let out = Command::new("/usr/bin/openssl")
+                .args(["s_client", "-unix", &handshake.address])
+                .uid(65534)
+                .gid(65534)
+                .stdin(Stdio::null())
+                .output()
+                .expect("openssl runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{name}: user nobody connected: {stderr}");
+            assert!(stderr.contains("errno=13") || stderr.contains("Permission denied"), "{name}: {stderr}");
+        } else {
+            eprintln!("{name}: SKIPPED the other-user check: needs root to switch to user nobody");
+        }
+    }
+}
+
+/// Terraform's certificate is ECDSA P-521 and marked as a CA, which ring
+/// cannot verify; openssl presents one like it here, outside any Terraform.
+#[tokio::test]
+async fn a_p521_client_certificate_is_accepted() {
+    let dir = tempdir_for("p521");
+    let (cert, key) = (dir.join("client.pem"), dir.join("client.key"));
+    let made = Command::new("/usr/bin/openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521", "-nodes", "-days", "1"])
+        .args(["-subj", "/O=HashiCorp/CN=localhost", "-addext", "basicConstraints=critical,CA:TRUE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let cert_pem = std::fs::read_to_string(&cert).unwrap();
+    let (_, exe) = executables()[0];
+    let mut plugin = Plugin::spawn_with_client_cert(exe, ClientIdentity::generate(), &cert_pem);
+    let handshake = parse_handshake(&plugin.next_line().await, true);
+    let server_pem = dir.join("server.pem");
+    std::fs::write(&server_pem, pem(handshake.cert.as_ref().unwrap())).unwrap();
+    // The HTTP/2 preface; an accepted client gets the server's SETTINGS frame back.
+    let h2_exchange = |client: &[&str]| -> Vec<u8> {
+        let mut child = Command::new("/usr/bin/openssl")
+            .args(["s_client", "-quiet", "-unix", &handshake.address, "-servername", "localhost", "-alpn", "h2"])
+            .arg("-CAfile")
+            .arg(&server_pem)
+            .args(client)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        // `-quiet` ignores end of input: give the server time to answer, then hang up.
+        std::thread::sleep(Duration::from_secs(2));
+        drop(stdin);
+        let _ = child.kill();
+        child.wait_with_output().unwrap().stdout
+    };
+    let key_arg = key.to_str().unwrap();
+    let cert_arg = cert.to_str().unwrap();
+    let accepted = h2_exchange(&["-cert", cert_arg, "-key", key_arg]);
+    // A SETTINGS frame: 3-byte length, type 4, flags 0, stream 0.
+    assert!(
+        accepted.len() >= 9 && accepted[3] == 4 && accepted[5..9] == [0, 0, 0, 0],
+        "no HTTP/2 SETTINGS after the P-521 handshake: {accepted:?}"
+    );
+    let refused = h2_exchange(&[]);
+    assert!(refused.is_empty(), "a client without a certificate got an answer: {refused:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir_for(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardform-protocol-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[tokio::test]
 async fn plaintext_when_terraform_disables_tls() {
     for (_, exe) in executables() {
@@ -297,7 +458,7 @@ async fn plaintext_when_terraform_disables_tls() {
             ],
         );
         let handshake = parse_handshake(&plugin.next_line().await, false);
-        assert_schema(&connect(&handshake).await).await;
+        assert_schema(&connect(&plugin, &handshake).await).await;
     }
 }
 
@@ -351,14 +512,14 @@ async fn sigint_is_ignored() {
     let (_, exe) = executables()[0];
     let mut plugin = Plugin::spawn_tls(exe);
     let handshake = parse_handshake(&plugin.next_line().await, true);
-    let channel = connect(&handshake).await;
+    let channel = connect(&plugin, &handshake).await;
 
     plugin.signal(libc::SIGINT);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(plugin.is_running(), "SIGINT killed the provider");
     assert_schema(&channel).await;
     // A new connection works too.
-    assert_schema(&connect(&handshake).await).await;
+    assert_schema(&connect(&plugin, &handshake).await).await;
 }
 
 #[tokio::test]
@@ -392,11 +553,10 @@ async fn debug_mode_prints_reattach_config_and_stops_on_sigterm() {
         .to_owned();
 
     let handshake = Handshake {
-        network: "unix".into(),
         address: socket.clone(),
         cert: None,
     };
-    let channel = connect(&handshake).await;
+    let channel = connect(&plugin, &handshake).await;
     assert_schema(&channel).await;
     assert_health_serving(&channel).await;
 

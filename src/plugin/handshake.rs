@@ -1,12 +1,10 @@
 //! The pure parts of go-plugin's start-up handshake: the magic cookie, the
-//! protocol version negotiation, the port range and the line printed on stdout.
+//! protocol version negotiation and the line printed on stdout.
 //! No I/O here, so every rule is unit-tested.
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine as _;
 use std::fmt;
-use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::Path;
 
 /// Terraform sets this variable to [`MAGIC_COOKIE_VALUE`] when it launches a provider.
@@ -21,8 +19,9 @@ pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The only Terraform plugin protocol this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 5;
 
-pub const MIN_PORT_KEY: &str = "PLUGIN_MIN_PORT";
-pub const MAX_PORT_KEY: &str = "PLUGIN_MAX_PORT";
+/// Where go-plugin (Terraform 1.6+) wants the socket's directory; the
+/// system's temporary directory otherwise.
+pub const UNIX_SOCKET_DIR_KEY: &str = "PLUGIN_UNIX_SOCKET_DIR";
 /// PEM of Terraform's client certificate; its presence means AutoMTLS.
 pub const CLIENT_CERT_KEY: &str = "PLUGIN_CLIENT_CERT";
 
@@ -33,10 +32,6 @@ pub enum HandshakeError {
     NotLaunchedAsPlugin,
     /// The client offered protocol versions, none of them 5.
     UnsupportedProtocol { offered: String },
-    /// `PLUGIN_MIN_PORT` / `PLUGIN_MAX_PORT` is not a port number.
-    InvalidPort { key: &'static str, value: String },
-    /// `PLUGIN_MIN_PORT` is greater than `PLUGIN_MAX_PORT`.
-    EmptyPortRange { min: u16, max: u16 },
 }
 
 impl fmt::Display for HandshakeError {
@@ -48,13 +43,6 @@ impl fmt::Display for HandshakeError {
                 "this provider speaks Terraform plugin protocol {PROTOCOL_VERSION}, but the client \
                  offered only version(s) {offered:?}; use a Terraform release that supports \
                  protocol {PROTOCOL_VERSION} (0.12 or later)"
-            ),
-            Self::InvalidPort { key, value } => {
-                write!(f, "{key}={value:?} is not a port number (0-65535)")
-            }
-            Self::EmptyPortRange { min, max } => write!(
-                f,
-                "{MIN_PORT_KEY}={min} is greater than {MAX_PORT_KEY}={max}"
             ),
         }
     }
@@ -100,69 +88,18 @@ pub fn negotiate_version(offered: Option<&str>) -> Result<u32, HandshakeError> {
     }
 }
 
-/// The TCP ports to try, from `PLUGIN_MIN_PORT` / `PLUGIN_MAX_PORT` (go-plugin's
-/// rules: an unset bound is 0, so neither set gives `0..=0`, an ephemeral port).
-pub fn port_range(
-    min: Option<&str>,
-    max: Option<&str>,
-) -> Result<RangeInclusive<u16>, HandshakeError> {
-    let min = parse_port(MIN_PORT_KEY, min)?;
-    let max = parse_port(MAX_PORT_KEY, max)?;
-    if min > max {
-        return Err(HandshakeError::EmptyPortRange { min, max });
-    }
-    Ok(min..=max)
-}
-
-fn parse_port(key: &'static str, value: Option<&str>) -> Result<u16, HandshakeError> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(0),
-        Some(v) => v.parse().map_err(|_| HandshakeError::InvalidPort {
-            key,
-            value: v.to_owned(),
-        }),
-    }
-}
-
-/// Where the server listens, as the handshake line names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    Unix(String),
-}
-
-impl ListenAddr {
-    pub fn unix(path: &Path) -> Self {
-        Self::Unix(path.display().to_string())
-    }
-
-    fn network(&self) -> &'static str {
-        match self {
-            Self::Tcp(_) => "tcp",
-            Self::Unix(_) => "unix",
-        }
-    }
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tcp(addr) => addr.fmt(f),
-            Self::Unix(path) => f.write_str(path),
-        }
-    }
-}
-
 /// The handshake line (without newline):
-/// `CORE-VERSION|APP-VERSION|NETWORK|ADDRESS|PROTOCOL|CERT`, where CERT is the
+/// `CORE-VERSION|APP-VERSION|unix|SOCKET|PROTOCOL|CERT`, where CERT is the
 /// server certificate's DER in unpadded standard base64, or empty in plaintext.
-pub fn handshake_line(addr: &ListenAddr, server_cert_der: Option<&[u8]>) -> String {
+/// Always a unix socket, as go-plugin serves on Linux: a loopback TCP port
+/// would be reachable by every local user.
+pub fn handshake_line(socket: &Path, server_cert_der: Option<&[u8]>) -> String {
     let cert = server_cert_der
         .map(|der| STANDARD_NO_PAD.encode(der))
         .unwrap_or_default();
     format!(
-        "{CORE_PROTOCOL_VERSION}|{PROTOCOL_VERSION}|{}|{addr}|grpc|{cert}",
-        addr.network()
+        "{CORE_PROTOCOL_VERSION}|{PROTOCOL_VERSION}|unix|{}|grpc|{cert}",
+        socket.display()
     )
 }
 
@@ -219,44 +156,16 @@ mod tests {
     }
 
     #[test]
-    fn port_range_follows_go_plugin() {
-        assert_eq!(port_range(None, None), Ok(0..=0));
-        assert_eq!(port_range(Some(""), Some("")), Ok(0..=0));
-        assert_eq!(port_range(Some("10000"), Some("10010")), Ok(10000..=10010));
-        assert_eq!(
-            port_range(Some("10000"), None),
-            Err(HandshakeError::EmptyPortRange { min: 10000, max: 0 })
-        );
-        assert_eq!(
-            port_range(Some("70000"), Some("70001")),
-            Err(HandshakeError::InvalidPort {
-                key: MIN_PORT_KEY,
-                value: "70000".into()
-            })
-        );
-        assert!(port_range(None, Some("-1")).is_err());
-    }
-
-    #[test]
-    fn tcp_line_with_certificate() {
-        let addr = ListenAddr::Tcp("127.0.0.1:41234".parse().unwrap());
+    fn unix_line_with_certificate() {
+        let socket = Path::new("/tmp/plugin1/plugin.sock");
         // Four bytes: base64 with padding would end in "==".
-        let line = handshake_line(&addr, Some(&[0x30, 0x82, 0x01, 0xff]));
-        assert_eq!(line, "1|5|tcp|127.0.0.1:41234|grpc|MIIB/w");
+        let line = handshake_line(socket, Some(&[0x30, 0x82, 0x01, 0xff]));
+        assert_eq!(line, "1|5|unix|/tmp/plugin1/plugin.sock|grpc|MIIB/w");
     }
 
     #[test]
     fn plaintext_line_has_empty_certificate() {
-        let addr = ListenAddr::Tcp("127.0.0.1:1".parse().unwrap());
-        assert_eq!(handshake_line(&addr, None), "1|5|tcp|127.0.0.1:1|grpc|");
-    }
-
-    #[test]
-    fn unix_line() {
-        let addr = ListenAddr::unix(Path::new("/tmp/x/plugin.sock"));
-        assert_eq!(
-            handshake_line(&addr, None),
-            "1|5|unix|/tmp/x/plugin.sock|grpc|"
-        );
+        let socket = Path::new("/tmp/x/plugin.sock");
+        assert_eq!(handshake_line(socket, None), "1|5|unix|/tmp/x/plugin.sock|grpc|");
     }
 }

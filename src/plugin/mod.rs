@@ -3,6 +3,7 @@
 //! [`grpc`] translates them to framework calls.
 
 pub mod capture;
+pub mod client_cert;
 pub mod grpc;
 pub mod handshake;
 pub mod logging;

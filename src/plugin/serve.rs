@@ -1,11 +1,13 @@
 //! The provider process as go-plugin expects it: check the handshake, listen on
-//! loopback (TLS under AutoMTLS), print the handshake line, serve the provider,
-//! gRPC health and the controller, and exit promptly when told to.
+//! a unix socket in a private directory (mutual TLS under AutoMTLS, taking
+//! only Terraform's own client certificate), print the handshake line, serve
+//! the provider, gRPC health and the controller, and exit promptly when told to.
 //!
-//! With `--debug` the provider instead serves on a unix socket until Ctrl-C and
-//! prints a `TF_REATTACH_PROVIDERS` value for Terraform to attach to.
+//! With `--debug` the provider instead serves plaintext on such a socket until
+//! Ctrl-C and prints a `TF_REATTACH_PROVIDERS` value for Terraform to attach to.
 
-use crate::plugin::handshake::{self, HandshakeError, ListenAddr};
+use crate::plugin::client_cert::{BadClientCertificate, PinnedClientCert};
+use crate::plugin::handshake::{self, HandshakeError};
 use crate::plugin::logging;
 use crate::plugin::tls::{ServerIdentity, TlsError};
 use crate::plugin::wire::plugin::grpc_controller_server::{GrpcController, GrpcControllerServer};
@@ -14,19 +16,18 @@ use crate::plugin::wire::tfplugin5::provider_server::{Provider, ProviderServer};
 use futures_util::Stream;
 use std::future::Future;
 use std::io::{self, Write as _};
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use std::{env, fmt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Notify};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::transport::server::{Connected, Router};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
@@ -73,11 +74,7 @@ where
 pub enum ServeError {
     Handshake(HandshakeError),
     Tls(TlsError),
-    /// No port of the range could be bound on 127.0.0.1.
-    Bind {
-        ports: RangeInclusive<u16>,
-        source: io::Error,
-    },
+    ClientCertificate(BadClientCertificate),
     /// An operating-system call failed; `what` says which.
     Io {
         what: &'static str,
@@ -91,12 +88,7 @@ impl fmt::Display for ServeError {
         match self {
             Self::Handshake(e) => e.fmt(f),
             Self::Tls(e) => e.fmt(f),
-            Self::Bind { ports, source } => write!(
-                f,
-                "cannot listen on 127.0.0.1 (ports {}-{}): {source}",
-                ports.start(),
-                ports.end()
-            ),
+            Self::ClientCertificate(e) => e.fmt(f),
             Self::Io { what, source } => write!(f, "cannot {what}: {source}"),
             Self::Transport(e) => write!(f, "gRPC server failed: {e}"),
         }
@@ -108,7 +100,8 @@ impl std::error::Error for ServeError {
         match self {
             Self::Handshake(e) => Some(e),
             Self::Tls(e) => Some(e),
-            Self::Bind { source, .. } | Self::Io { source, .. } => Some(source),
+            Self::ClientCertificate(e) => Some(e),
+            Self::Io { source, .. } => Some(source),
             Self::Transport(e) => Some(e),
         }
     }
@@ -157,38 +150,41 @@ fn runtime() -> Result<tokio::runtime::Runtime, ServeError> {
 fn serve_plugin<P: Provider>(provider: P) -> Result<(), ServeError> {
     handshake::check_cookie(env_var(handshake::MAGIC_COOKIE_KEY).as_deref())?;
     handshake::negotiate_version(env_var(handshake::PROTOCOL_VERSIONS_KEY).as_deref())?;
-    let ports = handshake::port_range(
-        env_var(handshake::MIN_PORT_KEY).as_deref(),
-        env_var(handshake::MAX_PORT_KEY).as_deref(),
-    )?;
     // AutoMTLS: Terraform passes its certificate; an empty value means no TLS (as in go-plugin).
-    let identity = match env_var(handshake::CLIENT_CERT_KEY) {
-        Some(pem) if !pem.trim().is_empty() => Some(ServerIdentity::generate()?),
+    let tls = match env_var(handshake::CLIENT_CERT_KEY) {
+        Some(pem) if !pem.trim().is_empty() => {
+            let clients = PinnedClientCert::from_pem(&pem).map_err(ServeError::ClientCertificate)?;
+            Some((ServerIdentity::generate()?, clients))
+        }
         _ => None,
     };
+    let socket_dir = env_var(handshake::UNIX_SOCKET_DIR_KEY)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(env::temp_dir);
     let runtime = runtime()?;
     let result = runtime.block_on(async {
         ignore_sigint()?;
-        let listener = bind_loopback(ports).await?;
-        let addr = listener
-            .local_addr()
-            .map_err(io_error("read the listening address"))?;
+        let socket = PrivateSocket::create(&socket_dir)?;
+        let listener = socket.listen()?;
         let shutdown = Arc::new(Notify::new());
         let router = router(provider, Controller::Exit(shutdown.clone())).await;
-        let cert = identity.as_ref().map(ServerIdentity::cert_der);
-        print_stdout(&handshake::handshake_line(&ListenAddr::Tcp(addr), cert))?;
+        let cert = tls.as_ref().map(|(identity, _)| identity.cert_der());
+        print_stdout(&handshake::handshake_line(socket.path(), cert))?;
         log::debug!(
-            "serving plugin protocol 5 on {addr}, TLS: {}",
-            identity.is_some()
+            "serving plugin protocol 5 on {}, TLS: {}",
+            socket.path().display(),
+            tls.is_some()
         );
         let stop = async move { shutdown.notified().await };
-        match &identity {
-            Some(identity) => {
-                let incoming = tls_incoming(listener, identity.acceptor()?);
+        match &tls {
+            Some((identity, clients)) => {
+                let incoming = tls_incoming(listener, identity.acceptor(clients.clone())?);
                 serve_until(router, incoming, stop).await
             }
-            None => serve_until(router, TcpListenerStream::new(listener), stop).await,
+            None => serve_until(router, UnixListenerStream::new(listener), stop).await,
         }
+        // `socket` drops here: the socket and its directory are removed.
     });
     // Tasks still running (an accept loop, a stuck provider call) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -209,25 +205,12 @@ fn ignore_sigint() -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Binds the first free port of `ports` on 127.0.0.1 (go-plugin's rule).
-async fn bind_loopback(ports: RangeInclusive<u16>) -> Result<TcpListener, ServeError> {
-    let mut last_error = None;
-    for port in ports.clone() {
-        match TcpListener::bind(("127.0.0.1", port)).await {
-            Ok(listener) => return Ok(listener),
-            Err(e) => last_error = Some(e),
-        }
-    }
-    let source = last_error.unwrap_or_else(|| io::Error::other("empty port range"));
-    Err(ServeError::Bind { ports, source })
-}
-
-/// Accepts TCP connections and runs each TLS handshake in its own task, so a
+/// Accepts connections and runs each TLS handshake in its own task, so a
 /// slow or broken client cannot hold up the others.
 fn tls_incoming(
-    listener: TcpListener,
+    listener: UnixListener,
     acceptor: TlsAcceptor,
-) -> impl Stream<Item = Result<TlsStream<TcpStream>, io::Error>> {
+) -> impl Stream<Item = Result<TlsStream<UnixStream>, io::Error>> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
         loop {
@@ -236,8 +219,8 @@ fn tls_incoming(
                 () = tx.closed() => return, // the server stopped: close the listener
             };
             match accepted {
-                Ok((tcp, peer)) => {
-                    tokio::spawn(tls_handshake(acceptor.clone(), tcp, peer, tx.clone()));
+                Ok((stream, _)) => {
+                    tokio::spawn(tls_handshake(acceptor.clone(), stream, tx.clone()));
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
@@ -252,16 +235,29 @@ fn tls_incoming(
 
 async fn tls_handshake(
     acceptor: TlsAcceptor,
-    tcp: TcpStream,
-    peer: std::net::SocketAddr,
-    tx: mpsc::Sender<Result<TlsStream<TcpStream>, io::Error>>,
+    stream: UnixStream,
+    tx: mpsc::Sender<Result<TlsStream<UnixStream>, io::Error>>,
 ) {
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let peer = peer_description(&stream);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
             let _ = tx.send(Ok(tls)).await; // fails only when the server is stopping
         }
-        Ok(Err(e)) => log::debug!("TLS handshake with {peer} failed: {e}"),
-        Err(_) => log::debug!("TLS handshake with {peer} timed out"),
+        // A refused client certificate ends here too: the connection is dropped.
+        Ok(Err(e)) => log::warn!("TLS handshake with {peer} failed: {e}"),
+        Err(_) => log::warn!("TLS handshake with {peer} timed out"),
+    }
+}
+
+/// "pid N (uid U)" of a connecting process, for the log.
+fn peer_description(stream: &UnixStream) -> String {
+    match stream.peer_cred() {
+        Ok(cred) => format!(
+            "pid {} (uid {})",
+            cred.pid().map_or("?".to_string(), |p| p.to_string()),
+            cred.uid()
+        ),
+        Err(_) => "a local process".to_string(),
     }
 }
 
@@ -271,9 +267,8 @@ async fn tls_handshake(
 fn serve_debug<P: Provider>(provider: P, registry_address: &str) -> Result<(), ServeError> {
     let runtime = runtime()?;
     let result = runtime.block_on(async {
-        let socket = DebugSocket::create()?;
-        let listener =
-            UnixListener::bind(socket.path()).map_err(io_error("bind the debug socket"))?;
+        let socket = PrivateSocket::create(&env::temp_dir())?;
+        let listener = socket.listen()?;
         let stop = termination_signal()?;
         let router = router(provider, Controller::Ignore).await;
         let reattach = reattach_json(registry_address, std::process::id(), socket.path());
@@ -301,27 +296,37 @@ fn termination_signal() -> Result<impl Future<Output = ()>, ServeError> {
     })
 }
 
-/// A private directory holding the debug socket; both are removed on drop.
-struct DebugSocket {
+/// A socket in a fresh directory of mode 0700, as go-plugin makes them: no
+/// other user can connect to it or put anything in its place. Both are
+/// removed on drop.
+struct PrivateSocket {
     dir: PathBuf,
     path: PathBuf,
 }
 
-impl DebugSocket {
-    fn create() -> Result<Self, ServeError> {
+impl PrivateSocket {
+    fn create(parent: &Path) -> Result<Self, ServeError> {
         use std::os::unix::fs::DirBuilderExt as _;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .subsec_nanos();
-        let dir = env::temp_dir().join(format!("shardform-{}-{nanos:09}", std::process::id()));
-        // 0700 and create-new: nobody else can reach or pre-place the socket.
+        let dir = parent.join(format!("plugin-shardform-{}-{nanos:09}", std::process::id()));
+        // Create-new with 0700 (never an existing directory someone prepared).
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(io_error("create the debug socket directory"))?;
-        let path = dir.join("provider.sock");
+            .map_err(io_error("create the plugin socket directory"))?;
+        let path = dir.join("plugin.sock");
         Ok(Self { dir, path })
+    }
+
+    fn listen(&self) -> Result<UnixListener, ServeError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let listener = UnixListener::bind(&self.path).map_err(io_error("bind the plugin socket"))?;
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600))
+            .map_err(io_error("restrict the plugin socket"))?;
+        Ok(listener)
     }
 
     fn path(&self) -> &Path {
@@ -329,7 +334,7 @@ impl DebugSocket {
     }
 }
 
-impl Drop for DebugSocket {
+impl Drop for PrivateSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_dir(&self.dir);
@@ -490,23 +495,16 @@ mod tests {
     }
 
     #[test]
-    fn debug_socket_directory_is_removed() {
-        let socket = DebugSocket::create().unwrap();
+    fn private_socket_is_owner_only_and_removed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let socket = PrivateSocket::create(&env::temp_dir()).unwrap();
         let dir = socket.dir.clone();
-        std::fs::write(socket.path(), b"").unwrap();
+        let _listener = runtime.block_on(async { socket.listen() }).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(socket.path()), 0o600);
         drop(socket);
         assert!(!dir.exists());
-    }
-
-    #[tokio::test]
-    async fn binds_an_ephemeral_loopback_port() {
-        let listener = bind_loopback(0..=0).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        assert!(addr.ip().is_loopback() && addr.port() != 0);
-        // A taken port is skipped within a range.
-        let next = bind_loopback(addr.port()..=addr.port().saturating_add(20))
-            .await
-            .unwrap();
-        assert_ne!(next.local_addr().unwrap().port(), addr.port());
     }
 }

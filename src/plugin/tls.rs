@@ -6,17 +6,16 @@
 //! `localhost` usable for serverAuth and clientAuth, which both Go's and rustls'
 //! verifiers accept when that very certificate is the trust anchor.
 //!
-//! The client certificate is deliberately not verified: Terraform's is ECDSA
-//! P-521 (ring cannot verify it) and marked as a CA (rustls rejects a CA as an
-//! end entity). The listener is bound to loopback only, which is the trust
-//! boundary go-plugin relies on as well; TLS here protects nothing a local user
-//! with access to the process could not read anyway.
+//! The acceptor requires a client certificate and leaves the decision to a
+//! verifier: in plugin mode the one that accepts only Terraform's own
+//! certificate (`client_cert.rs`).
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::ServerConfig;
 use std::fmt;
 use std::sync::Arc;
@@ -91,18 +90,18 @@ impl ServerIdentity {
         self.cert.as_ref()
     }
 
-    /// A TLS acceptor serving this identity, offering ALPN `h2`, not asking
-    /// for a client certificate (see the module comment for why).
-    pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
-        Ok(TlsAcceptor::from(Arc::new(self.server_config()?)))
+    /// A TLS acceptor serving this identity, offering ALPN `h2`, and taking
+    /// only clients that `clients` accepts.
+    pub fn acceptor(&self, clients: Arc<dyn ClientCertVerifier>) -> Result<TlsAcceptor, TlsError> {
+        Ok(TlsAcceptor::from(Arc::new(self.server_config(clients)?)))
     }
 
-    fn server_config(&self) -> Result<ServerConfig, TlsError> {
+    fn server_config(&self, clients: Arc<dyn ClientCertVerifier>) -> Result<ServerConfig, TlsError> {
         // Explicit provider: no reliance on a process-wide default being installed.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(clients)
             .with_single_cert(
                 vec![self.cert.clone()],
                 PrivateKeyDer::Pkcs8(self.key.clone_key()),
@@ -198,11 +197,8 @@ mod tests {
     #[tokio::test]
     async fn pinned_client_completes_handshake_with_h2() {
         let identity = ServerIdentity::generate().unwrap();
-        let alpn = handshake(
-            identity.acceptor().unwrap(),
-            pinned_client(&identity, false),
-        )
-        .await;
+        let clients = crate::plugin::client_cert::PinnedClientCert::from_der(identity.cert.clone());
+        let alpn = handshake(identity.acceptor(clients).unwrap(), pinned_client(&identity, true)).await;
         assert_eq!(alpn.as_deref(), Some(ALPN_H2));
     }
 
