@@ -153,3 +153,86 @@ fn pgpool_ha_superuser_password_guards_tcp_and_stays_secret() {
     tf.destroy();
     assert!(group.pids().is_empty());
 }
+
+/// Terraform 1.11+: the write-only forms of both passwords work as the plain
+/// ones do and leave no secret in plan or state files; rotation goes by
+/// `*_wo_version`. Older Terraform refuses them at validate, naming the path.
+/// Also: a protected group's destroy is refused at plan on Terraform 1.3+.
+#[test]
+fn pgpool_ha_write_only_passwords_stay_out_of_state() {
+    const WO_FIRST: &str = "wr1te-0nly:First";
+    const WO_SECOND: &str = "wr1te-0nly:Second";
+    let group = Group::new("pgpool_ha_write_only");
+    let _logs = LogsOnPanic(&group.base);
+    let tf = &group.tf;
+    let config = |password: &str, version: u32, protected: bool| {
+        format!(
+            "  deletion_protection = {protected}\n  superuser_password_wo = {}\n  superuser_password_wo_version = {version}\n",
+            hcl_string(password)
+        )
+    };
+    group.write(1, &config(WO_FIRST, 1, true));
+    tf.init();
+    if crate::harness::terraform_version() < (1, 11) {
+        let (code, plan) = tf.plan_exit_code(true);
+        assert_eq!(code, 1, "{plan}");
+        assert!(plan.stderr.contains("Write-only attribute needs Terraform 1.11"), "{plan}");
+        assert!(plan.stderr.contains("superuser_password_wo"), "{plan}");
+        assert!(!group.base.exists(), "a refused plan created the group");
+        eprintln!("pgpool_ha_write_only: Terraform {:?} refuses write-only attributes at plan", crate::harness::terraform_version());
+        return;
+    }
+    let applied = tf.apply_and_assert_idempotent();
+    assert!(!applied.stdout.contains(WO_FIRST), "{applied}");
+    let (endpoint, node0) = (group.endpoint(), group.node_port("node0"));
+    for port in [node0, endpoint] {
+        assert!(query_as(port, "postgres", None, "SELECT 1").is_err(), "port {port} lets in without a password");
+        assert_eq!(query_as(port, "postgres", Some(WO_FIRST), "SELECT 1"), Ok("1".into()), "port {port}");
+    }
+    let state_text = || std::fs::read_to_string(tf.path().join("terraform.tfstate")).unwrap();
+    assert!(!state_text().contains("wr1te-0nly"), "a write-only password is in the state");
+    let state = group.state();
+    assert!(state["superuser_password_wo"].is_null() && state["superuser_password"].is_null(), "{state}");
+    assert_eq!(state["superuser_password_wo_version"], 1);
+
+    // A new value alone is invisible to Terraform; a new version applies it.
+    group.write(1, &config(WO_SECOND, 2, true));
+    let plan_file = tf.path().join("rotate.tfplan");
+    let planned = tf.run(&["plan", "-out", plan_file.to_str().unwrap()]);
+    assert!(planned.success(), "{planned}");
+    let shown = tf.run(&["show", "-json", plan_file.to_str().unwrap()]);
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    // The plan's values, not `configuration`, which echoes the literal in main.tf.
+    for part in ["planned_values", "resource_changes", "prior_state"] {
+        let text = shown[part].to_string();
+        assert!(!text.contains("wr1te-0nly"), "a write-only password is in the saved plan's {part}: {text}");
+    }
+    assert_eq!(shown["resource_changes"][0]["change"]["actions"], serde_json::json!(["update"]));
+    let _ = std::fs::remove_file(&plan_file);
+    tf.apply_and_assert_idempotent();
+    assert!(query_as(endpoint, "postgres", Some(WO_FIRST), "SELECT 1").is_err(), "the old password still works");
+    assert_eq!(query_as(endpoint, "postgres", Some(WO_SECOND), "SELECT 1"), Ok("1".into()));
+    assert!(!state_text().contains("wr1te-0nly"));
+    assert_eq!(group.summary(), ["node0:primary:up", "node1:standby:up"]);
+
+    // Import of a group made with write-only passwords keeps them out of state too.
+    tf.import_and_compare("pgpool_ha.g", group.base.to_str().unwrap(), &[]);
+
+    // Terraform 1.3+ plans destroys through the provider: refused before anything stops.
+    let pids = group.pids();
+    let refused = tf.run(&["plan", "-destroy"]);
+    assert!(!refused.success(), "plan -destroy of a protected group succeeded:\n{refused}");
+    assert!(refused.stderr.contains("Deletion protection is on"), "{refused}");
+    assert_eq!(group.pids(), pids, "a refused destroy plan changed the group's processes");
+
+    // Both passwords' write-only forms set together with the plain ones: refused.
+    group.write(1, &format!("{}  superuser_password = \"plain\"\n", config(WO_SECOND, 2, false)));
+    let (code, conflict) = tf.plan_exit_code(true);
+    assert_eq!(code, 1, "{conflict}");
+    assert!(conflict.stderr.contains("Conflicting passwords"), "{conflict}");
+
+    group.write(1, &config(WO_SECOND, 2, false));
+    tf.apply_and_assert_idempotent();
+    tf.destroy();
+    assert!(group.pids().is_empty());
+}

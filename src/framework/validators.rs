@@ -161,7 +161,8 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         total += number * seconds;
         rest = &rest[unit_len..];
     }
-    Some(std::time::Duration::from_secs_f64(total))
+    // Bounded: a duration too large for `Duration` is no duration (it used to panic).
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 fn quoted_list(items: &[&str]) -> String {
@@ -182,6 +183,13 @@ fn display(value: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_too_large_for_duration_are_rejected_not_a_panic() {
+        assert_eq!(super::parse_duration("99999999999999999999h"), None);
+        assert_eq!(super::parse_duration("1e400s"), None);
+        assert_eq!(super::parse_duration("1h30m"), Some(std::time::Duration::from_secs(5400)));
+    }
+
     use super::*;
 
     #[test]

@@ -32,6 +32,25 @@ pub fn terraform_binary() -> PathBuf {
     BINARY.get_or_init(resolve_terraform).clone()
 }
 
+/// The (major, minor) version of [`terraform_binary`], e.g. (1, 11): tests
+/// whose Terraform behaviour differs by version ask this.
+pub fn terraform_version() -> (u32, u32) {
+    static VERSION: OnceLock<(u32, u32)> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let line = version_line(&terraform_binary()).expect("terraform version");
+        let numbers: Vec<u32> = line
+            .trim_start_matches("Terraform v")
+            .split(['.', '-'])
+            .take(2)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        match numbers[..] {
+            [major, minor] => (major, minor),
+            _ => panic!("cannot read a version from {line:?}"),
+        }
+    })
+}
+
 fn resolve_terraform() -> PathBuf {
     if let Some(path) = env::var_os(OVERRIDE_VAR) {
         let path = PathBuf::from(path);

@@ -260,15 +260,26 @@ pub fn restore(id: &str, diags: &mut Diagnostics) -> Option<Value> {
 /// The secrets are not in `shardform.json`; the group's own files (mode
 /// 0600) hold what the nodes and scripts use: the superuser password in
 /// pgpool's `pool_passwd`, the coordinator's in `citus.pgpass`.
+///
+/// A secret that was given write-only (its `_wo_version` is saved) stays out
+/// of the imported state, as it stayed out of the state import replaces.
 fn restore_secrets(layout: &Layout, value: &mut Value) {
     let pgpool = layout.pgpool();
     let Some(fields) = value.as_object_mut() else { return };
-    if let Some(password) = super::render::read_pool_password(&pgpool.pool_passwd()) {
-        fields.insert("superuser_password".into(), Value::string(password));
+    let write_only = |fields: &std::collections::BTreeMap<String, Value>, name: &str| {
+        fields.get(&format!("{name}_wo_version")).is_some_and(|v| !v.is_null())
+    };
+    if !write_only(fields, "superuser_password") {
+        if let Some(password) = super::render::read_pool_password(&pgpool.pool_passwd()) {
+            fields.insert("superuser_password".into(), Value::string(password));
+        }
     }
     let Some(citus) = fields.get_mut("citus").and_then(Value::as_object_mut) else {
         return;
     };
+    if write_only(citus, "password") {
+        return;
+    }
     let password = std::fs::read_to_string(pgpool.citus_pgpass())
         .ok()
         .and_then(|text| pgpass_password(text.lines().next()?));

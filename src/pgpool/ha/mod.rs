@@ -167,7 +167,9 @@ fn repairs(state: &Value) -> Vec<String> {
 
 /// Ports from `base` that nothing listens on.
 fn ports_free(base: u16) -> Result<(), u16> {
-    for port in base..base + PORTS_PER_GROUP {
+    // Checked: the last port of a group at the top of the range is 65535.
+    let last = base.checked_add(PORTS_PER_GROUP - 1).ok_or(base)?;
+    for port in base..=last {
         if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
             return Err(port);
         }
@@ -298,6 +300,21 @@ impl Resource for HaResource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        for (block, name) in [(config, "superuser_password"), (config.attr("citus"), "password")] {
+            let write_only = format!("{name}_wo");
+            if !block.attr(name).is_null() && !block.attr(&write_only).is_null() {
+                let path = if name == "password" {
+                    AttrPath::root("citus").attr(&write_only)
+                } else {
+                    AttrPath::root(&write_only)
+                };
+                diags.error_at(
+                    path,
+                    "Conflicting passwords",
+                    format!("Set either `{name}` or its write-only form `{write_only}`, not both."),
+                );
+            }
+        }
         let sync = config.attr("synchronous_replication").as_bool() == Some(true);
         if sync && config.attr("standbys").as_i64() == Some(0) {
             diags.error_at(
@@ -331,8 +348,8 @@ impl Resource for HaResource {
             if let Some(dir) = planned.attr("base_dir").as_str() {
                 check_base_dir(Path::new(dir), diags);
             }
-            if let Some(base) = planned.attr("port_base").as_i64() {
-                if let Err(port) = ports_free(base as u16) {
+            if let Some(base) = planned.attr("port_base").as_i64().and_then(|b| u16::try_from(b).ok()) {
+                if let Err(port) = ports_free(base) {
                     diags.error_at(
                         AttrPath::root("port_base"),
                         "Port in use",
@@ -478,5 +495,16 @@ impl Resource for HaResource {
             diags.error("No such group", format!("No pgpool_ha group could be read in {id}."));
         }
         state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_highest_port_base_is_checked_without_overflow() {
+        let top = 65535 - super::PORTS_PER_GROUP + 1;
+        // Whatever is bound there, the check answers instead of overflowing.
+        let _ = super::ports_free(top);
+        assert_eq!(super::ports_free(65535), Err(65535));
     }
 }

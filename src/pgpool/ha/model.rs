@@ -87,6 +87,14 @@ pub struct CitusSpec {
     pub password: Option<String>,
 }
 
+/// `NAME`, or else its write-only form `NAME_wo` (present only at apply).
+fn secret_attr<'a>(value: &'a Value, name: &str) -> Option<&'a str> {
+    value
+        .attr(name)
+        .as_str()
+        .or_else(|| value.attr(&format!("{name}_wo")).as_str())
+}
+
 impl CitusSpec {
     fn from_value(block: &Value) -> Option<Self> {
         if block.is_null() || block.is_unknown() {
@@ -103,7 +111,8 @@ impl CitusSpec {
                 .unwrap_or(5432),
             database: text("database", "postgres"),
             username: text("username", "postgres"),
-            password: block.attr("password").as_str().map(str::to_string),
+            // The write-only form arrives here at apply (from configuration).
+            password: secret_attr(block, "password").map(str::to_string),
         })
     }
 }
@@ -178,10 +187,7 @@ impl GroupSpec {
             failover: FailoverSettings::from_value(value.attr("failover_settings")),
             deletion_protection: value.attr("deletion_protection").as_bool().unwrap_or(true),
             citus: CitusSpec::from_value(value.attr("citus")),
-            superuser_password: value
-                .attr("superuser_password")
-                .as_str()
-                .map(Secret::new),
+            superuser_password: secret_attr(value, "superuser_password").map(Secret::new),
             configuration: super::import::configuration(value),
         }
     }
@@ -259,6 +265,20 @@ mod tests {
         );
         assert_eq!(spec.shared_preload_libraries(), ["citus", "repmgr"]);
         assert!(!format!("{spec:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn write_only_passwords_are_used_like_the_plain_ones() {
+        let object = |fields: Vec<(&str, Value)>| {
+            Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        };
+        let value = object(vec![
+            ("superuser_password_wo", Value::string("su-wo")),
+            ("citus", object(vec![("coordinator_host", Value::string("c")), ("password_wo", Value::string("c-wo"))])),
+        ]);
+        let spec = GroupSpec::from_value(&value);
+        assert_eq!(spec.superuser_password.as_ref().map(|s| s.expose()), Some("su-wo"));
+        assert_eq!(spec.citus.unwrap().password.as_deref(), Some("c-wo"));
     }
 
     #[test]

@@ -258,6 +258,19 @@ fn citus_block() -> NestedBlock {
             .describe("Password of `username`, when the coordinator asks for one. Kept in a password file (mode 0600) under `base_dir`, never on a command line.")
             .validate(ConnectionText)
             .sensitive(),
+    )
+    .attribute(
+        Attribute::optional("password_wo", Type::String)
+            .describe(
+                "Write-only form of `password` (Terraform 1.11 and later): used the same way, never stored in plan \
+                 or state. Change `password_wo_version` to make the provider rewrite it.",
+            )
+            .validate(ConnectionText)
+            .write_only(),
+    )
+    .attribute(
+        Attribute::optional("password_wo_version", Type::Number)
+            .describe("Any number; a change makes apply take the current `password_wo`."),
     );
     NestedBlock::single("citus", block)
 }
@@ -350,6 +363,20 @@ pub fn schema() -> Schema {
             )
             .validate(SuperuserPassword)
             .sensitive(),
+    )
+    .attribute(
+        Attribute::optional("superuser_password_wo", Type::String)
+            .describe(
+                "Write-only form of `superuser_password` (Terraform 1.11 and later): the same effect, but the value \
+                 is never stored in plan or state. Terraform cannot see a change of a write-only value: change \
+                 `superuser_password_wo_version` to make apply set the current one.",
+            )
+            .validate(SuperuserPassword)
+            .write_only(),
+    )
+    .attribute(
+        Attribute::optional("superuser_password_wo_version", Type::Number)
+            .describe("Any number; a change makes apply set the current `superuser_password_wo`."),
     )
     .attribute(
         Attribute::optional("deletion_protection", Type::Bool)
