@@ -22,7 +22,8 @@ pub mod wait;
 pub use postgres::{citus_installed, require_citus, start_instances, CitusCluster, PgInstance, PgOptions};
 #[allow(unused_imports)]
 pub use terraform::{
-    keep_requested, provider_binaries, required_providers_hcl, terraform_binary, terraform_version, ProviderBinary,
+    keep_requested, provider_binaries, required_providers_hcl, terraform_binary, terraform_version,
+    terraform_version_label, ProviderBinary,
     TfOutput, Workdir,
 };
 #[allow(unused_imports)]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use binary::{terraform_binary, terraform_version};
+pub use binary::{terraform_binary, terraform_version, terraform_version_label};
 #[allow(unused_imports)] // re-exported for the tests
 pub use mirror::{
     provider_binaries, required_providers_hcl, ProviderBinary, PROVIDER_NAMESPACE, PROVIDER_VERSION,

@@ -51,6 +51,12 @@ pub fn terraform_version() -> (u32, u32) {
     })
 }
 
+/// The full version of [`terraform_binary`], e.g. "1.11.4".
+pub fn terraform_version_label() -> String {
+    let line = version_line(&terraform_binary()).expect("terraform version");
+    line.trim_start_matches("Terraform v").to_string()
+}
+
 fn resolve_terraform() -> PathBuf {
     if let Some(path) = env::var_os(OVERRIDE_VAR) {
         let path = PathBuf::from(path);
