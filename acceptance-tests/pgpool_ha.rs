@@ -593,6 +593,18 @@ fn pgpool_ha_bad_input_is_refused_at_plan_time_and_starts_nothing() {
     let err = plan_error("  synchronous_replication = true\n", 0);
     assert!(err.contains("Synchronous replication needs a standby"), "{err}");
 
+    // Values that once crashed the plugin: a duration too large for any clock,
+    // and the highest port_base (its last port is 65535).
+    let err = plan_error("  timeouts {\n    create = \"99999999999999999999h\"\n  }\n", 2);
+    assert!(err.contains("Invalid duration") && err.contains("timeouts.create"), "{err}");
+    assert!(!err.contains("Request cancelled") && !err.contains("plugin"), "the plugin crashed:\n{err}");
+    group.write(2, &format!("  port_base = {}\n", 65535 - 11 + 1));
+    let (code, out) = tf.plan_exit_code(true);
+    // 2: the group would be created; 1 only if one of those ports is taken here.
+    assert!(code == 2 || out.stderr.contains("Port in use"), "{out}");
+    let err = plan_error(&format!("  port_base = {}\n", 65535 - 11 + 2), 2);
+    assert!(err.contains("port_base") && err.contains("between 1024 and 65525"), "{err}");
+
     // A base directory that cannot be created.
     group.write(2, "");
     let bad = std::fs::read_to_string(tf.path().join("main.tf")).unwrap().replace(&group.base.display().to_string(), "/etc/hostname/group");

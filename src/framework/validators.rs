@@ -125,7 +125,7 @@ impl Validator for Duration {
                 diags.error_at(
                     path.clone(),
                     "Invalid duration",
-                    format!("{path} must be a duration such as \"30s\", \"10m\" or \"1h30m\", got {s:?}."),
+                    format!("{path} must be a duration such as \"30s\", \"10m\" or \"1h30m\" (of a size a clock can hold), got {s:?}."),
                 );
             }
         }
