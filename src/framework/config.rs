@@ -14,14 +14,14 @@ pub fn validate_block(block: &Block, value: &Value, path: &AttrPath, diags: &mut
         if attr_value.is_null() || !attr_value.is_wholly_known() {
             continue;
         }
-        let attr_path = child(path, attribute.name);
+        let attr_path = path.attr(attribute.name);
         for validator in &attribute.validators {
             validator.validate(attr_value, &attr_path, diags);
         }
     }
     for nested in &block.blocks {
         let nested_value = object.get(nested.name).unwrap_or(&Value::Null);
-        let nested_path = child(path, nested.name);
+        let nested_path = path.attr(nested.name);
         match (nested.nesting, nested_value) {
             (Nesting::Single, v) => validate_block(&nested.block, v, &nested_path, diags),
             (Nesting::List, Value::List(items)) => {
@@ -36,13 +36,5 @@ pub fn validate_block(block: &Block, value: &Value, path: &AttrPath, diags: &mut
             }
             _ => {}
         }
-    }
-}
-
-fn child(path: &AttrPath, name: &str) -> AttrPath {
-    if path.is_empty() {
-        AttrPath::root(name)
-    } else {
-        path.attr(name)
     }
 }

@@ -214,12 +214,12 @@ fn collect_replacements(
         if attribute.has_modifier(&PlanModifier::RequiresReplace) {
             let (p, n) = (prior.attr(attribute.name), planned.attr(attribute.name));
             if p != n && !p.is_null() {
-                out.push(child(path, attribute.name));
+                out.push(path.attr(attribute.name));
             }
         }
     }
     for nested in &block.blocks {
-        let nested_path = child(path, nested.name);
+        let nested_path = path.attr(nested.name);
         match (
             nested.nesting,
             prior.attr(nested.name),
@@ -286,14 +286,6 @@ fn map_entry<'a>(map: &'a Value, key: &str) -> &'a Value {
     match map {
         Value::Map(m) => m.get(key).unwrap_or(&Value::Null),
         _ => &Value::Null,
-    }
-}
-
-fn child(path: &AttrPath, name: &str) -> AttrPath {
-    if path.is_empty() {
-        AttrPath::root(name)
-    } else {
-        path.attr(name)
     }
 }
 

@@ -52,12 +52,12 @@ fn visit(
         return;
     };
     for attribute in block.attributes.iter().filter(|a| a.write_only) {
-        let at = child(path, attribute.name);
+        let at = path.attr(attribute.name);
         f(attribute.name, object.get(attribute.name).unwrap_or(&Value::Null), &at);
     }
     for nested in &block.blocks {
         let nested_value = object.get(nested.name).unwrap_or(&Value::Null);
-        let at = child(path, nested.name);
+        let at = path.attr(nested.name);
         match (nested.nesting, nested_value) {
             (Nesting::Single, v) => visit(&nested.block, v, &at, f),
             (Nesting::List, Value::List(items)) => {
@@ -128,14 +128,6 @@ fn transform(block: &Block, value: Value, config: &Value, f: &dyn Fn(&Value, &Va
 
 fn has_write_only(block: &Block) -> bool {
     block.attributes.iter().any(|a| a.write_only) || block.blocks.iter().any(|b| has_write_only(&b.block))
-}
-
-fn child(path: &AttrPath, name: &str) -> AttrPath {
-    if path.is_empty() {
-        AttrPath::root(name)
-    } else {
-        path.attr(name)
-    }
 }
 
 #[cfg(test)]
