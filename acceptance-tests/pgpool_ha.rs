@@ -620,6 +620,37 @@ fn pgpool_ha_bad_input_is_refused_at_plan_time_and_starts_nothing() {
 /// A worker group's whole Citus stack: the coordinator (a plain Citus
 /// instance), the worker as a pgpool_ha group with a `citus` block, and
 /// citus_cluster registering the worker by the group's primary address.
+/// The role the worker group's event hook repoints the coordinator as, and
+/// its password: the coordinator asks it for SCRAM over TCP (see
+/// `require_failover_password`), so a repoint proves the hook had it.
+const FAILOVER_ROLE: &str = "failover_hook";
+const FAILOVER_PASSWORD: &str = "hook:S3cret\\pw";
+
+/// The `citus` block's credentials: write-only on Terraform 1.11+, where the
+/// state must then hold no trace of them; the plain attribute before.
+fn failover_credentials_hcl() -> String {
+    let password = serde_json::to_string(FAILOVER_PASSWORD).unwrap();
+    if crate::harness::terraform_version() >= (1, 11) {
+        format!("    username = \"{FAILOVER_ROLE}\"\n    password_wo = {password}\n    password_wo_version = 1\n")
+    } else {
+        format!("    username = \"{FAILOVER_ROLE}\"\n    password = {password}\n")
+    }
+}
+
+/// A superuser role that may log in over TCP only with its password.
+fn require_failover_password(coordinator: &crate::harness::PgInstance) {
+    let password = FAILOVER_PASSWORD.replace('\'', "''");
+    coordinator.sql(&format!("SET password_encryption = 'scram-sha-256'; CREATE ROLE {FAILOVER_ROLE} SUPERUSER LOGIN PASSWORD '{password}'"));
+    let hba = coordinator.data_dir().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all {FAILOVER_ROLE} 127.0.0.1/32 scram-sha-256\n{rules}")).unwrap();
+    coordinator.sql("SELECT pg_reload_conf()");
+    let without = format!("host=127.0.0.1 port={} user={FAILOVER_ROLE} dbname=postgres connect_timeout=3", coordinator.port());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let refused = runtime.block_on(run_query(&without, "SELECT 1"));
+    assert!(refused.is_err(), "{FAILOVER_ROLE} logs in to the coordinator without its password");
+}
+
 fn citus_stack_hcl(base: &Path, coordinator: &crate::harness::PgInstance) -> String {
     let mut hcl = required_providers_hcl(&["pgpool", "citus"]);
     hcl.push_str(&format!(
@@ -653,7 +684,7 @@ resource "pgpool_ha" "w1" {{
   citus {{
     coordinator_host = "127.0.0.1"
     coordinator_port = {coord}
-  }}
+{credentials}  }}
 }}
 
 resource "citus_cluster" "this" {{
@@ -671,7 +702,8 @@ resource "citus_cluster" "this" {{
 }}
 "#,
         coord = coordinator.port(),
-        base = base.display()
+        base = base.display(),
+        credentials = failover_credentials_hcl()
     ));
     hcl
 }
@@ -736,6 +768,7 @@ fn pgpool_ha_citus_worker_failover_repoints_the_coordinator() {
         return;
     }
     let coordinator = crate::harness::PgInstance::new(crate::harness::PgOptions::citus());
+    require_failover_password(&coordinator);
     let group = Group::new("pgpool_ha_citus");
     let _logs = LogsOnPanic(&group.base);
     let tf = &group.tf;
@@ -818,6 +851,15 @@ fn pgpool_ha_citus_worker_failover_repoints_the_coordinator() {
         .map(|n| format!("{}:{}:{}", n["name"].as_str().unwrap(), n["role"].as_str().unwrap(), n["status"].as_str().unwrap()))
         .collect();
     assert_eq!(summary, ["node0:standby:up", "node1:primary:up"]);
+    // The hook logged in with the password (the coordinator accepts no other way);
+    // on Terraform 1.11 it was write-only and the state holds no trace of it.
+    let hook_log = read_log(&failover_log);
+    let state = std::fs::read_to_string(tf.path().join("terraform.tfstate")).unwrap();
+    if crate::harness::terraform_version() >= (1, 11) {
+        assert!(!state.contains("S3cret"), "the write-only coordinator password is in the state");
+        eprintln!("pgpool_ha+citus: the coordinator password was write-only; the state does not hold it");
+    }
+    assert!(!hook_log.contains("S3cret"), "the password reached citus-failover.log:\n{hook_log}");
     let cluster = tf.resource_values("citus_cluster.this");
     let worker = &cluster["worker"]["w1"];
     assert_eq!((worker["node_id"].as_u64(), worker["port"].as_u64()), (Some(node_id), Some(port1 as u64)), "{worker}");
