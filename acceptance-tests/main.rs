@@ -13,3 +13,4 @@ mod pgpool_ha;
 mod pgpool_ha_restart;
 mod pgpool_ha_auth;
 mod pgpool_ha_import;
+mod release;

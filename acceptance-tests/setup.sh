@@ -7,7 +7,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-PACKAGES=(postgresql-15 postgresql-client-15 pgpool2 postgresql-15-repmgr protobuf-compiler python3-pip ca-certificates)
+PACKAGES=(postgresql-15 postgresql-client-15 pgpool2 postgresql-15-repmgr protobuf-compiler python3-pip ca-certificates gnupg openssl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -80,6 +80,8 @@ pub struct Workdir {
     dir: TempDir,
     providers: Vec<ProviderBinary>,
     spawned: AtomicUsize,
+    /// Variables every Terraform command here gets besides the harness's own.
+    extra_env: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Workdir {
@@ -103,6 +105,7 @@ impl Workdir {
             dir,
             providers,
             spawned: AtomicUsize::new(0),
+            extra_env: std::sync::Mutex::new(Vec::new()),
         };
         workdir.install_providers();
         workdir
@@ -110,6 +113,12 @@ impl Workdir {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Sets `key=value` for every later Terraform command in this workdir
+    /// (say, `SSL_CERT_FILE` for a registry with a test CA).
+    pub fn set_env(&self, key: &str, value: &str) {
+        self.extra_env.lock().unwrap().push((key.to_string(), value.to_string()));
     }
 
     /// Replaces the configuration (`main.tf`).
@@ -298,6 +307,9 @@ impl Workdir {
         cmd.args(args)
             .current_dir(self.path())
             .env("TF_CLI_CONFIG_FILE", self.harness_path("cli.tfrc"));
+        for (key, value) in self.extra_env.lock().unwrap().iter() {
+            cmd.env(key, value);
+        }
         cmd
     }
 }
