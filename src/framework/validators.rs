@@ -125,7 +125,7 @@ impl Validator for Duration {
                 diags.error_at(
                     path.clone(),
                     "Invalid duration",
-                    format!("{path} must be a duration such as \"30s\", \"10m\" or \"1h30m\" (of a size a clock can hold), got {s:?}."),
+                    format!("{path} must be a duration such as \"30s\", \"10m\" or \"1h30m\", at most {}h (a year), got {s:?}.", MAX_DURATION.as_secs() / 3600),
                 );
             }
         }
@@ -161,9 +161,16 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         total += number * seconds;
         rest = &rest[unit_len..];
     }
-    // Bounded: a duration too large for `Duration` is no duration (it used to panic).
-    std::time::Duration::try_from_secs_f64(total).ok()
+    // Bounded: a longer wait is a mistake, and durations near the limits of
+    // `Duration` or `Instant` made the provider panic.
+    if !(0.0..=MAX_DURATION.as_secs_f64()).contains(&total) {
+        return None;
+    }
+    Some(std::time::Duration::from_secs_f64(total))
 }
+
+/// The longest duration accepted: a year.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
 
 fn quoted_list(items: &[&str]) -> String {
     items
@@ -186,7 +193,10 @@ mod tests {
     #[test]
     fn durations_too_large_for_duration_are_rejected_not_a_panic() {
         assert_eq!(super::parse_duration("99999999999999999999h"), None);
-        assert_eq!(super::parse_duration("1e400s"), None);
+        // Representable as a Duration, but Instant::now() + it overflows.
+        assert_eq!(super::parse_duration("3000000000000000h"), None);
+        assert_eq!(super::parse_duration("8785h"), None);
+        assert_eq!(super::parse_duration("8784h"), Some(super::MAX_DURATION));
         assert_eq!(super::parse_duration("1h30m"), Some(std::time::Duration::from_secs(5400)));
     }
 

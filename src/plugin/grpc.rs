@@ -473,9 +473,7 @@ failed_response_with_diagnostics!(
     wire::upgrade_resource_state::Response,
     wire::get_resource_identity_schemas::Response,
     wire::configure::Response,
-    wire::read_resource::Response,
     wire::plan_resource_change::Response,
-    wire::apply_resource_change::Response,
     wire::import_resource_state::Response,
     wire::move_resource_state::Response,
     wire::read_data_source::Response,
@@ -497,6 +495,16 @@ async fn guarded<R: FailedResponse>(
     rpc: &'static str,
     call: impl std::future::Future<Output = R>,
 ) -> Result<Response<R>, Status> {
+    guarded_with(rpc, call, R::with_error).await
+}
+
+/// [`guarded`] with the response to give instead: read and apply must hand
+/// back the state they were given, or Terraform would forget the object.
+async fn guarded_with<R>(
+    rpc: &'static str,
+    call: impl std::future::Future<Output = R>,
+    on_panic: impl FnOnce(wire::Diagnostic) -> R,
+) -> Result<Response<R>, Status> {
     use futures_util::FutureExt as _;
     match std::panic::AssertUnwindSafe(call).catch_unwind().await {
         Ok(response) => Ok(Response::new(response)),
@@ -506,17 +514,22 @@ async fn guarded<R: FailedResponse>(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "(no message)".to_string());
+            // The message goes to the log only: a panic may format a value, secrets included.
             log::error!("{rpc} panicked: {message}");
-            Ok(Response::new(R::with_error(wire::Diagnostic {
-                severity: wire::diagnostic::Severity::Error as i32,
-                summary: format!("Internal error in the provider during {rpc}"),
-                detail: format!(
-                    "The provider hit a bug and abandoned this call ({message}). The provider is still \
-                     running; nothing else was affected. Please report this with the configuration that caused it."
-                ),
-                attribute: None,
-            })))
+            Ok(Response::new(on_panic(panic_diagnostic(rpc))))
         }
+    }
+}
+
+fn panic_diagnostic(rpc: &str) -> wire::Diagnostic {
+    wire::Diagnostic {
+        severity: wire::diagnostic::Severity::Error as i32,
+        summary: format!("Internal error in the provider during {rpc}"),
+        detail: "The provider hit a bug and abandoned this call; its state is unchanged and the provider is \
+                 still running. The provider's log (TF_LOG=error or finer) has the panic message. Please report \
+                 this with the configuration that caused it."
+            .to_string(),
+        attribute: None,
     }
 }
 
@@ -529,6 +542,37 @@ macro_rules! guarded_rpcs {
                     guarded($rpc, ProviderService::$method(self, request.into_inner())).await
                 }
             )*
+
+            async fn read_resource(
+                &self,
+                request: Request<wire::read_resource::Request>,
+            ) -> Result<Response<wire::read_resource::Response>, Status> {
+                let request = request.into_inner();
+                let (current, private) = (request.current_state.clone(), request.private.clone());
+                let call = ProviderService::read_resource(self, request);
+                guarded_with("ReadResource", call, |diagnostic| wire::read_resource::Response {
+                    new_state: current,
+                    private,
+                    diagnostics: vec![diagnostic],
+                })
+                .await
+            }
+
+            async fn apply_resource_change(
+                &self,
+                request: Request<wire::apply_resource_change::Request>,
+            ) -> Result<Response<wire::apply_resource_change::Response>, Status> {
+                let request = request.into_inner();
+                // Null prior (a create): nothing to keep. Otherwise the object stays as it was.
+                let prior = request.prior_state.clone();
+                let call = ProviderService::apply_resource_change(self, request);
+                guarded_with("ApplyResourceChange", call, |diagnostic| wire::apply_resource_change::Response {
+                    new_state: prior,
+                    diagnostics: vec![diagnostic],
+                    ..Default::default()
+                })
+                .await
+            }
         }
     };
 }
@@ -542,9 +586,7 @@ guarded_rpcs! {
     upgrade_resource_state(wire::upgrade_resource_state::Request) -> wire::upgrade_resource_state::Response = "UpgradeResourceState";
     get_resource_identity_schemas(wire::get_resource_identity_schemas::Request) -> wire::get_resource_identity_schemas::Response = "GetResourceIdentitySchemas";
     configure(wire::configure::Request) -> wire::configure::Response = "Configure";
-    read_resource(wire::read_resource::Request) -> wire::read_resource::Response = "ReadResource";
     plan_resource_change(wire::plan_resource_change::Request) -> wire::plan_resource_change::Response = "PlanResourceChange";
-    apply_resource_change(wire::apply_resource_change::Request) -> wire::apply_resource_change::Response = "ApplyResourceChange";
     import_resource_state(wire::import_resource_state::Request) -> wire::import_resource_state::Response = "ImportResourceState";
     move_resource_state(wire::move_resource_state::Request) -> wire::move_resource_state::Response = "MoveResourceState";
     read_data_source(wire::read_data_source::Request) -> wire::read_data_source::Response = "ReadDataSource";
@@ -744,6 +786,115 @@ mod tests {
         async fn delete(&self, _: &Context, _: &Value, _: &mut Diagnostics) {}
     }
 
+    /// A resource that keeps whatever it is given, and remembers the secret it saw.
+    #[derive(Default)]
+    struct Echo {
+        seen_secret: std::sync::Mutex<Option<String>>,
+    }
+
+    #[async_trait]
+    impl Resource for Echo {
+        fn type_name(&self) -> &'static str {
+            "test_echo"
+        }
+        fn schema(&self) -> Schema {
+            Panicking.schema()
+        }
+        async fn create(&self, _: &Context, planned: &Value, _: &mut Diagnostics) -> Value {
+            *self.seen_secret.lock().unwrap() = planned.attr("secret_wo").as_str().map(str::to_string);
+            planned.clone()
+        }
+        async fn read(&self, _: &Context, state: &Value, _: &mut Diagnostics) -> Option<Value> {
+            Some(state.clone())
+        }
+        async fn update(&self, ctx: &Context, _: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
+            self.create(ctx, planned, diags).await
+        }
+        async fn delete(&self, _: &Context, _: &Value, _: &mut Diagnostics) {}
+    }
+
+    struct EchoProvider(Arc<Echo>);
+
+    #[async_trait]
+    impl Provider for EchoProvider {
+        fn schema(&self) -> Schema {
+            Schema::new(0, Block::new(""))
+        }
+        fn resources(&self) -> Vec<Arc<dyn Resource>> {
+            vec![self.0.clone()]
+        }
+        async fn configure(&self, _: &Value, _: &mut Diagnostics) {}
+    }
+
+    fn decoded(value: Option<wire::DynamicValue>) -> Value {
+        cty::decode_msgpack(&value.unwrap().msgpack, &Panicking.schema().value_type()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn write_only_values_reach_apply_and_never_leave_the_provider() {
+        let echo = Arc::new(Echo::default());
+        let provider = ProviderService::new(EchoProvider(echo.clone()));
+        let service: &dyn Rpc = &provider;
+        let with_secret = config(Value::string("s3cret"));
+        let validate = |caps: Option<wire::ClientCapabilities>| wire::validate_resource_type_config::Request {
+            type_name: "test_echo".into(),
+            config: dynamic(&with_secret),
+            client_capabilities: caps,
+        };
+        // Terraform 1.0.3 sends no capabilities: refused at the attribute; 1.11 allows it.
+        let old = service.validate_resource_type_config(Request::new(validate(None))).await.unwrap().into_inner();
+        let error = only_error(&old.diagnostics);
+        assert_eq!(error.summary, "Write-only attribute needs Terraform 1.11");
+        assert!(!error.detail.contains("s3cret"));
+        let caps = wire::ClientCapabilities { deferral_allowed: false, write_only_attributes_allowed: true };
+        let new = service.validate_resource_type_config(Request::new(validate(Some(caps)))).await.unwrap().into_inner();
+        assert!(new.diagnostics.is_empty(), "{:?}", new.diagnostics);
+
+        // Plan: null in the planned state, even when Terraform proposes the value.
+        let planned = service
+            .plan_resource_change(Request::new(wire::plan_resource_change::Request {
+                type_name: "test_echo".into(),
+                prior_state: dynamic(&Value::Null),
+                proposed_new_state: dynamic(&with_secret),
+                config: dynamic(&with_secret),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(planned.diagnostics.is_empty(), "{:?}", planned.diagnostics);
+        let planned = decoded(planned.planned_state);
+        assert!(planned.attr("secret_wo").is_null() && planned.attr("name").as_str() == Some("x"));
+
+        // Apply: the resource sees the configuration's value; the new state does not hold it.
+        let applied = service
+            .apply_resource_change(Request::new(wire::apply_resource_change::Request {
+                type_name: "test_echo".into(),
+                prior_state: dynamic(&Value::Null),
+                planned_state: dynamic(&planned),
+                config: dynamic(&with_secret),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(echo.seen_secret.lock().unwrap().as_deref(), Some("s3cret"));
+        let state = decoded(applied.new_state);
+        assert!(state.attr("secret_wo").is_null());
+
+        // A state that somehow held one (written by hand) is read back without it.
+        let read = service
+            .read_resource(Request::new(wire::read_resource::Request {
+                type_name: "test_echo".into(),
+                current_state: dynamic(&with_secret),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(decoded(read.new_state).attr("secret_wo").is_null());
+    }
+
     struct TestProvider;
 
     #[async_trait]
@@ -794,7 +945,8 @@ mod tests {
             .into_inner();
         let error = only_error(&validated.diagnostics);
         assert_eq!(error.summary, "Internal error in the provider during ValidateResourceTypeConfig");
-        assert!(error.detail.contains("validate exploded"), "{}", error.detail);
+        // The panic message stays in the log: it could hold a formatted secret.
+        assert!(!error.detail.contains("exploded") && error.detail.contains("TF_LOG"), "{}", error.detail);
 
         let planned = service
             .plan_resource_change(Request::new(wire::plan_resource_change::Request {
@@ -807,7 +959,7 @@ mod tests {
             .await
             .unwrap()
             .into_inner();
-        assert!(only_error(&planned.diagnostics).detail.contains("plan exploded"));
+        assert!(only_error(&planned.diagnostics).summary.ends_with("during PlanResourceChange"));
         assert!(planned.planned_state.is_none());
 
         let applied = service
@@ -823,7 +975,24 @@ mod tests {
             .into_inner();
         let error = only_error(&applied.diagnostics);
         assert!(error.summary.ends_with("during ApplyResourceChange"));
-        assert!(error.detail.contains("create exploded with x"), "{}", error.detail);
+        assert!(!error.detail.contains("s3cret"), "{}", error.detail);
+        // A failed create leaves nothing in state (the prior, null).
+        assert_eq!(applied.new_state, dynamic(&Value::Null));
+
+        // A panicking update keeps the prior object rather than forgetting it.
+        let prior = config(Value::Null);
+        let updated = service
+            .apply_resource_change(Request::new(wire::apply_resource_change::Request {
+                type_name: "test_panic".into(),
+                prior_state: dynamic(&prior),
+                planned_state: dynamic(&prior),
+                config: dynamic(&prior),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(updated.new_state, dynamic(&prior));
 
         // The service still answers after the panics.
         let read = service
@@ -836,10 +1005,12 @@ mod tests {
             .unwrap()
             .into_inner();
         assert!(only_error(&read.diagnostics).summary.ends_with("during ReadResource"));
+        // The object is kept: a null new state would make Terraform plan to create it.
+        assert_eq!(read.new_state, dynamic(&config(Value::Null)));
     }
 
     #[tokio::test]
-    async fn write_only_values_are_refused_on_old_terraform_and_never_returned() {
+    async fn schema_marks_write_only_and_advertises_capabilities() {
         let provider = ProviderService::new(TestProvider);
         let service: &dyn Rpc = &provider;
         let schema = service.get_schema(Request::new(Default::default())).await.unwrap().into_inner();
@@ -848,19 +1019,6 @@ mod tests {
         assert!(secret.write_only && secret.sensitive);
         let caps = schema.server_capabilities.unwrap();
         assert!(caps.plan_destroy && caps.get_provider_schema_optional);
-
-        // Terraform 1.0.3 sends no client capabilities: a set write-only value is an error at its path.
-        // (Validation panics in this test resource after the framework's checks; only the refusal matters.)
-        let mut diags = Diagnostics::new();
-        write_only::refuse_unsupported(
-            &Panicking.schema().block,
-            &config(Value::string("s3cret")),
-            &AttrPath::default(),
-            &mut diags,
-        );
-        let diag = diags.iter().next().expect("refused");
-        assert_eq!(diag.path, Some(AttrPath::root("secret_wo")));
-        assert!(!format!("{diag:?}").contains("s3cret"));
     }
 
     #[tokio::test]

@@ -19,8 +19,8 @@ pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The only Terraform plugin protocol this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 5;
 
-/// Where go-plugin (Terraform 1.6+) wants the socket's directory; the
-/// system's temporary directory otherwise.
+/// Where the host wants the socket's directory, when it says (go-plugin
+/// passes it on if its host configured one); the temporary directory otherwise.
 pub const UNIX_SOCKET_DIR_KEY: &str = "PLUGIN_UNIX_SOCKET_DIR";
 /// PEM of Terraform's client certificate; its presence means AutoMTLS.
 pub const CLIENT_CERT_KEY: &str = "PLUGIN_CLIENT_CERT";

@@ -318,6 +318,7 @@ impl PrivateSocket {
             .create(&dir)
             .map_err(io_error("create the plugin socket directory"))?;
         let path = dir.join("plugin.sock");
+        let _ = SERVING_SOCKET.set((dir.clone(), path.clone()));
         Ok(Self { dir, path })
     }
 
@@ -336,9 +337,16 @@ impl PrivateSocket {
 
 impl Drop for PrivateSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_dir(&self.dir);
+        remove_socket(&self.dir, &self.path);
     }
+}
+
+/// The process's socket, for [`exit_soon`], which exits without unwinding.
+static SERVING_SOCKET: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+
+fn remove_socket(dir: &Path, path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The `TF_REATTACH_PROVIDERS` value: provider address to go-plugin's ReattachConfig.
@@ -458,6 +466,9 @@ impl GrpcController for Controller {
 fn exit_soon() {
     std::thread::spawn(|| {
         std::thread::sleep(SHUTDOWN_GRACE);
+        if let Some((dir, path)) = SERVING_SOCKET.get() {
+            remove_socket(dir, path);
+        }
         std::process::exit(0);
     });
 }

@@ -99,8 +99,11 @@ impl ServerIdentity {
     fn server_config(&self, clients: Arc<dyn ClientCertVerifier>) -> Result<ServerConfig, TlsError> {
         // Explicit provider: no reliance on a process-wide default being installed.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // TLS 1.3 only: it ties a client's signature scheme to its key's curve
+        // (under 1.2 Go signs with its P-521 key under the P-384 scheme), and
+        // every Terraform since 0.12 speaks it.
         let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(clients)
             .with_single_cert(
                 vec![self.cert.clone()],

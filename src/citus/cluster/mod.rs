@@ -120,12 +120,20 @@ impl Resource for ClusterResource {
         diags: &mut Diagnostics,
     ) {
         if change.is_delete() {
-            // Terraform 1.3+ plans destroys through the provider: a destroy
-            // that would be refused is refused before anything runs.
+            // Terraform 1.3+ plans destroys through the provider: say now what
+            // apply would refuse. A warning, not an error: the same destroy may
+            // first undistribute those tables (`undistribute_on_destroy` of a
+            // citus_distributed_table), which the plan cannot see yet.
             let spec = ClusterSpec::from_value(&change.prior, &self.defaults);
             if spec.deregister_on_destroy && self.defaults.is_known() {
                 if let Err(failure) = converge::check_deregister_possible(&spec).await {
-                    failure.report(diags);
+                    diags.warning(
+                        format!("Destroy will be refused: {}", failure.summary),
+                        format!(
+                            "{} (Unless this destroy first undistributes those tables: apply checks again.)",
+                            failure.detail
+                        ),
+                    );
                 }
             }
             return;
