@@ -773,3 +773,58 @@ fn citus_cluster_rebalancing_can_be_switched_off() {
     tf.apply_and_assert_idempotent();
     assert!(placements_on(coord, w[2].port()) > 0);
 }
+
+/// The provider block left empty: libpq's `PGHOST`, `PGPORT`, `PGUSER` and
+/// `PGPASSWORD` (as Terraform Cloud passes them, in the environment) reach a
+/// coordinator that asks that user for a password; an explicit attribute
+/// wins over its variable; `sslcert` without `sslkey` is refused at plan.
+#[test]
+fn citus_provider_takes_libpq_environment_variables() {
+    if !require_citus("citus_provider_takes_libpq_environment_variables") {
+        return;
+    }
+    const ROLE: &str = "env_admin";
+    const PASSWORD: &str = "fr0m-the-Environment";
+    let cluster = CitusCluster::start(1);
+    let (coord, worker) = (&cluster.coordinator, &cluster.workers[0]);
+    for node in [coord, worker] {
+        node.sql(&format!("SET password_encryption = 'scram-sha-256'; CREATE ROLE {ROLE} SUPERUSER LOGIN PASSWORD '{PASSWORD}'"));
+    }
+    // Only the coordinator asks for the password (Citus' own connections to the
+    // worker are another matter: internode authentication).
+    let hba = coord.data_dir().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("host all {ROLE} 127.0.0.1/32 scram-sha-256\n{rules}")).unwrap();
+    coord.sql("SELECT pg_reload_conf()");
+
+    let tf = Workdir::new("citus_libpq_environment");
+    let with_provider = |provider: &str| {
+        config(coord, &[WorkerDecl { name: "w1", node: worker }], "")
+            .replacen(&format!("provider \"citus\" {{\n  host = \"127.0.0.1\"\n  port = {}\n  username = \"postgres\"\n}}\n", coord.port()), provider, 1)
+    };
+    tf.write_config(&with_provider("provider \"citus\" {}\n"));
+    assert!(std::fs::read_to_string(tf.path().join("main.tf")).unwrap().contains("provider \"citus\" {}"));
+    tf.set_env("PGHOST", "127.0.0.1");
+    tf.set_env("PGPORT", &coord.port().to_string());
+    tf.set_env("PGUSER", ROLE);
+    tf.init();
+    // Without PGPASSWORD the coordinator refuses the user: the plan says so.
+    let (code, refused) = tf.plan_exit_code(true);
+    assert_eq!(code, 1, "{refused}");
+    assert!(refused.stderr.contains("password"), "{refused}");
+    tf.set_env("PGPASSWORD", PASSWORD);
+    let applied = tf.apply_and_assert_idempotent();
+    assert!(!format!("{applied}").contains(PASSWORD));
+    assert_eq!(registered_worker_ports(coord), [worker.port().to_string()]);
+
+    // An explicit attribute wins over its variable: a wrong PGPORT changes nothing.
+    tf.write_config(&with_provider(&format!("provider \"citus\" {{\n  port = {}\n}}\n", coord.port())));
+    tf.set_env("PGPORT", "1");
+    tf.assert_plan_empty();
+
+    // A certificate without its key is refused at plan, at its path.
+    tf.write_config(&with_provider(&format!("provider \"citus\" {{\n  port = {}\n  sslcert = \"/nonexistent/client.pem\"\n}}\n", coord.port())));
+    let (code, refused) = tf.plan_exit_code(true);
+    assert_eq!(code, 1, "{refused}");
+    assert!(refused.stderr.contains("sslcert without sslkey"), "{refused}");
+}

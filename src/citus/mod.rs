@@ -48,7 +48,12 @@ impl Provider for CitusProvider {
         ]
     }
 
-    async fn configure(&self, config: &Value, _diags: &mut Diagnostics) {
-        self.defaults.set(config);
+    fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        connection::validate_pairs(config, None, diags);
+    }
+
+    async fn configure(&self, config: &Value, diags: &mut Diagnostics) {
+        let config = connection::with_libpq_environment(config, |name| std::env::var(name).ok(), diags);
+        self.defaults.set(&config);
     }
 }

@@ -70,6 +70,7 @@ impl Resource for ClusterResource {
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
         settings::validate(config, diags);
+        crate::citus::connection::validate_pairs(config.attr("connection"), Some(&AttrPath::root("connection")), diags);
         let Value::Map(workers) = config.attr("worker") else {
             return;
         };

@@ -428,6 +428,7 @@ impl Resource for DistributedTableResource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        crate::citus::connection::validate_pairs(config.attr("connection"), Some(&AttrPath::root("connection")), diags);
         let colocate = config.attr("colocate_with").as_str();
         let names_table = colocate.is_some_and(|c| c != COLOCATE_DEFAULT && c != COLOCATE_NONE);
         if names_table && !config.attr("shard_count").is_null() {
