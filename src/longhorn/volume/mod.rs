@@ -163,6 +163,14 @@ fn spec_size_of(volume: &kube::api::DynamicObject) -> u64 {
     observe::spec_size(volume)
 }
 
+/// The value at an attribute path of nested single blocks.
+fn value_at<'a>(value: &'a Value, path: &AttrPath) -> &'a Value {
+    path.0.iter().fold(value, |v, step| match step {
+        crate::framework::PathStep::Attribute(name) => v.attr(name),
+        _ => &Value::Null,
+    })
+}
+
 fn set(change: &mut PlannedChange, name: &str, value: Value) {
     if let Some(fields) = change.planned.as_object_mut() {
         fields.insert(name.to_string(), value);
@@ -301,6 +309,26 @@ impl Resource for VolumeResource {
             }
         }
         set(change, "applied_fields", Value::List(applied.iter().map(|a| Value::string(*a)).collect()));
+        // Fields the provider does not send keep what Longhorn holds: the
+        // framework's "unknown on change" would otherwise plan replacements
+        // for immutable ones no one touched.
+        if !change.is_create() {
+            for field in SPEC_FIELDS {
+                let released = field.computed && !applied.contains(&field.attr) && change.prior.attr("applied_fields")
+                    .as_elements()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|a| a.as_str() == Some(field.attr));
+                if change.config.attr(field.attr).is_null() && !released && !change.prior.attr(field.attr).is_null() {
+                    let prior = change.prior.attr(field.attr).clone();
+                    set(change, field.attr, prior);
+                }
+            }
+            let prior_namespace = change.prior.attr("namespace").clone();
+            if change.config.attr("namespace").is_null() && !prior_namespace.is_null() {
+                set(change, "namespace", prior_namespace);
+            }
+        }
         // Sizes compared after Longhorn's rounding; never a shrink.
         if let Some(bytes) = change.planned.attr("size").as_str().and_then(|s| quantity::parse(s).ok()) {
             let bytes = quantity::rounded(bytes);
@@ -319,6 +347,11 @@ impl Resource for VolumeResource {
                 _ => set(change, "size_bytes", Value::Number(Number::from(bytes as i64))),
             }
         }
+        // Only paths that really change, now that the plan is refined.
+        let (prior, planned) = (&change.prior, &change.planned);
+        change
+            .requires_replace
+            .retain(|path| value_at(prior, path) != value_at(planned, path));
         if !change.requires_replace.is_empty() && protected {
             let paths: Vec<String> = change.requires_replace.iter().map(|p| p.to_string()).collect();
             diags.error_at(
@@ -433,5 +466,124 @@ impl Resource for VolumeResource {
             diags.error("Nothing to import", format!("There is no Longhorn Volume {namespace}/{name}."));
         }
         state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::plan_resource_change;
+
+    fn object(pairs: &[(&str, Value)]) -> Value {
+        let schema = schema::schema();
+        let mut fields: std::collections::BTreeMap<String, Value> = schema
+            .block
+            .attributes
+            .iter()
+            .map(|a| (a.name.to_string(), Value::Null))
+            .chain(schema.block.blocks.iter().map(|b| (b.name.to_string(), b.empty_value())))
+            .collect();
+        for (k, v) in pairs {
+            fields.insert(k.to_string(), v.clone());
+        }
+        Value::Object(fields)
+    }
+
+    fn prior() -> Value {
+        object(&[
+            ("id", "longhorn-system/data".into()),
+            ("name", "data".into()),
+            ("namespace", "longhorn-system".into()),
+            ("size", "20Gi".into()),
+            ("size_bytes", Value::int(20 << 30)),
+            ("number_of_replicas", Value::int(2)),
+            ("data_locality", "disabled".into()),
+            ("encrypted", Value::Bool(false)),
+            ("data_engine", "v1".into()),
+            ("deletion_protection", Value::Bool(false)),
+            ("applied_fields", Value::List(vec!["number_of_replicas".into()])),
+            ("state", "detached".into()),
+        ])
+    }
+
+    async fn plan(prior: Value, config: Value) -> (PlannedChange, Diagnostics) {
+        let resource = VolumeResource::new(Arc::new(Connection::default()));
+        let schema = resource.schema();
+        // Terraform's proposal: config, or prior for optional+computed left unset.
+        let mut proposed = config.clone();
+        for attribute in &schema.block.attributes {
+            if attribute.is_computed() && config.attr(attribute.name).is_null() {
+                proposed.as_object_mut().unwrap().insert(attribute.name.into(), prior.attr(attribute.name).clone());
+            }
+        }
+        let mut change = plan_resource_change(&schema, prior, config, proposed);
+        let mut diags = Diagnostics::new();
+        resource.modify_plan(&Context::default(), &mut change, &mut diags).await;
+        (change, diags)
+    }
+
+    #[tokio::test]
+    async fn growth_is_in_place_and_leaves_unset_immutables_alone() {
+        let config = object(&[
+            ("name", "data".into()),
+            ("size", "30Gi".into()),
+            ("number_of_replicas", Value::int(2)),
+            ("deletion_protection", Value::Bool(false)),
+        ]);
+        let (change, diags) = plan(prior(), config).await;
+        assert!(!diags.has_errors(), "{diags:?}");
+        assert!(change.requires_replace.is_empty(), "{:?}", change.requires_replace);
+        assert_eq!(change.planned.attr("size_bytes"), &Value::int(30 << 30));
+        assert_eq!(change.planned.attr("encrypted"), &Value::Bool(false));
+        assert_eq!(change.planned.attr("namespace"), &Value::string("longhorn-system"));
+        assert_eq!(change.planned.attr("applied_fields"), &Value::List(vec!["number_of_replicas".into()]));
+    }
+
+    #[tokio::test]
+    async fn shrink_is_refused_and_rounding_is_no_change() {
+        let mut config = object(&[("name", "data".into()), ("size", "10Gi".into()), ("number_of_replicas", Value::int(2))]);
+        let (_, diags) = plan(prior(), config.clone()).await;
+        let d = diags.iter().next().expect("an error");
+        assert_eq!(d.path, Some(AttrPath::root("size")));
+        assert!(d.detail.contains("current 20Gi"), "{}", d.detail);
+        config.as_object_mut().unwrap().insert("size".into(), "20480Mi".into());
+        let (change, diags) = plan(prior(), config).await;
+        assert!(!diags.has_errors());
+        assert_eq!(change.planned.attr("size_bytes"), &Value::int(20 << 30));
+    }
+
+    #[tokio::test]
+    async fn immutable_change_replaces_and_protection_refuses_it() {
+        let config = object(&[
+            ("name", "data".into()),
+            ("size", "20Gi".into()),
+            ("number_of_replicas", Value::int(2)),
+            ("data_engine", "v2".into()),
+            ("deletion_protection", Value::Bool(false)),
+        ]);
+        let (change, diags) = plan(prior(), config.clone()).await;
+        assert!(!diags.has_errors());
+        assert_eq!(change.requires_replace, vec![AttrPath::root("data_engine")]);
+        let mut protected = prior();
+        protected.as_object_mut().unwrap().insert("deletion_protection".into(), Value::Bool(true));
+        let (_, diags) = plan(protected, config).await;
+        assert!(diags.iter().any(|d| d.summary == "Replacing a protected volume"));
+    }
+
+    #[tokio::test]
+    async fn a_released_field_goes_back_to_longhorn() {
+        let config = object(&[("name", "data".into()), ("size", "20Gi".into())]);
+        let (change, _) = plan(prior(), config).await;
+        assert!(change.planned.attr("number_of_replicas").is_unknown());
+        assert_eq!(change.planned.attr("applied_fields"), &Value::List(vec![]));
+    }
+
+    #[test]
+    fn strict_local_needs_one_replica() {
+        let resource = VolumeResource::new(Arc::new(Connection::default()));
+        let mut diags = Diagnostics::new();
+        let config = object(&[("data_locality", "strict-local".into()), ("number_of_replicas", Value::int(2))]);
+        resource.validate_config(&config, &mut diags);
+        assert_eq!(diags.iter().next().unwrap().path, Some(AttrPath::root("number_of_replicas")));
     }
 }
