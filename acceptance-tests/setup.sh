@@ -31,6 +31,8 @@ if [ -z "${TF_ACC_TERRAFORM_PATH:-}" ] && [ ! -x "$TF_DIR/terraform" ]; then
   rm -rf "$tmp"
 fi
 
+"$(dirname "${BASH_SOURCE[0]}")/kube-standin/setup.sh"  # Python venv of the Kubernetes API stand-in (longhorn tests)
+
 if [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then
   echo "setup: Citus is not installed; Citus acceptance tests will be skipped and the demo cannot run."
   echo "       Install Citus 13.2 for PostgreSQL 15 from the Citus project's packages (see README.md)."
