@@ -64,6 +64,15 @@ pub fn parse(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// A quantity as the API server returns it: units optional (plain bytes too).
+pub fn parse_api(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    parse(text).ok()
+}
+
 /// The size Longhorn keeps for a requested one.
 pub fn rounded(bytes: u64) -> u64 {
     bytes.div_ceil(ROUNDING) * ROUNDING

@@ -196,15 +196,46 @@ pub async fn wait_ready(ctx: &Context, volumes: &Api<DynamicObject>, name: &str,
     }
 }
 
-/// Waits until the volume has grown to `bytes`.
-pub async fn wait_grown(ctx: &Context, volumes: &Api<DynamicObject>, name: &str, bytes: u64, timeout: Duration) -> Result<DynamicObject, String> {
+/// Waits until the volume has grown to `bytes`: `spec.size` there, no
+/// expansion pending, and Longhorn has processed the object since our write
+/// (its resourceVersion moved past `written`), so an expansion it has not
+/// even noticed yet is not taken for a finished one. Through a PVC, the
+/// resizer's last step (the PV's capacity) marks the end.
+pub async fn wait_grown(
+    ctx: &Context,
+    client: &Client,
+    volumes: &Api<DynamicObject>,
+    name: &str,
+    bytes: u64,
+    timeout: Duration,
+    written: Option<String>,
+    through_pv: bool,
+) -> Result<DynamicObject, String> {
     let what = format!("the expansion of volume {name} to {}", quantity::format(bytes));
     let started = std::time::Instant::now();
     let mut last: Option<DynamicObject> = None;
     let mut logged = std::time::Instant::now();
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
     loop {
         if let Some(v) = get_volume(volumes, name).await? {
-            if spec_size(&v) >= bytes && !expansion_pending(&v) {
+            let processed = written.is_none() || v.metadata.resource_version != written;
+            let mut done = spec_size(&v) >= bytes && !expansion_pending(&v) && processed;
+            if done && through_pv {
+                let pv_name = observe::status(&v)["kubernetesStatus"]["pvName"].as_str().unwrap_or("").to_string();
+                let capacity = if pv_name.is_empty() {
+                    None
+                } else {
+                    get_opt(&pvs, &pv_name, "read the PersistentVolume")
+                        .await
+                        .map_err(|e| explain(&e))?
+                        .and_then(|pv| pv.spec)
+                        .and_then(|s| s.capacity)
+                        .and_then(|c| c.get("storage").and_then(|q| quantity::parse_api(&q.0)))
+                };
+                done = capacity.is_some_and(|c| quantity::rounded(c) >= bytes);
+            }
+            if done {
+                log::info!("volume {name} grew to {}", quantity::format(bytes));
                 return Ok(v);
             }
             last = Some(v);

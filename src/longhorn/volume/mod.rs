@@ -101,7 +101,7 @@ impl VolumeResource {
                     match converge::bound_pvc(&client, current).await? {
                         Some(pvc) => {
                             converge::grow_through_pvc(&client, &target, current, &pvc, target.size_bytes).await?;
-                            let grown = converge::wait_grown(ctx, &volumes, &target.name, target.size_bytes, timeout).await?;
+                            let grown = converge::wait_grown(ctx, &client, &volumes, &target.name, target.size_bytes, timeout, None, true).await?;
                             if target.differs_from(&grown, prior.attr("applied_fields")) {
                                 converge::apply_volume(&client, &target, target.size_bytes).await?
                             } else {
@@ -109,8 +109,9 @@ impl VolumeResource {
                             }
                         }
                         None => {
-                            converge::apply_volume(&client, &target, target.size_bytes).await?;
-                            converge::wait_grown(ctx, &volumes, &target.name, target.size_bytes, timeout).await?
+                            let written = converge::apply_volume(&client, &target, target.size_bytes).await?;
+                            let version = written.metadata.resource_version.clone();
+                            converge::wait_grown(ctx, &client, &volumes, &target.name, target.size_bytes, timeout, version, false).await?
                         }
                     }
                 }
@@ -118,7 +119,13 @@ impl VolumeResource {
                     // Never sends a smaller size than Longhorn holds (say, after a
                     // grow through the PVC by someone else).
                     let bytes = target.size_bytes.max(spec_size_of(current));
-                    converge::apply_volume(&client, &target, bytes).await?
+                    let written = converge::apply_volume(&client, &target, bytes).await?;
+                    if observe::expansion_pending(&written) {
+                        // An expansion an interrupted apply started: wait for it.
+                        converge::wait_grown(ctx, &client, &volumes, &target.name, bytes, timeout, None, false).await?
+                    } else {
+                        written
+                    }
                 }
                 None => converge::apply_volume(&client, &target, target.size_bytes).await?,
             };
