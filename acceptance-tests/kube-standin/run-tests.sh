@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Self-tests of the Kubernetes API stand-in. Exits non-zero on failure; the last line is a
+# one-line summary.
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PY="$("$HERE/setup.sh" --print-python | tail -n1)"
+start=$(date +%s)
+out="$(mktemp)"
+cd "$HERE" && "$PY" -m unittest -v "$@" test_standin 2> >(tee "$out" >&2) < /dev/null
+rc=$?
+summary="$(grep -E '^(Ran [0-9]+ tests|OK|FAILED)' "$out" | tr '\n' ' ')"
+rm -f "$out"
+if [ $rc -eq 0 ]; then
+  echo "kube-standin self-tests: PASS ($summary in $(( $(date +%s) - start ))s)"
+else
+  echo "kube-standin self-tests: FAIL ($summary in $(( $(date +%s) - start ))s)"
+fi
+exit $rc
