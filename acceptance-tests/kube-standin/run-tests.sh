@@ -6,7 +6,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="$("$HERE/setup.sh" --print-python | tail -n1)"
 start=$(date +%s)
 out="$(mktemp)"
-cd "$HERE" && "$PY" -m unittest -v "$@" test_standin 2> >(tee "$out" >&2) < /dev/null
+# optional arguments: test names such as StandinTest.test_delete_with_finalizer
+tests=()
+for t in "$@"; do tests+=("test_standin.$t"); done
+[ ${#tests[@]} -gt 0 ] || tests=(test_standin)
+cd "$HERE" && "$PY" -m unittest -v "${tests[@]}" 2> >(tee "$out" >&2) < /dev/null
 rc=$?
 summary="$(grep -E '^(Ran [0-9]+ tests|OK|FAILED)' "$out" | tr '\n' ' ')"
 rm -f "$out"

@@ -2280,7 +2280,14 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.state_dir, exist_ok=True)
-    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(os.path.join(args.state_dir, "standin.log"))]
+    logpath = os.path.join(args.state_dir, "standin.log")
+    handlers = [logging.StreamHandler(sys.stderr)]
+    try:  # stderr already redirected to DIR/standin.log (the Rust harness does so): log once
+        same = os.path.exists(logpath) and os.path.samestat(os.fstat(2), os.stat(logpath))
+    except OSError:
+        same = False
+    if not same:
+        handlers.append(logging.FileHandler(logpath))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s kube-standin %(levelname)s %(message)s", handlers=handlers)
     try:  # exit when the parent dies (Linux)
