@@ -165,6 +165,8 @@ fn longhorn_volume_lifecycle_with_token_auth() {
     assert_contains(&plan, &["must be replaced", "forces replacement", "1 to add, 0 to change, 1 to destroy"]);
 
     // Destroy: gone through the API, after Longhorn's finalizer.
+    let finalizers = standin.volume("data-0").unwrap()["metadata"]["finalizers"].clone();
+    assert_eq!(finalizers, json!(["longhorn.io"]), "Longhorn's finalizer is not on the Volume");
     tf.write_config(&config("  size = \"30Gi\"\n  number_of_replicas = 2\n  deletion_protection = false\n"));
     tf.destroy();
     assert!(standin.volume("data-0").is_none(), "the Volume is still there after destroy");
@@ -202,6 +204,9 @@ fn longhorn_volume_pv_pvc_with_client_certificate() {
     let pv_block = if state["kubernetes_pv"].is_array() { &state["kubernetes_pv"][0] } else { &state["kubernetes_pv"] };
     assert_eq!(pv_block["name"], json!("data-1"), "{state}");
 
+    // Import reads back the PV and PVC this provider made.
+    tf.import_and_compare("longhorn_volume.v", "longhorn-system/data-1", &["timeouts", "deletion_protection"]);
+
     // Growth with a bound PVC goes through the PVC.
     tf.write_config(&config("30Gi"));
     standin.clear_requests();
@@ -209,8 +214,11 @@ fn longhorn_volume_pv_pvc_with_client_certificate() {
     let log = standin.requests();
     let pvc_patches = requests_to(&log, "PATCH", "/persistentvolumeclaims/data-citus-1");
     assert!(
-        pvc_patches.iter().any(|r| body(r).to_string().contains("30Gi")),
-        "the PVC was not grown: {log:#?}"
+        pvc_patches
+            .iter()
+            .any(|r| body(r)["spec"]["resources"]["requests"]["storage"] == json!("30Gi")
+                && r["query"]["fieldManager"] == json!("shardform-longhorn")),
+        "the PVC was not grown by the provider: {log:#?}"
     );
     let volume_writes: Vec<_> = log
         .iter()
@@ -271,6 +279,13 @@ fn longhorn_volume_bad_input_is_refused_at_plan() {
     assert!(writes.is_empty(), "bad input reached the API: {writes:#?}");
 }
 
+/// The spawned apply number `n` was killed before it finished.
+fn assert_killed_mid_apply(tf: &Workdir, n: usize) {
+    let log = std::fs::read_to_string(tf.path().join(format!(".harness/spawn-{n}.log"))).unwrap_or_default();
+    assert!(!log.contains("Apply complete!"), "the apply finished before it was killed:\n{log}");
+    assert!(log.contains("longhorn_volume.v: "), "the apply had not started on the volume:\n{log}");
+}
+
 fn plan_error(tf: &Workdir, hcl: &str) -> TfOutput {
     tf.write_config(hcl);
     let (code, plan) = plan_output(tf);
@@ -323,6 +338,12 @@ fn longhorn_provider_configuration_errors_are_clear() {
         let text = format!("{}{}", output.stdout, output.stderr);
         assert!(!text.contains(token.trim()), "the token leaked into the output:\n{output}");
     }
+
+    // 403: the token's user may do nothing (kubectl uses the certificate context meanwhile).
+    standin.control("/_standin/forbid", json!({"token": token.trim()}));
+    let forbidden = plan_error(&tf, &format!("{req}provider \"longhorn\" {{\n  config_path = \"{dir}/kubeconfig\"\n}}\n{volume}"));
+    assert_contains(&forbidden, &["Forbidden by the Kubernetes API server (403)"]);
+    standin.kubectl(&["delete", "--raw", "/_standin/forbid"]);
 
     let none = plan_error(&tf, &format!("{req}provider \"longhorn\" {{}}\n{volume}"));
     assert_contains(&none, &["No Kubernetes credentials"]);
@@ -381,6 +402,9 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
     kill_process_group(&child);
     let mut child = child;
     let _ = child.wait();
+    assert_killed_mid_apply(&tf, 0);
+    let state = standin.volume("data-3").unwrap()["status"]["state"].clone();
+    assert!(state.is_null() || state == json!("creating"), "Longhorn was paused, yet the volume is {state}");
     standin.control("/_standin/longhorn", json!({"paused": false}));
     tf.apply_and_assert_idempotent();
     assert_eq!(tf.resource_values("longhorn_volume.v")["state"], json!("detached"));
@@ -388,6 +412,7 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
     // SIGKILL mid-expansion.
     standin.control("/_standin/longhorn", json!({"paused": true}));
     tf.write_config(&config("30Gi"));
+    standin.clear_requests();
     let child = tf.spawn(&["apply", "-auto-approve"]);
     wait_until("the grow request", Duration::from_secs(60), || {
         !requests_to(&standin.requests(), "PATCH", "/volumes/data-3").is_empty()
@@ -396,9 +421,13 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
     kill_process_group(&child);
     let mut child = child;
     let _ = child.wait();
+    assert_killed_mid_apply(&tf, 1);
     standin.control("/_standin/longhorn", json!({"paused": false}));
     tf.apply_and_assert_idempotent();
-    assert_eq!(spec_size(&standin.volume("data-3").unwrap()), 30 * GI);
+    let volume = standin.volume("data-3").unwrap();
+    assert_eq!(spec_size(&volume), 30 * GI);
+    assert_eq!(volume["status"]["expansionRequired"], json!(false));
+    assert_eq!(tf.resource_values("longhorn_volume.v")["size_bytes"], json!(30 * GI));
 
     // A 500 on the apply is retried; the state is right.
     standin.control("/_standin/faults", json!({"method": "PATCH", "path": "/volumes/data-3", "status": 500, "times": 2}));

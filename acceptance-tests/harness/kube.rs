@@ -130,10 +130,11 @@ impl Standin {
         fs::read_to_string(self.dir().join("standin.log")).unwrap_or_default()
     }
 
-    /// `kubectl --kubeconfig ... ARGS`; returns (success, stdout, stderr).
+    /// `kubectl --kubeconfig ... --context standin-cert ARGS`; returns (success, stdout, stderr).
     pub fn kubectl_status(&self, args: &[&str], stdin_file: Option<&Path>) -> (bool, String, String) {
         let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
+        // The certificate context: a forbidden token (a 403 test) never blocks the harness.
+        cmd.arg("--kubeconfig").arg(self.kubeconfig()).arg("--context").arg("standin-cert").args(args);
         if let Some(file) = stdin_file {
             cmd.arg("-f").arg(file);
         }
