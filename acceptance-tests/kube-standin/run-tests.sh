@@ -10,9 +10,9 @@ out="$(mktemp)"
 tests=()
 for t in "$@"; do tests+=("test_standin.$t"); done
 [ ${#tests[@]} -gt 0 ] || tests=(test_standin)
-cd "$HERE" && "$PY" -m unittest -v "${tests[@]}" 2> >(tee "$out" >&2) < /dev/null
-rc=$?
-summary="$(grep -E '^(Ran [0-9]+ tests|OK|FAILED)' "$out" | tr '\n' ' ')"
+(cd "$HERE" && "$PY" -m unittest -v "${tests[@]}" < /dev/null) 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+summary="$(grep -E '^(Ran [0-9]+ tests?|OK|FAILED)' "$out" | tr "\n" " " | sed "s/ *$//")"
 rm -f "$out"
 if [ $rc -eq 0 ]; then
   echo "kube-standin self-tests: PASS ($summary in $(( $(date +%s) - start ))s)"
