@@ -574,7 +574,10 @@ class Api:
                 initial = {"persistentvolumeclaims": {"phase": "Pending"},
                            "persistentvolumes": {"phase": "Pending"},
                            "namespaces": {"phase": "Active"}, "pods": {"phase": "Pending"},
-                           "services": {"loadBalancer": {}}}.get(res.plural)
+                           "services": {"loadBalancer": {}},
+                           "statefulsets": {"replicas": 0, "availableReplicas": 0},
+                           "poddisruptionbudgets": {"disruptionsAllowed": 0, "currentHealthy": 0,
+                                                    "desiredHealthy": 0, "expectedPods": 0}}.get(res.plural)
                 if initial:
                     new["status"] = initial
                 elif not res.crd:
@@ -609,7 +612,7 @@ class Api:
                 managed = self.update_managed(res, old, new, manager, sub)
         md["managedFields"] = managed
         # admission: mutation
-        if sub == "" and res.crd:
+        if sub == "" and res.crd and isinstance(new.get("spec", {}), dict):
             if old is None:
                 self.lh_mutate_create(new)
             else:
@@ -1037,7 +1040,7 @@ class Api:
         for e in entries:
             if self.entry_key(e[0]) != me:
                 others |= e[1]
-        for r in sorted(prev - S, key=len, reverse=True):
+        for r in sorted(prev - S, key=len):  # parents (list items) first
             if any(fs.has_prefix(q, r) for q in others) or any(fs.has_prefix(q, r) for q in S):
                 continue
             fs.remove_at(merged, r)
@@ -1580,7 +1583,9 @@ class Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         try:
+            self.connection.settimeout(15)
             self.connection.do_handshake()
+            self.connection.settimeout(None)
         except (ssl.SSLError, OSError) as e:
             log.info("TLS handshake failed: %s", e)
             raise
@@ -2132,8 +2137,13 @@ class Handler(BaseHTTPRequestHandler):
                                           "reason": "Expired", "code": 410})]
                         last = None
                     else:
-                        for (erv, key, ens, etype, obj, old) in st.events:
-                            if erv <= last or key != res.key or (ns is not None and ens != ns):
+                        newer = []
+                        for ev in reversed(st.events):  # rv order: only the tail is new
+                            if ev[0] <= last:
+                                break
+                            newer.append(ev)
+                        for (erv, key, ens, etype, obj, old) in reversed(newer):
+                            if key != res.key or (ns is not None and ens != ns):
                                 continue
                             now_m, old_m = match(obj), (match(old) if old is not None else False)
                             if etype == "MODIFIED":

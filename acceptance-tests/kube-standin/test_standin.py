@@ -257,6 +257,29 @@ class StandinTest(unittest.TestCase):
                                 "application/json-patch+json")
         self.assertEqual((code, d["spec"]["numberOfReplicas"]), (200, 4))
 
+    def test_apply_associative_lists_of_builtin_kinds(self):
+        def sts(image, env):
+            return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "pg", "namespace": "default"},
+                    "spec": {"serviceName": "pg", "replicas": 2, "selector": {"matchLabels": {"app": "pg"}},
+                             "template": {"metadata": {"labels": {"app": "pg"}},
+                                          "spec": {"containers": [{"name": "pg", "image": image, "env": env}]}}}}
+        path = "/apis/apps/v1/namespaces/default/statefulsets/pg"
+        code, d, _ = self.s.apply(path, sts("postgres:15", [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]), "tf")
+        self.assertEqual(code, 201, d)
+        mf = d["metadata"]["managedFields"][0]["fieldsV1"]
+        self.assertIn('k:{"name":"B"}', mf["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"pg"}']["f:env"])
+        # another manager adds an env entry (merged by key, not replacing the list)
+        code, d, _ = self.s.req("PATCH", path + "?fieldManager=other",
+                                {"spec": {"template": {"spec": {"containers": [{"name": "pg", "env": [{"name": "C", "value": "3"}]}]}}}},
+                                "application/strategic-merge-patch+json")
+        self.assertEqual(code, 200, d)
+        self.assertEqual([e["name"] for e in d["spec"]["template"]["spec"]["containers"][0]["env"]], ["A", "B", "C"])
+        code, d, _ = self.s.apply(path, sts("postgres:16", [{"name": "A", "value": "1"}]), "tf")
+        self.assertEqual(code, 200, d)
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual((c["image"], [e["name"] for e in c["env"]]), ("postgres:16", ["A", "C"]))
+        self.assertEqual(d["metadata"]["generation"], 3)
+
     # ------------------------------------------------------------------ validation
     def test_volume_validation(self):
         cases = [
