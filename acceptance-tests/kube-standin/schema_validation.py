@@ -299,9 +299,8 @@ class Schemas:
         for rule in s.get("x-kubernetes-validations") or []:
             expr = rule["rule"]
             transition = re.search(r"\boldSelf\b", expr) is not None
-            if transition and (not has_old or rule.get("optionalOldSelf")):
-                if not rule.get("optionalOldSelf") or not has_old:
-                    continue
+            if transition and not has_old:
+                continue  # transition rules only on update, where the old value exists
             if celpy is None:
                 continue
             act = {"self": celpy.json_to_cel(obj)}
@@ -310,16 +309,13 @@ class Schemas:
             try:
                 res = self.cel_program(expr).evaluate(act)
                 ok = bool(res) if isinstance(res, (bool, celtypes.BoolType)) else False
-                failed_eval = not isinstance(res, (bool, celtypes.BoolType))
-            except Exception as e:  # evaluation error
-                ok, failed_eval = False, str(e)
+            except Exception:  # an evaluation error (e.g. no such key) fails the rule
+                ok = False
             if not ok:
                 field = path
                 if rule.get("fieldPath"):
                     field = join(path, rule["fieldPath"].lstrip("."))
                 msg = rule.get("message") or ("failed rule: %s" % expr)
-                if failed_eval and failed_eval is not True and not isinstance(res if 'res' in dir() else None, bool):
-                    pass
                 errs.append(FieldError("Invalid", field, self.type_name(s, obj), msg))
         if isinstance(obj, dict):
             for k, sub in (s.get("properties") or {}).items():

@@ -605,9 +605,7 @@ class Api:
         client_mf = md.get("managedFields", None)
         if managed is None:
             if client_mf == [] and old is not None and sub == "":
-                base = copy.deepcopy(old)
-                base["metadata"]["managedFields"] = []
-                managed = self.update_managed(res, None, new, manager, sub) if False else []
+                managed = []  # an update sending managedFields: [] strips them (as the real server)
             else:
                 managed = self.update_managed(res, old, new, manager, sub)
         md["managedFields"] = managed
