@@ -37,18 +37,27 @@ fn volume_hcl(name: &str, extra: &str) -> String {
 }
 
 fn spec_size(volume: &Value) -> u64 {
-    volume["spec"]["size"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+    volume["spec"]["size"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Terraform wraps diagnostics and frames them with `│`: compare words only.
 fn normalized(text: &str) -> String {
-    text.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+    text.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn assert_contains(output: &TfOutput, needles: &[&str]) {
     let text = normalized(&format!("{}\n{}", output.stdout, output.stderr));
     for needle in needles {
-        assert!(text.contains(&normalized(needle)), "expected {needle:?} in:\n{output}");
+        assert!(
+            text.contains(&normalized(needle)),
+            "expected {needle:?} in:\n{output}"
+        );
     }
 }
 
@@ -61,7 +70,11 @@ fn requests_to<'a>(log: &'a [Value], method: &str, fragment: &str) -> Vec<&'a Va
 }
 
 fn body(request: &Value) -> &Value {
-    if request.get("body").is_some() { &request["body"] } else { &request["json"] }
+    if request.get("body").is_some() {
+        &request["body"]
+    } else {
+        &request["json"]
+    }
 }
 
 fn plan_output(tf: &Workdir) -> (i32, TfOutput) {
@@ -89,18 +102,44 @@ fn longhorn_volume_lifecycle_with_token_auth() {
     assert_eq!(volume["spec"]["numberOfReplicas"], json!(2));
     let log = standin.requests();
     let applies = requests_to(&log, "PATCH", "/volumes/data-0");
-    assert!(!applies.is_empty(), "no server-side apply of the Volume in {log:#?}");
+    assert!(
+        !applies.is_empty(),
+        "no server-side apply of the Volume in {log:#?}"
+    );
     for apply in &applies {
-        let spec: Vec<&String> = body(apply)["spec"].as_object().expect("a spec").keys().collect();
-        assert_eq!(spec, ["numberOfReplicas", "size"], "the apply body holds more than the user set: {apply}");
-        assert_eq!(apply["query"]["fieldManager"], json!("shardform-longhorn"), "{apply}");
-        assert_eq!(apply["content_type"], json!("application/apply-patch+yaml"), "{apply}");
+        let spec: Vec<&String> = body(apply)["spec"]
+            .as_object()
+            .expect("a spec")
+            .keys()
+            .collect();
+        assert_eq!(
+            spec,
+            ["numberOfReplicas", "size"],
+            "the apply body holds more than the user set: {apply}"
+        );
+        assert_eq!(
+            apply["query"]["fieldManager"],
+            json!("shardform-longhorn"),
+            "{apply}"
+        );
+        assert_eq!(
+            apply["content_type"],
+            json!("application/apply-patch+yaml"),
+            "{apply}"
+        );
     }
-    eprintln!("longhorn: create applied only {{size, numberOfReplicas}} ({} apply requests)", applies.len());
+    eprintln!(
+        "longhorn: create applied only {{size, numberOfReplicas}} ({} apply requests)",
+        applies.len()
+    );
     let state = tf.resource_values("longhorn_volume.v");
     assert_eq!(state["size_bytes"], json!(20 * GI));
     assert_eq!(state["state"], json!("detached"));
-    assert_eq!(state["data_engine"], json!("v1"), "webhook defaults are read back");
+    assert_eq!(
+        state["data_engine"],
+        json!("v1"),
+        "webhook defaults are read back"
+    );
 
     // Import by name reproduces the state, and its plan is empty.
     tf.import_and_compare("longhorn_volume.v", "data-0", &["timeouts"]);
@@ -123,53 +162,105 @@ fn longhorn_volume_lifecycle_with_token_auth() {
     tf.write_config(&config("  size = \"10Gi\"\n  number_of_replicas = 2\n"));
     let (code, plan) = plan_output(&tf);
     assert_eq!(code, 1, "{plan}");
-    assert_contains(&plan, &["Longhorn volumes cannot shrink", "size \"10Gi\"", "current 30Gi"]);
+    assert_contains(
+        &plan,
+        &[
+            "Longhorn volumes cannot shrink",
+            "size \"10Gi\"",
+            "current 30Gi",
+        ],
+    );
 
     // Protection on: destroy is refused, the volume stays.
     tf.write_config(&config("  size = \"30Gi\"\n  number_of_replicas = 2\n"));
     let refused = tf.run(&["destroy", "-auto-approve"]);
     assert!(!refused.success(), "{refused}");
     assert_contains(&refused, &["Volume protected from deletion"]);
-    assert!(standin.volume("data-0").is_some(), "a protected volume was deleted");
+    assert!(
+        standin.volume("data-0").is_some(),
+        "a protected volume was deleted"
+    );
 
     // Drift: another manager changes numberOfReplicas; the plan shows it, apply repairs it.
     standin.kubectl(&[
-        "patch", "volumes.longhorn.io", "data-0", "-n", "longhorn-system", "--type=merge",
-        "--field-manager=someone-else", "-p", r#"{"spec":{"numberOfReplicas":4}}"#,
+        "patch",
+        "volumes.longhorn.io",
+        "data-0",
+        "-n",
+        "longhorn-system",
+        "--type=merge",
+        "--field-manager=someone-else",
+        "-p",
+        r#"{"spec":{"numberOfReplicas":4}}"#,
     ]);
     let (code, plan) = plan_output(&tf);
     assert_eq!(code, 2, "drift not shown:\n{plan}");
     assert_contains(&plan, &["number_of_replicas", "4 -> 2"]);
     tf.apply_and_assert_idempotent();
-    assert_eq!(standin.volume("data-0").unwrap()["spec"]["numberOfReplicas"], json!(2));
+    assert_eq!(
+        standin.volume("data-0").unwrap()["spec"]["numberOfReplicas"],
+        json!(2)
+    );
 
     // Deleted behind Terraform's back: the plan creates it again.
-    standin.kubectl(&["delete", "volumes.longhorn.io", "data-0", "-n", "longhorn-system", "--wait=false"]);
-    wait_gone("the Volume deleted by kubectl", || standin.volume("data-0").is_none());
+    standin.kubectl(&[
+        "delete",
+        "volumes.longhorn.io",
+        "data-0",
+        "-n",
+        "longhorn-system",
+        "--wait=false",
+    ]);
+    wait_gone("the Volume deleted by kubectl", || {
+        standin.volume("data-0").is_none()
+    });
     let (code, plan) = plan_output(&tf);
     assert_eq!(code, 2, "{plan}");
     assert_contains(&plan, &["1 to add, 0 to change, 0 to destroy"]);
     tf.apply_and_assert_idempotent();
-    assert_eq!(spec_size(&standin.volume("data-0").expect("recreated")), 30 * GI);
+    assert_eq!(
+        spec_size(&standin.volume("data-0").expect("recreated")),
+        30 * GI
+    );
 
     // An immutable field changed plans a replacement (refused while protected).
-    tf.write_config(&config("  size = \"30Gi\"\n  number_of_replicas = 2\n  encrypted = true\n"));
+    tf.write_config(&config(
+        "  size = \"30Gi\"\n  number_of_replicas = 2\n  encrypted = true\n",
+    ));
     let (code, plan) = plan_output(&tf);
     assert_eq!(code, 1, "{plan}");
     assert_contains(&plan, &["Replacing a protected volume", "encrypted"]);
-    tf.write_config(&config("  size = \"30Gi\"\n  number_of_replicas = 2\n  deletion_protection = false\n"));
+    tf.write_config(&config(
+        "  size = \"30Gi\"\n  number_of_replicas = 2\n  deletion_protection = false\n",
+    ));
     tf.apply_and_assert_idempotent();
     tf.write_config(&config("  size = \"30Gi\"\n  number_of_replicas = 2\n  deletion_protection = false\n  data_engine = \"v2\"\n"));
     let (code, plan) = plan_output(&tf);
     assert_eq!(code, 2, "{plan}");
-    assert_contains(&plan, &["must be replaced", "forces replacement", "1 to add, 0 to change, 1 to destroy"]);
+    assert_contains(
+        &plan,
+        &[
+            "must be replaced",
+            "forces replacement",
+            "1 to add, 0 to change, 1 to destroy",
+        ],
+    );
 
     // Destroy: gone through the API, after Longhorn's finalizer.
     let finalizers = standin.volume("data-0").unwrap()["metadata"]["finalizers"].clone();
-    assert_eq!(finalizers, json!(["longhorn.io"]), "Longhorn's finalizer is not on the Volume");
-    tf.write_config(&config("  size = \"30Gi\"\n  number_of_replicas = 2\n  deletion_protection = false\n"));
+    assert_eq!(
+        finalizers,
+        json!(["longhorn.io"]),
+        "Longhorn's finalizer is not on the Volume"
+    );
+    tf.write_config(&config(
+        "  size = \"30Gi\"\n  number_of_replicas = 2\n  deletion_protection = false\n",
+    ));
     tf.destroy();
-    assert!(standin.volume("data-0").is_none(), "the Volume is still there after destroy");
+    assert!(
+        standin.volume("data-0").is_none(),
+        "the Volume is still there after destroy"
+    );
 }
 
 #[test]
@@ -196,16 +287,30 @@ fn longhorn_volume_pv_pvc_with_client_certificate() {
     assert_eq!(pv["spec"]["csi"]["driver"], json!("driver.longhorn.io"));
     assert_eq!(pv["spec"]["csi"]["volumeHandle"], json!("data-1"));
     assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], json!("Retain"));
-    let pvc = standin.pvc("default", "data-citus-1").expect("the PVC exists");
+    let pvc = standin
+        .pvc("default", "data-citus-1")
+        .expect("the PVC exists");
     assert_eq!(pvc["status"]["phase"], json!("Bound"));
     assert_eq!(pvc["spec"]["volumeName"], json!("data-1"));
     let state = tf.resource_values("longhorn_volume.v");
-    assert_eq!(state["kubernetes_status"]["pvc_name"], json!("data-citus-1"), "{state}");
-    let pv_block = if state["kubernetes_pv"].is_array() { &state["kubernetes_pv"][0] } else { &state["kubernetes_pv"] };
+    assert_eq!(
+        state["kubernetes_status"]["pvc_name"],
+        json!("data-citus-1"),
+        "{state}"
+    );
+    let pv_block = if state["kubernetes_pv"].is_array() {
+        &state["kubernetes_pv"][0]
+    } else {
+        &state["kubernetes_pv"]
+    };
     assert_eq!(pv_block["name"], json!("data-1"), "{state}");
 
     // Import reads back the PV and PVC this provider made.
-    tf.import_and_compare("longhorn_volume.v", "longhorn-system/data-1", &["timeouts", "deletion_protection"]);
+    tf.import_and_compare(
+        "longhorn_volume.v",
+        "longhorn-system/data-1",
+        &["timeouts", "deletion_protection"],
+    );
 
     // Growth with a bound PVC goes through the PVC.
     tf.write_config(&config("30Gi"));
@@ -216,23 +321,41 @@ fn longhorn_volume_pv_pvc_with_client_certificate() {
     assert!(
         pvc_patches
             .iter()
-            .any(|r| body(r)["spec"]["resources"]["requests"]["storage"] == json!("30Gi")
-                && r["query"]["fieldManager"] == json!("shardform-longhorn")),
+            .any(
+                |r| body(r)["spec"]["resources"]["requests"]["storage"] == json!("30Gi")
+                    && r["query"]["fieldManager"] == json!("shardform-longhorn")
+            ),
         "the PVC was not grown by the provider: {log:#?}"
     );
     let volume_writes: Vec<_> = log
         .iter()
         .filter(|r| matches!(r["method"].as_str(), Some("PATCH" | "PUT")))
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.contains("/volumes/data-1")))
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.contains("/volumes/data-1"))
+        })
         .collect();
-    assert!(volume_writes.is_empty(), "the provider wrote the Volume directly: {volume_writes:#?}");
+    assert!(
+        volume_writes.is_empty(),
+        "the provider wrote the Volume directly: {volume_writes:#?}"
+    );
     assert_eq!(spec_size(&standin.volume("data-1").unwrap()), 30 * GI);
-    eprintln!("longhorn: growth went through the PVC ({} PVC patches, no Volume write)", pvc_patches.len());
+    eprintln!(
+        "longhorn: growth went through the PVC ({} PVC patches, no Volume write)",
+        pvc_patches.len()
+    );
 
     tf.destroy();
-    assert!(standin.volume("data-1").is_none(), "Volume left after destroy");
+    assert!(
+        standin.volume("data-1").is_none(),
+        "Volume left after destroy"
+    );
     assert!(standin.pv("data-1").is_none(), "PV left after destroy");
-    assert!(standin.pvc("default", "data-citus-1").is_none(), "PVC left after destroy");
+    assert!(
+        standin.pvc("default", "data-citus-1").is_none(),
+        "PVC left after destroy"
+    );
 }
 
 #[test]
@@ -255,7 +378,9 @@ fn longhorn_volume_bad_input_is_refused_at_plan() {
     ];
     let mut hcl = kubeconfig_provider(&standin);
     for (label, body, _) in &cases {
-        hcl.push_str(&format!("resource \"longhorn_volume\" \"{label}\" {{\n{body}}}\n"));
+        hcl.push_str(&format!(
+            "resource \"longhorn_volume\" \"{label}\" {{\n{body}}}\n"
+        ));
     }
     tf.write_config(&hcl);
     tf.init();
@@ -264,7 +389,10 @@ fn longhorn_volume_bad_input_is_refused_at_plan() {
     assert_eq!(code, 1, "{plan}");
     for (label, _, message) in &cases {
         let text = normalized(&format!("{}{}", plan.stdout, plan.stderr));
-        assert!(text.contains(&normalized(message)), "case {label}: {message:?} not in:\n{plan}");
+        assert!(
+            text.contains(&normalized(message)),
+            "case {label}: {message:?} not in:\n{plan}"
+        );
         assert!(
             text.contains(&format!("resource \"longhorn_volume\" \"{label}\"")),
             "case {label}: the diagnostic does not point at its resource:\n{plan}"
@@ -281,9 +409,16 @@ fn longhorn_volume_bad_input_is_refused_at_plan() {
 
 /// The spawned apply number `n` was killed before it finished.
 fn assert_killed_mid_apply(tf: &Workdir, n: usize) {
-    let log = std::fs::read_to_string(tf.path().join(format!(".harness/spawn-{n}.log"))).unwrap_or_default();
-    assert!(!log.contains("Apply complete!"), "the apply finished before it was killed:\n{log}");
-    assert!(log.contains("longhorn_volume.v: "), "the apply had not started on the volume:\n{log}");
+    let log = std::fs::read_to_string(tf.path().join(format!(".harness/spawn-{n}.log")))
+        .unwrap_or_default();
+    assert!(
+        !log.contains("Apply complete!"),
+        "the apply finished before it was killed:\n{log}"
+    );
+    assert!(
+        log.contains("longhorn_volume.v: "),
+        "the apply had not started on the volume:\n{log}"
+    );
 }
 
 fn plan_error(tf: &Workdir, hcl: &str) -> TfOutput {
@@ -305,26 +440,45 @@ fn longhorn_provider_configuration_errors_are_clear() {
     let token = standin.file("token");
     let dir = standin.dir().display().to_string();
 
-    let missing = plan_error(&tf, &format!("{req}provider \"longhorn\" {{\n  config_path = \"{dir}/nope\"\n}}\n{volume}"));
+    let missing = plan_error(
+        &tf,
+        &format!("{req}provider \"longhorn\" {{\n  config_path = \"{dir}/nope\"\n}}\n{volume}"),
+    );
     assert_contains(&missing, &["Kubeconfig file not found", "/nope"]);
 
     let context = plan_error(
         &tf,
         &format!("{req}provider \"longhorn\" {{\n  config_path = \"{dir}/kubeconfig\"\n  config_context = \"prod\"\n}}\n{volume}"),
     );
-    assert_contains(&context, &["Unknown kubeconfig context", "\"prod\"", "standin-token"]);
+    assert_contains(
+        &context,
+        &["Unknown kubeconfig context", "\"prod\"", "standin-token"],
+    );
 
     let unreachable = plan_error(
         &tf,
         &format!("{req}provider \"longhorn\" {{\n  host = \"https://127.0.0.1:9\"\n  token = \"{}\"\n}}\n{volume}", token.trim()),
     );
-    assert_contains(&unreachable, &["Cannot reach the Kubernetes API server", "https://127.0.0.1:9"]);
+    assert_contains(
+        &unreachable,
+        &[
+            "Cannot reach the Kubernetes API server",
+            "https://127.0.0.1:9",
+        ],
+    );
 
     let untrusted = plan_error(
         &tf,
-        &format!("{req}provider \"longhorn\" {{\n  host = \"{}\"\n  token = \"{}\"\n}}\n{volume}", standin.url, token.trim()),
+        &format!(
+            "{req}provider \"longhorn\" {{\n  host = \"{}\"\n  token = \"{}\"\n}}\n{volume}",
+            standin.url,
+            token.trim()
+        ),
     );
-    assert_contains(&untrusted, &["certificate is not trusted", "cluster_ca_certificate"]);
+    assert_contains(
+        &untrusted,
+        &["certificate is not trusted", "cluster_ca_certificate"],
+    );
 
     let bad_token = plan_error(
         &tf,
@@ -333,16 +487,30 @@ fn longhorn_provider_configuration_errors_are_clear() {
             standin.url
         ),
     );
-    assert_contains(&bad_token, &["Kubernetes credentials rejected (401 Unauthorized)"]);
+    assert_contains(
+        &bad_token,
+        &["Kubernetes credentials rejected (401 Unauthorized)"],
+    );
     for output in [&unreachable, &untrusted, &bad_token] {
         let text = format!("{}{}", output.stdout, output.stderr);
-        assert!(!text.contains(token.trim()), "the token leaked into the output:\n{output}");
+        assert!(
+            !text.contains(token.trim()),
+            "the token leaked into the output:\n{output}"
+        );
     }
 
     // 403: the token's user may do nothing (kubectl uses the certificate context meanwhile).
     standin.control("/_standin/forbid", json!({"token": token.trim()}));
-    let forbidden = plan_error(&tf, &format!("{req}provider \"longhorn\" {{\n  config_path = \"{dir}/kubeconfig\"\n}}\n{volume}"));
-    assert_contains(&forbidden, &["Forbidden by the Kubernetes API server (403)"]);
+    let forbidden = plan_error(
+        &tf,
+        &format!(
+            "{req}provider \"longhorn\" {{\n  config_path = \"{dir}/kubeconfig\"\n}}\n{volume}"
+        ),
+    );
+    assert_contains(
+        &forbidden,
+        &["Forbidden by the Kubernetes API server (403)"],
+    );
     standin.kubectl(&["delete", "--raw", "/_standin/forbid"]);
 
     let none = plan_error(&tf, &format!("{req}provider \"longhorn\" {{}}\n{volume}"));
@@ -357,7 +525,10 @@ fn longhorn_provider_configuration_errors_are_clear() {
          resource \"longhorn_volume\" \"second\" {{\n  provider = longhorn.later\n  name = \"second\"\n  size = \"1Gi\"\n  deletion_protection = false\n}}\n"
     ));
     let (code, plan) = plan_output(&tf);
-    assert_eq!(code, 2, "a plan with unknown provider settings failed:\n{plan}");
+    assert_eq!(
+        code, 2,
+        "a plan with unknown provider settings failed:\n{plan}"
+    );
     tf.apply_and_assert_idempotent();
     assert!(standin.volume("second").is_some());
     tf.destroy();
@@ -366,17 +537,34 @@ fn longhorn_provider_configuration_errors_are_clear() {
 
 #[test]
 fn longhorn_missing_crd_is_one_named_diagnostic() {
-    let standin = Standin::start_with("nocrd", StandinOptions { no_longhorn_crd: true, ..Default::default() });
+    let standin = Standin::start_with(
+        "nocrd",
+        StandinOptions {
+            no_longhorn_crd: true,
+            ..Default::default()
+        },
+    );
     let tf = Workdir::new("longhorn_missing_crd");
     let plan = {
-        tf.write_config(&format!("{}{}", kubeconfig_provider(&standin), volume_hcl("data-2", "  size = \"1Gi\"\n")));
+        tf.write_config(&format!(
+            "{}{}",
+            kubeconfig_provider(&standin),
+            volume_hcl("data-2", "  size = \"1Gi\"\n")
+        ));
         tf.init();
         let (code, plan) = plan_output(&tf);
         assert_eq!(code, 1, "{plan}");
         plan
     };
-    assert_contains(&plan, &["Longhorn is not installed: volumes.longhorn.io is missing"]);
-    assert_eq!(plan.stderr.matches("Error: ").count(), 1, "one diagnostic:\n{plan}");
+    assert_contains(
+        &plan,
+        &["Longhorn is not installed: volumes.longhorn.io is missing"],
+    );
+    assert_eq!(
+        plan.stderr.matches("Error: ").count(),
+        1,
+        "one diagnostic:\n{plan}"
+    );
     assert!(!plan.stderr.contains("404"), "{plan}");
 }
 
@@ -388,7 +576,10 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
         format!(
             "{}{}",
             kubeconfig_provider(&standin),
-            volume_hcl("data-3", &format!("  size = \"{size}\"\n  deletion_protection = false\n"))
+            volume_hcl(
+                "data-3",
+                &format!("  size = \"{size}\"\n  deletion_protection = false\n")
+            )
         )
     };
     tf.write_config(&config("20Gi"));
@@ -397,17 +588,25 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
     // SIGKILL mid-create: Longhorn paused, so the apply is waiting.
     standin.control("/_standin/longhorn", json!({"paused": true}));
     let child = tf.spawn(&["apply", "-auto-approve"]);
-    wait_until("the Volume to be created", Duration::from_secs(60), || standin.volume("data-3").is_some());
+    wait_until("the Volume to be created", Duration::from_secs(60), || {
+        standin.volume("data-3").is_some()
+    });
     std::thread::sleep(Duration::from_secs(1));
     kill_process_group(&child);
     let mut child = child;
     let _ = child.wait();
     assert_killed_mid_apply(&tf, 0);
     let state = standin.volume("data-3").unwrap()["status"]["state"].clone();
-    assert!(state.is_null() || state == json!("creating"), "Longhorn was paused, yet the volume is {state}");
+    assert!(
+        state.is_null() || state == json!("creating"),
+        "Longhorn was paused, yet the volume is {state}"
+    );
     standin.control("/_standin/longhorn", json!({"paused": false}));
     tf.apply_and_assert_idempotent();
-    assert_eq!(tf.resource_values("longhorn_volume.v")["state"], json!("detached"));
+    assert_eq!(
+        tf.resource_values("longhorn_volume.v")["state"],
+        json!("detached")
+    );
 
     // SIGKILL mid-expansion.
     standin.control("/_standin/longhorn", json!({"paused": true}));
@@ -427,20 +626,35 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
     let volume = standin.volume("data-3").unwrap();
     assert_eq!(spec_size(&volume), 30 * GI);
     assert_eq!(volume["status"]["expansionRequired"], json!(false));
-    assert_eq!(tf.resource_values("longhorn_volume.v")["size_bytes"], json!(30 * GI));
+    assert_eq!(
+        tf.resource_values("longhorn_volume.v")["size_bytes"],
+        json!(30 * GI)
+    );
 
     // A 500 on the apply is retried; the state is right.
-    standin.control("/_standin/faults", json!({"method": "PATCH", "path": "/volumes/data-3", "status": 500, "times": 2}));
+    standin.control(
+        "/_standin/faults",
+        json!({"method": "PATCH", "path": "/volumes/data-3", "status": 500, "times": 2}),
+    );
     tf.write_config(&format!(
         "{}{}",
         kubeconfig_provider(&standin),
-        volume_hcl("data-3", "  size = \"30Gi\"\n  deletion_protection = false\n  number_of_replicas = 2\n")
+        volume_hcl(
+            "data-3",
+            "  size = \"30Gi\"\n  deletion_protection = false\n  number_of_replicas = 2\n"
+        )
     ));
     standin.clear_requests();
     tf.apply_and_assert_idempotent();
     let patches = requests_to(&standin.requests(), "PATCH", "/volumes/data-3").len();
-    assert!(patches >= 3, "the 500s were not retried ({patches} PATCH requests)");
-    assert_eq!(standin.volume("data-3").unwrap()["spec"]["numberOfReplicas"], json!(2));
+    assert!(
+        patches >= 3,
+        "the 500s were not retried ({patches} PATCH requests)"
+    );
+    assert_eq!(
+        standin.volume("data-3").unwrap()["spec"]["numberOfReplicas"],
+        json!(2)
+    );
 
     // An expansion that does not finish is reported with the volume's condition text.
     standin.control(
@@ -456,7 +670,13 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
         )
     ));
     let failed = tf.apply_expect_error();
-    assert_contains(&failed, &["did not happen within 5s", "replica rebuild stalled on node-1"]);
+    assert_contains(
+        &failed,
+        &[
+            "did not happen within 5s",
+            "replica rebuild stalled on node-1",
+        ],
+    );
     standin.control("/_standin/longhorn", json!({"stuck_expansion": false}));
     tf.apply_and_assert_idempotent();
     assert_eq!(spec_size(&standin.volume("data-3").unwrap()), 40 * GI);

@@ -123,7 +123,8 @@ impl Standin {
     }
 
     pub fn file(&self, name: &str) -> String {
-        fs::read_to_string(self.dir().join(name)).unwrap_or_else(|e| panic!("stand-in file {name}: {e}"))
+        fs::read_to_string(self.dir().join(name))
+            .unwrap_or_else(|e| panic!("stand-in file {name}: {e}"))
     }
 
     pub fn log(&self) -> String {
@@ -131,10 +132,18 @@ impl Standin {
     }
 
     /// `kubectl --kubeconfig ... --context standin-cert ARGS`; returns (success, stdout, stderr).
-    pub fn kubectl_status(&self, args: &[&str], stdin_file: Option<&Path>) -> (bool, String, String) {
+    pub fn kubectl_status(
+        &self,
+        args: &[&str],
+        stdin_file: Option<&Path>,
+    ) -> (bool, String, String) {
         let mut cmd = Command::new("kubectl");
         // The certificate context: a forbidden token (a 403 test) never blocks the harness.
-        cmd.arg("--kubeconfig").arg(self.kubeconfig()).arg("--context").arg("standin-cert").args(args);
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--context")
+            .arg("standin-cert")
+            .args(args);
         if let Some(file) = stdin_file {
             cmd.arg("-f").arg(file);
         }
@@ -145,7 +154,11 @@ impl Standin {
     /// `kubectl ARGS` that must succeed.
     pub fn kubectl(&self, args: &[&str]) -> String {
         let (ok, stdout, stderr) = self.kubectl_status(args, None);
-        assert!(ok, "kubectl {args:?} failed:\n{stdout}\n{stderr}\n--- stand-in log tail ---\n{}", self.log_tail());
+        assert!(
+            ok,
+            "kubectl {args:?} failed:\n{stdout}\n{stderr}\n--- stand-in log tail ---\n{}",
+            self.log_tail()
+        );
         stdout
     }
 
@@ -159,7 +172,10 @@ impl Standin {
     pub fn get(&self, path: &str) -> Option<Value> {
         let (ok, stdout, stderr) = self.kubectl_status(&["get", "--raw", path], None);
         if ok {
-            return Some(serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("GET {path}: {e}: {stdout}")));
+            return Some(
+                serde_json::from_str(&stdout)
+                    .unwrap_or_else(|e| panic!("GET {path}: {e}: {stdout}")),
+            );
         }
         assert!(
             stderr.contains("NotFound") || stderr.contains("not found") || stderr.contains("404"),
@@ -169,7 +185,9 @@ impl Standin {
     }
 
     pub fn volume(&self, name: &str) -> Option<Value> {
-        self.get(&format!("/apis/longhorn.io/v1beta2/namespaces/longhorn-system/volumes/{name}"))
+        self.get(&format!(
+            "/apis/longhorn.io/v1beta2/namespaces/longhorn-system/volumes/{name}"
+        ))
     }
 
     pub fn pv(&self, name: &str) -> Option<Value> {
@@ -177,7 +195,9 @@ impl Standin {
     }
 
     pub fn pvc(&self, namespace: &str, name: &str) -> Option<Value> {
-        self.get(&format!("/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"))
+        self.get(&format!(
+            "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}"
+        ))
     }
 
     /// POST a JSON body to a control path (`/_standin/faults`, ...).

@@ -61,7 +61,10 @@ where
         attempt += 1;
         match request().await {
             Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                log::warn!("{what}: {} (attempt {attempt} of {ATTEMPTS}, trying again)", super::connection::chain(&e));
+                log::warn!(
+                    "{what}: {} (attempt {attempt} of {ATTEMPTS}, trying again)",
+                    super::connection::chain(&e)
+                );
                 tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
             }
             other => return other,

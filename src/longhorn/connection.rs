@@ -72,7 +72,10 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
             "Set either host (with token or client_certificate) or config_path, not both.",
         );
     }
-    for (name, pair) in [("client_certificate", "client_key"), ("client_key", "client_certificate")] {
+    for (name, pair) in [
+        ("client_certificate", "client_key"),
+        ("client_key", "client_certificate"),
+    ] {
         if set(name) && !set(pair) {
             diags.error_at(
                 AttrPath::root(name),
@@ -82,7 +85,12 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
         }
     }
     if !set("host") {
-        for name in ["token", "client_certificate", "client_key", "cluster_ca_certificate"] {
+        for name in [
+            "token",
+            "client_certificate",
+            "client_key",
+            "cluster_ca_certificate",
+        ] {
             if set(name) {
                 diags.error_at(
                     AttrPath::root(name),
@@ -93,7 +101,9 @@ pub fn validate(config: &Value, diags: &mut Diagnostics) {
         }
     }
     if let Some(host) = config.attr("host").as_str() {
-        let rest = host.strip_prefix("https://").or_else(|| host.strip_prefix("http://"));
+        let rest = host
+            .strip_prefix("https://")
+            .or_else(|| host.strip_prefix("http://"));
         if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains(' ')) {
             diags.error_at(
                 AttrPath::root("host"),
@@ -141,7 +151,10 @@ impl Connection {
     /// False while some provider setting is unknown (plan of a cluster
     /// being created in the same apply).
     pub fn is_known(&self) -> bool {
-        self.config.read().expect("connection lock").is_wholly_known()
+        self.config
+            .read()
+            .expect("connection lock")
+            .is_wholly_known()
     }
 
     /// The configured Longhorn namespace; `None` while unknown.
@@ -301,7 +314,10 @@ async fn kube_config(config: &Value) -> Result<Config, ConnectError> {
         Config::incluster().map_err(|e| {
             ConnectError::new(
                 "Cannot use the in-cluster service account",
-                format!("Running in a pod, but its service account is unusable: {}", chain(&e)),
+                format!(
+                    "Running in a pod, but its service account is unusable: {}",
+                    chain(&e)
+                ),
             )
         })?
     } else {
@@ -352,7 +368,11 @@ async fn from_file(path: PathBuf, context: Option<&str>) -> Result<Config, Conne
     })?;
     if let Some(context) = context {
         if !kubeconfig.contexts.iter().any(|c| c.name == context) {
-            let known: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
+            let known: Vec<&str> = kubeconfig
+                .contexts
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
             return Err(ConnectError::new(
                 "Unknown kubeconfig context",
                 format!(
@@ -403,9 +423,8 @@ async fn from_host(host: &str, config: &Value) -> Result<Config, ConnectError> {
         "contexts": [{ "name": "provider", "context": { "cluster": "provider", "user": "provider" } }],
         "current-context": "provider",
     });
-    let kubeconfig: Kubeconfig = serde_json::from_value(document).map_err(|e| {
-        ConnectError::new("Invalid provider credentials", format!("{e}"))
-    })?;
+    let kubeconfig: Kubeconfig = serde_json::from_value(document)
+        .map_err(|e| ConnectError::new("Invalid provider credentials", format!("{e}")))?;
     Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|e| {

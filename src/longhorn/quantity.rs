@@ -43,15 +43,27 @@ pub fn parse(text: &str) -> Result<u64, String> {
         .ok_or_else(|| {
             format!("{text:?} has an unknown unit {unit:?}: use Ki, Mi, Gi, Ti, Pi, Ei (binary) or k, M, G, T, P, E (decimal)")
         })?;
-    if number.is_empty() || number.matches('.').count() > 1 || number.starts_with('.') || number.ends_with('.') {
-        return Err(format!("{text:?} is not a number followed by a unit, such as \"20Gi\""));
+    if number.is_empty()
+        || number.matches('.').count() > 1
+        || number.starts_with('.')
+        || number.ends_with('.')
+    {
+        return Err(format!(
+            "{text:?} is not a number followed by a unit, such as \"20Gi\""
+        ));
     }
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let whole: u128 = whole.parse().map_err(|_| format!("{text:?} is too large"))?;
+    let whole: u128 = whole
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))?;
     let mut bytes = whole * multiplier as u128;
     if !fraction.is_empty() {
-        let digits: u128 = fraction.parse().map_err(|_| format!("{text:?} is not a valid number"))?;
-        let scale = 10u128.checked_pow(fraction.len() as u32).ok_or_else(|| format!("{text:?} has too many decimals"))?;
+        let digits: u128 = fraction
+            .parse()
+            .map_err(|_| format!("{text:?} is not a valid number"))?;
+        let scale = 10u128
+            .checked_pow(fraction.len() as u32)
+            .ok_or_else(|| format!("{text:?} has too many decimals"))?;
         let part = digits * multiplier as u128;
         if part % scale != 0 {
             return Err(format!("{text:?} is not a whole number of bytes"));
@@ -99,7 +111,9 @@ impl Validator for SizeValidator {
             Ok(bytes) if bytes < MINIMUM => diags.error_at(
                 path.clone(),
                 "Volume too small",
-                format!("{path} is {text:?}, but Longhorn volumes are at least 10Mi (10485760 bytes)."),
+                format!(
+                    "{path} is {text:?}, but Longhorn volumes are at least 10Mi (10485760 bytes)."
+                ),
             ),
             Ok(_) => {}
         }

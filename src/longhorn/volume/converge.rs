@@ -43,7 +43,9 @@ pub struct Target {
 impl Target {
     pub fn from_planned(planned: &Value) -> Result<Target, String> {
         let text = |v: &Value, what: &str| {
-            v.as_str().map(str::to_string).ok_or_else(|| format!("{what} is not known"))
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{what} is not known"))
         };
         let size = text(planned.attr("size"), "size")?;
         let size_bytes = quantity::rounded(quantity::parse(&size)?);
@@ -62,7 +64,11 @@ impl Target {
         } else {
             Some(PvTarget {
                 name: text(pv_block.attr("name"), "kubernetes_pv.name")?,
-                fs_type: pv_block.attr("fs_type").as_str().unwrap_or("ext4").to_string(),
+                fs_type: pv_block
+                    .attr("fs_type")
+                    .as_str()
+                    .unwrap_or("ext4")
+                    .to_string(),
                 storage_class: pv_block
                     .attr("storage_class_name")
                     .as_str()
@@ -125,7 +131,11 @@ impl Target {
 /// Server-side apply of the Volume. Forced: the fields in the body are the
 /// configuration's, and taking them back from another manager is how apply
 /// repairs drift; fields this provider does not send are never touched.
-pub async fn apply_volume(client: &Client, target: &Target, size_bytes: u64) -> Result<DynamicObject, String> {
+pub async fn apply_volume(
+    client: &Client,
+    target: &Target,
+    size_bytes: u64,
+) -> Result<DynamicObject, String> {
     let volumes = api::volumes(client, &target.namespace);
     let body = target.volume_body(size_bytes);
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -136,13 +146,27 @@ pub async fn apply_volume(client: &Client, target: &Target, size_bytes: u64) -> 
         body["spec"].as_object().map_or(0, |m| m.len())
     );
     let patch = Patch::Apply(&body);
-    retrying("apply the Volume", || volumes.patch(&target.name, &params, &patch))
-        .await
-        .map_err(|e| format!("Longhorn refused Volume {}/{}: {}", target.namespace, target.name, explain(&e)))
+    retrying("apply the Volume", || {
+        volumes.patch(&target.name, &params, &patch)
+    })
+    .await
+    .map_err(|e| {
+        format!(
+            "Longhorn refused Volume {}/{}: {}",
+            target.namespace,
+            target.name,
+            explain(&e)
+        )
+    })
 }
 
-async fn get_volume(volumes: &Api<DynamicObject>, name: &str) -> Result<Option<DynamicObject>, String> {
-    get_opt(volumes, name, "read the Volume").await.map_err(|e| explain(&e))
+async fn get_volume(
+    volumes: &Api<DynamicObject>,
+    name: &str,
+) -> Result<Option<DynamicObject>, String> {
+    get_opt(volumes, name, "read the Volume")
+        .await
+        .map_err(|e| explain(&e))
 }
 
 fn wait_error(error: WaitError<String>, what: &str, last: Option<&DynamicObject>) -> String {
@@ -160,7 +184,12 @@ fn wait_error(error: WaitError<String>, what: &str, last: Option<&DynamicObject>
 }
 
 /// Waits until Longhorn has made the volume usable.
-pub async fn wait_ready(ctx: &Context, volumes: &Api<DynamicObject>, name: &str, timeout: Duration) -> Result<DynamicObject, String> {
+pub async fn wait_ready(
+    ctx: &Context,
+    volumes: &Api<DynamicObject>,
+    name: &str,
+    timeout: Duration,
+) -> Result<DynamicObject, String> {
     let mut last: Option<DynamicObject> = None;
     let mut last_state = String::new();
     let what = format!("volume {name} to be ready (detached and schedulable, or attached)");
@@ -169,7 +198,10 @@ pub async fn wait_ready(ctx: &Context, volumes: &Api<DynamicObject>, name: &str,
     loop {
         let volume = get_volume(volumes, name).await?;
         if let Some(v) = &volume {
-            let state = observe::status(v)["state"].as_str().unwrap_or("").to_string();
+            let state = observe::status(v)["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             if state != last_state {
                 log::info!("volume {name}: state {state:?}");
                 last_state = state;
@@ -183,10 +215,17 @@ pub async fn wait_ready(ctx: &Context, volumes: &Api<DynamicObject>, name: &str,
             return Err(wait_error(WaitError::Stopped, &what, last.as_ref()));
         }
         if started.elapsed() >= timeout {
-            return Err(wait_error(WaitError::TimedOut(timeout), &what, last.as_ref()));
+            return Err(wait_error(
+                WaitError::TimedOut(timeout),
+                &what,
+                last.as_ref(),
+            ));
         }
         if logged.elapsed() >= Duration::from_secs(10) {
-            log::info!("still waiting for {what} ({}s)", started.elapsed().as_secs());
+            log::info!(
+                "still waiting for {what} ({}s)",
+                started.elapsed().as_secs()
+            );
             logged = std::time::Instant::now();
         }
         tokio::select! {
@@ -211,7 +250,10 @@ pub async fn wait_grown(
     written: Option<String>,
     through_pv: bool,
 ) -> Result<DynamicObject, String> {
-    let what = format!("the expansion of volume {name} to {}", quantity::format(bytes));
+    let what = format!(
+        "the expansion of volume {name} to {}",
+        quantity::format(bytes)
+    );
     let started = std::time::Instant::now();
     let mut last: Option<DynamicObject> = None;
     let mut logged = std::time::Instant::now();
@@ -221,7 +263,10 @@ pub async fn wait_grown(
             let processed = written.is_none() || v.metadata.resource_version != written;
             let mut done = spec_size(&v) >= bytes && !expansion_pending(&v) && processed;
             if done && through_pv {
-                let pv_name = observe::status(&v)["kubernetesStatus"]["pvName"].as_str().unwrap_or("").to_string();
+                let pv_name = observe::status(&v)["kubernetesStatus"]["pvName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 let capacity = if pv_name.is_empty() {
                     None
                 } else {
@@ -244,10 +289,17 @@ pub async fn wait_grown(
             return Err(wait_error(WaitError::Stopped, &what, last.as_ref()));
         }
         if started.elapsed() >= timeout {
-            return Err(wait_error(WaitError::TimedOut(timeout), &what, last.as_ref()));
+            return Err(wait_error(
+                WaitError::TimedOut(timeout),
+                &what,
+                last.as_ref(),
+            ));
         }
         if logged.elapsed() >= Duration::from_secs(10) {
-            log::info!("still waiting for {what} ({}s)", started.elapsed().as_secs());
+            log::info!(
+                "still waiting for {what} ({}s)",
+                started.elapsed().as_secs()
+            );
             logged = std::time::Instant::now();
         }
         tokio::select! {
@@ -258,7 +310,10 @@ pub async fn wait_grown(
 }
 
 /// The PVC Longhorn reports bound to the volume, when it is bound.
-pub async fn bound_pvc(client: &Client, volume: &DynamicObject) -> Result<Option<PersistentVolumeClaim>, String> {
+pub async fn bound_pvc(
+    client: &Client,
+    volume: &DynamicObject,
+) -> Result<Option<PersistentVolumeClaim>, String> {
     let k8s = &observe::status(volume)["kubernetesStatus"];
     let (Some(name), Some(namespace)) = (
         k8s["pvcName"].as_str().filter(|s| !s.is_empty()),
@@ -267,7 +322,9 @@ pub async fn bound_pvc(client: &Client, volume: &DynamicObject) -> Result<Option
         return Ok(None);
     };
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-    let pvc = get_opt(&pvcs, name, "read the PersistentVolumeClaim").await.map_err(|e| explain(&e))?;
+    let pvc = get_opt(&pvcs, name, "read the PersistentVolumeClaim")
+        .await
+        .map_err(|e| explain(&e))?;
     Ok(pvc.filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")))
 }
 
@@ -296,14 +353,29 @@ fn pvc_body(pvc: &PvcTarget, pv: &PvTarget, volume: &DynamicObject, bytes: u64) 
 
 /// Grows the volume through its bound PVC (Longhorn refuses a Volume-side
 /// grow then): the CSI resizer grows the Volume.
-pub async fn grow_through_pvc(client: &Client, target: &Target, volume: &DynamicObject, pvc: &PersistentVolumeClaim, bytes: u64) -> Result<(), String> {
+pub async fn grow_through_pvc(
+    client: &Client,
+    target: &Target,
+    volume: &DynamicObject,
+    pvc: &PersistentVolumeClaim,
+    bytes: u64,
+) -> Result<(), String> {
     let name = pvc.metadata.name.clone().unwrap_or_default();
     let namespace = pvc.metadata.namespace.clone().unwrap_or_default();
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
     let ours = matches!((&target.pvc, &target.pv), (Some(c), Some(_)) if c.name == name && c.namespace == namespace);
-    log::info!("growing volume {} to {} through PVC {namespace}/{name}", target.name, quantity::format(bytes));
+    log::info!(
+        "growing volume {} to {} through PVC {namespace}/{name}",
+        target.name,
+        quantity::format(bytes)
+    );
     let result = if ours {
-        let body = pvc_body(target.pvc.as_ref().unwrap(), target.pv.as_ref().unwrap(), volume, bytes);
+        let body = pvc_body(
+            target.pvc.as_ref().unwrap(),
+            target.pv.as_ref().unwrap(),
+            volume,
+            bytes,
+        );
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(&body);
         retrying("grow the PVC", || pvcs.patch(&name, &params, &patch)).await
@@ -318,13 +390,28 @@ pub async fn grow_through_pvc(client: &Client, target: &Target, volume: &Dynamic
 }
 
 /// Makes the PV and PVC the plan asks for, and waits until the PVC is bound.
-pub async fn ensure_binding(ctx: &Context, client: &Client, target: &Target, volume: &DynamicObject, timeout: Duration) -> Result<(), String> {
+pub async fn ensure_binding(
+    ctx: &Context,
+    client: &Client,
+    target: &Target,
+    volume: &DynamicObject,
+    timeout: Duration,
+) -> Result<(), String> {
     let Some(pv) = &target.pv else { return Ok(()) };
     let bytes = spec_size(volume);
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    if get_opt(&pvs, &pv.name, "read the PersistentVolume").await.map_err(|e| explain(&e))?.is_none() {
-        let numbers = |key: &str| observe::spec(volume)[key].as_i64().map(|n| n.to_string()).unwrap_or_default();
+    if get_opt(&pvs, &pv.name, "read the PersistentVolume")
+        .await
+        .map_err(|e| explain(&e))?
+        .is_none()
+    {
+        let numbers = |key: &str| {
+            observe::spec(volume)[key]
+                .as_i64()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        };
         let body = json!({
             "apiVersion": "v1",
             "kind": "PersistentVolume",
@@ -350,23 +437,51 @@ pub async fn ensure_binding(ctx: &Context, client: &Client, target: &Target, vol
         let patch = Patch::Apply(&body);
         retrying("create the PV", || pvs.patch(&pv.name, &params, &patch))
             .await
-            .map_err(|e| format!("Cannot create PersistentVolume {}: {}", pv.name, explain(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "Cannot create PersistentVolume {}: {}",
+                    pv.name,
+                    explain(&e)
+                )
+            })?;
     }
-    let Some(pvc) = &target.pvc else { return Ok(()) };
+    let Some(pvc) = &target.pvc else {
+        return Ok(());
+    };
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &pvc.namespace);
-    if get_opt(&pvcs, &pvc.name, "read the PVC").await.map_err(|e| explain(&e))?.is_none() {
+    if get_opt(&pvcs, &pvc.name, "read the PVC")
+        .await
+        .map_err(|e| explain(&e))?
+        .is_none()
+    {
         let body = pvc_body(pvc, pv, volume, bytes);
-        log::info!("creating PersistentVolumeClaim {}/{}", pvc.namespace, pvc.name);
+        log::info!(
+            "creating PersistentVolumeClaim {}/{}",
+            pvc.namespace,
+            pvc.name
+        );
         let patch = Patch::Apply(&body);
         retrying("create the PVC", || pvcs.patch(&pvc.name, &params, &patch))
             .await
-            .map_err(|e| format!("Cannot create PersistentVolumeClaim {}/{}: {}", pvc.namespace, pvc.name, explain(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "Cannot create PersistentVolumeClaim {}/{}: {}",
+                    pvc.namespace,
+                    pvc.name,
+                    explain(&e)
+                )
+            })?;
     }
-    let what = format!("PVC {}/{} to be bound to PV {}", pvc.namespace, pvc.name, pv.name);
+    let what = format!(
+        "PVC {}/{} to be bound to PV {}",
+        pvc.namespace, pvc.name, pv.name
+    );
     poll_until(&ctx.stop, timeout, POLL, &what, || {
         let pvcs = pvcs.clone();
         async move {
-            let pvc = get_opt(&pvcs, &pvc.name, "read the PVC").await.map_err(|e| explain(&e))?;
+            let pvc = get_opt(&pvcs, &pvc.name, "read the PVC")
+                .await
+                .map_err(|e| explain(&e))?;
             Ok(pvc.filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")))
         }
     })
@@ -376,7 +491,13 @@ pub async fn ensure_binding(ctx: &Context, client: &Client, target: &Target, vol
 }
 
 /// Deletes an object and waits until it is gone (finalizers done).
-async fn delete_and_wait<K>(ctx: &Context, api: &Api<K>, name: &str, what: &str, timeout: Duration) -> Result<(), String>
+async fn delete_and_wait<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+) -> Result<(), String>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -397,27 +518,65 @@ where
     })
     .await
     .map_err(|e| match e {
-        WaitError::Stopped => format!("Interrupted while waiting for {waiting}; the deletion goes on in the cluster."),
-        WaitError::TimedOut(after) => format!("{waiting} took longer than {}s (a finalizer still holds it).", after.as_secs()),
+        WaitError::Stopped => {
+            format!("Interrupted while waiting for {waiting}; the deletion goes on in the cluster.")
+        }
+        WaitError::TimedOut(after) => format!(
+            "{waiting} took longer than {}s (a finalizer still holds it).",
+            after.as_secs()
+        ),
         WaitError::Failed(e) => format!("While waiting for {waiting}: {e}"),
     })
 }
 
 /// Deletes the PVC and the PV this resource made (PVC first).
-pub async fn remove_binding(ctx: &Context, client: &Client, pv: Option<&str>, pvc: Option<(&str, &str)>, timeout: Duration) -> Result<(), String> {
+pub async fn remove_binding(
+    ctx: &Context,
+    client: &Client,
+    pv: Option<&str>,
+    pvc: Option<(&str, &str)>,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some((name, namespace)) = pvc {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-        delete_and_wait(ctx, &pvcs, name, &format!("PersistentVolumeClaim {namespace}/{name}"), timeout).await?;
+        delete_and_wait(
+            ctx,
+            &pvcs,
+            name,
+            &format!("PersistentVolumeClaim {namespace}/{name}"),
+            timeout,
+        )
+        .await?;
     }
     if let Some(name) = pv {
         let pvs: Api<PersistentVolume> = Api::all(client.clone());
-        delete_and_wait(ctx, &pvs, name, &format!("PersistentVolume {name}"), timeout).await?;
+        delete_and_wait(
+            ctx,
+            &pvs,
+            name,
+            &format!("PersistentVolume {name}"),
+            timeout,
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// Deletes the Volume and waits for Longhorn's finalizer to let it go.
-pub async fn delete_volume(ctx: &Context, client: &Client, namespace: &str, name: &str, timeout: Duration) -> Result<(), String> {
+pub async fn delete_volume(
+    ctx: &Context,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<(), String> {
     let volumes = api::volumes(client, namespace);
-    delete_and_wait(ctx, &volumes, name, &format!("Volume {namespace}/{name}"), timeout).await
+    delete_and_wait(
+        ctx,
+        &volumes,
+        name,
+        &format!("Volume {namespace}/{name}"),
+        timeout,
+    )
+    .await
 }

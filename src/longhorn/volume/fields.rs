@@ -24,8 +24,22 @@ pub struct SpecField {
     pub describe: &'static str,
 }
 
-const fn field(attr: &'static str, key: &'static str, kind: Kind, replace: bool, computed: bool, describe: &'static str) -> SpecField {
-    SpecField { attr, key, kind, replace, computed, describe }
+const fn field(
+    attr: &'static str,
+    key: &'static str,
+    kind: Kind,
+    replace: bool,
+    computed: bool,
+    describe: &'static str,
+) -> SpecField {
+    SpecField {
+        attr,
+        key,
+        kind,
+        replace,
+        computed,
+        describe,
+    }
 }
 
 pub const SPEC_FIELDS: &[SpecField] = &[

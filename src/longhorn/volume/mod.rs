@@ -48,7 +48,14 @@ impl VolumeResource {
     }
 
     /// The live objects of a state (or planned) value; `None` when the Volume is gone.
-    async fn observe(&self, client: &Client, namespace: &str, name: &str, prior: &Value, diags: &mut Diagnostics) -> Option<Value> {
+    async fn observe(
+        &self,
+        client: &Client,
+        namespace: &str,
+        name: &str,
+        prior: &Value,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         let volumes = api::volumes(client, namespace);
         let volume = match get_opt(&volumes, name, "read the Volume").await {
             Ok(Some(v)) => v,
@@ -58,7 +65,10 @@ impl VolumeResource {
                 return None;
             }
             Err(e) => {
-                diags.error(format!("Cannot read Volume {namespace}/{name}"), explain(&e));
+                diags.error(
+                    format!("Cannot read Volume {namespace}/{name}"),
+                    explain(&e),
+                );
                 return None;
             }
         };
@@ -69,7 +79,10 @@ impl VolumeResource {
         match observe::binding(client, &volume, prior).await {
             Ok((pv, pvc)) => Some(observe::state(&Live { volume, pv, pvc }, prior)),
             Err(e) => {
-                diags.error(format!("Cannot read the PV / PVC of Volume {namespace}/{name}"), explain(&e));
+                diags.error(
+                    format!("Cannot read the PV / PVC of Volume {namespace}/{name}"),
+                    explain(&e),
+                );
                 None
             }
         }
@@ -77,7 +90,14 @@ impl VolumeResource {
 
     /// Applies `planned`: the Volume, growth, the PV and PVC; returns the
     /// state read afterwards, or the error with what was read.
-    async fn converge(&self, ctx: &Context, prior: &Value, planned: &Value, operation: &str, diags: &mut Diagnostics) -> Option<Value> {
+    async fn converge(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        planned: &Value,
+        operation: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<Value> {
         let target = match Target::from_planned(planned) {
             Ok(t) => t,
             Err(e) => {
@@ -91,7 +111,10 @@ impl VolumeResource {
         let live = match get_opt(&volumes, &target.name, "read the Volume").await {
             Ok(v) => v,
             Err(e) => {
-                diags.error(format!("Cannot read Volume {}/{}", target.namespace, target.name), explain(&e));
+                diags.error(
+                    format!("Cannot read Volume {}/{}", target.namespace, target.name),
+                    explain(&e),
+                );
                 return None;
             }
         };
@@ -100,8 +123,25 @@ impl VolumeResource {
                 Some(current) if spec_size_of(current) < target.size_bytes => {
                     match converge::bound_pvc(&client, current).await? {
                         Some(pvc) => {
-                            converge::grow_through_pvc(&client, &target, current, &pvc, target.size_bytes).await?;
-                            let grown = converge::wait_grown(ctx, &client, &volumes, &target.name, target.size_bytes, timeout, None, true).await?;
+                            converge::grow_through_pvc(
+                                &client,
+                                &target,
+                                current,
+                                &pvc,
+                                target.size_bytes,
+                            )
+                            .await?;
+                            let grown = converge::wait_grown(
+                                ctx,
+                                &client,
+                                &volumes,
+                                &target.name,
+                                target.size_bytes,
+                                timeout,
+                                None,
+                                true,
+                            )
+                            .await?;
                             if target.differs_from(&grown, prior.attr("applied_fields")) {
                                 converge::apply_volume(&client, &target, target.size_bytes).await?
                             } else {
@@ -109,9 +149,20 @@ impl VolumeResource {
                             }
                         }
                         None => {
-                            let written = converge::apply_volume(&client, &target, target.size_bytes).await?;
+                            let written =
+                                converge::apply_volume(&client, &target, target.size_bytes).await?;
                             let version = written.metadata.resource_version.clone();
-                            converge::wait_grown(ctx, &client, &volumes, &target.name, target.size_bytes, timeout, version, false).await?
+                            converge::wait_grown(
+                                ctx,
+                                &client,
+                                &volumes,
+                                &target.name,
+                                target.size_bytes,
+                                timeout,
+                                version,
+                                false,
+                            )
+                            .await?
                         }
                     }
                 }
@@ -122,7 +173,17 @@ impl VolumeResource {
                     let written = converge::apply_volume(&client, &target, bytes).await?;
                     if observe::expansion_pending(&written) {
                         // An expansion an interrupted apply started: wait for it.
-                        converge::wait_grown(ctx, &client, &volumes, &target.name, bytes, timeout, None, false).await?
+                        converge::wait_grown(
+                            ctx,
+                            &client,
+                            &volumes,
+                            &target.name,
+                            bytes,
+                            timeout,
+                            None,
+                            false,
+                        )
+                        .await?
                     } else {
                         written
                     }
@@ -140,8 +201,15 @@ impl VolumeResource {
                 converge::remove_binding(
                     ctx,
                     &client,
-                    if pv_gone { prior.attr("kubernetes_pv").attr("name").as_str() } else { None },
-                    pvc.attr("name").as_str().zip(pvc.attr("namespace").as_str()).filter(|_| pvc_gone),
+                    if pv_gone {
+                        prior.attr("kubernetes_pv").attr("name").as_str()
+                    } else {
+                        None
+                    },
+                    pvc.attr("name")
+                        .as_str()
+                        .zip(pvc.attr("namespace").as_str())
+                        .filter(|_| pvc_gone),
                     timeout,
                 )
                 .await?;
@@ -151,7 +219,10 @@ impl VolumeResource {
         }
         .await;
         if let Err(e) = outcome {
-            diags.error(format!("Volume {}/{} not converged", target.namespace, target.name), e);
+            diags.error(
+                format!("Volume {}/{} not converged", target.namespace, target.name),
+                e,
+            );
         }
         let mut state_basis = planned.clone();
         if let Some(fields) = state_basis.as_object_mut() {
@@ -160,9 +231,19 @@ impl VolumeResource {
                 fields.insert("size".into(), prior.attr("size").clone());
                 fields.insert("size_bytes".into(), prior.attr("size_bytes").clone());
             }
-            fields.insert("id".into(), Value::string(format!("{}/{}", target.namespace, target.name)));
+            fields.insert(
+                "id".into(),
+                Value::string(format!("{}/{}", target.namespace, target.name)),
+            );
         }
-        self.observe(&client, &target.namespace, &target.name, &state_basis, diags).await
+        self.observe(
+            &client,
+            &target.namespace,
+            &target.name,
+            &state_basis,
+            diags,
+        )
+        .await
     }
 }
 
@@ -185,7 +266,11 @@ fn set(change: &mut PlannedChange, name: &str, value: Value) {
 }
 
 fn set_nested(change: &mut PlannedChange, block: &str, name: &str, value: Value) {
-    if let Some(Value::Object(fields)) = change.planned.as_object_mut().and_then(|f| f.get_mut(block)) {
+    if let Some(Value::Object(fields)) = change
+        .planned
+        .as_object_mut()
+        .and_then(|f| f.get_mut(block))
+    {
         fields.insert(name.to_string(), value);
     }
 }
@@ -264,8 +349,17 @@ impl Resource for VolumeResource {
         }
     }
 
-    async fn modify_plan(&self, _ctx: &Context, change: &mut PlannedChange, diags: &mut Diagnostics) {
-        let protected = change.prior.attr("deletion_protection").as_bool().unwrap_or(false);
+    async fn modify_plan(
+        &self,
+        _ctx: &Context,
+        change: &mut PlannedChange,
+        diags: &mut Diagnostics,
+    ) {
+        let protected = change
+            .prior
+            .attr("deletion_protection")
+            .as_bool()
+            .unwrap_or(false);
         if change.is_delete() {
             if protected {
                 diags.error(
@@ -282,23 +376,42 @@ impl Resource for VolumeResource {
         if change.config.attr("namespace").is_null() {
             let namespace = match change.prior.attr("namespace") {
                 Value::String(s) => Value::string(s.clone()),
-                _ => self.connection.namespace().map(Value::string).unwrap_or(Value::Unknown),
+                _ => self
+                    .connection
+                    .namespace()
+                    .map(Value::string)
+                    .unwrap_or(Value::Unknown),
             };
             set(change, "namespace", namespace);
         }
-        if let (Some(ns), Some(name)) = (change.planned.attr("namespace").as_str(), change.planned.attr("name").as_str()) {
+        if let (Some(ns), Some(name)) = (
+            change.planned.attr("namespace").as_str(),
+            change.planned.attr("name").as_str(),
+        ) {
             let id = Value::string(format!("{ns}/{name}"));
             set(change, "id", id);
         }
         // The PV is named after the volume, the PVC after the PV, unless set.
-        if !change.planned.attr("kubernetes_pv").is_null() && change.config.attr("kubernetes_pv").attr("name").is_null() {
+        if !change.planned.attr("kubernetes_pv").is_null()
+            && change.config.attr("kubernetes_pv").attr("name").is_null()
+        {
             let name = change.prior.attr("kubernetes_pv").attr("name").clone();
-            let name = if name.is_null() { change.planned.attr("name").clone() } else { name };
+            let name = if name.is_null() {
+                change.planned.attr("name").clone()
+            } else {
+                name
+            };
             set_nested(change, "kubernetes_pv", "name", name);
         }
-        if !change.planned.attr("kubernetes_pvc").is_null() && change.config.attr("kubernetes_pvc").attr("name").is_null() {
+        if !change.planned.attr("kubernetes_pvc").is_null()
+            && change.config.attr("kubernetes_pvc").attr("name").is_null()
+        {
             let name = change.prior.attr("kubernetes_pvc").attr("name").clone();
-            let name = if name.is_null() { change.planned.attr("kubernetes_pv").attr("name").clone() } else { name };
+            let name = if name.is_null() {
+                change.planned.attr("kubernetes_pv").attr("name").clone()
+            } else {
+                name
+            };
             set_nested(change, "kubernetes_pvc", "name", name);
         }
         // What the provider will apply; fields it stops applying are Longhorn's again.
@@ -315,18 +428,29 @@ impl Resource for VolumeResource {
                 set(change, field.attr, Value::Unknown);
             }
         }
-        set(change, "applied_fields", Value::List(applied.iter().map(|a| Value::string(*a)).collect()));
+        set(
+            change,
+            "applied_fields",
+            Value::List(applied.iter().map(|a| Value::string(*a)).collect()),
+        );
         // Fields the provider does not send keep what Longhorn holds: the
         // framework's "unknown on change" would otherwise plan replacements
         // for immutable ones no one touched.
         if !change.is_create() {
             for field in SPEC_FIELDS {
-                let released = field.computed && !applied.contains(&field.attr) && change.prior.attr("applied_fields")
-                    .as_elements()
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|a| a.as_str() == Some(field.attr));
-                if change.config.attr(field.attr).is_null() && !released && !change.prior.attr(field.attr).is_null() {
+                let released = field.computed
+                    && !applied.contains(&field.attr)
+                    && change
+                        .prior
+                        .attr("applied_fields")
+                        .as_elements()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|a| a.as_str() == Some(field.attr));
+                if change.config.attr(field.attr).is_null()
+                    && !released
+                    && !change.prior.attr(field.attr).is_null()
+                {
                     let prior = change.prior.attr(field.attr).clone();
                     set(change, field.attr, prior);
                 }
@@ -337,7 +461,12 @@ impl Resource for VolumeResource {
             }
         }
         // Sizes compared after Longhorn's rounding; never a shrink.
-        if let Some(bytes) = change.planned.attr("size").as_str().and_then(|s| quantity::parse(s).ok()) {
+        if let Some(bytes) = change
+            .planned
+            .attr("size")
+            .as_str()
+            .and_then(|s| quantity::parse(s).ok())
+        {
             let bytes = quantity::rounded(bytes);
             match change.prior.attr("size_bytes").as_i64().map(|b| b as u64) {
                 Some(current) if bytes < current => diags.error_at(
@@ -360,7 +489,11 @@ impl Resource for VolumeResource {
             .requires_replace
             .retain(|path| value_at(prior, path) != value_at(planned, path));
         if !change.requires_replace.is_empty() && protected {
-            let paths: Vec<String> = change.requires_replace.iter().map(|p| p.to_string()).collect();
+            let paths: Vec<String> = change
+                .requires_replace
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
             diags.error_at(
                 change.requires_replace[0].clone(),
                 "Replacing a protected volume",
@@ -373,12 +506,18 @@ impl Resource for VolumeResource {
         // What only the cluster can tell, when it can be reached already.
         if change.is_create() && self.connection.is_known() {
             let (Some(namespace), Some(name)) = (
-                change.planned.attr("namespace").as_str().map(str::to_string),
+                change
+                    .planned
+                    .attr("namespace")
+                    .as_str()
+                    .map(str::to_string),
                 change.planned.attr("name").as_str().map(str::to_string),
             ) else {
                 return;
             };
-            let Some(client) = self.client(diags).await else { return };
+            let Some(client) = self.client(diags).await else {
+                return;
+            };
             match get_opt(&api::volumes(&client, &namespace), &name, "read the Volume").await {
                 Ok(Some(existing)) if !observe::managed_by_us(&existing.metadata) => diags.error_at(
                     AttrPath::root("name"),
@@ -395,7 +534,9 @@ impl Resource for VolumeResource {
     }
 
     async fn create(&self, ctx: &Context, planned: &Value, diags: &mut Diagnostics) -> Value {
-        let state = self.converge(ctx, &Value::Null, planned, "create", diags).await;
+        let state = self
+            .converge(ctx, &Value::Null, planned, "create", diags)
+            .await;
         if diags.has_errors() {
             // The objects stay in the cluster, owned by this provider's field
             // manager: the next apply adopts and finishes them.
@@ -405,14 +546,23 @@ impl Resource for VolumeResource {
     }
 
     async fn read(&self, _ctx: &Context, state: &Value, diags: &mut Diagnostics) -> Option<Value> {
-        let (Some(namespace), Some(name)) = (state.attr("namespace").as_str(), state.attr("name").as_str()) else {
+        let (Some(namespace), Some(name)) = (
+            state.attr("namespace").as_str(),
+            state.attr("name").as_str(),
+        ) else {
             return None;
         };
         let client = self.client(diags).await?;
         self.observe(&client, namespace, name, state, diags).await
     }
 
-    async fn update(&self, ctx: &Context, prior: &Value, planned: &Value, diags: &mut Diagnostics) -> Value {
+    async fn update(
+        &self,
+        ctx: &Context,
+        prior: &Value,
+        planned: &Value,
+        diags: &mut Diagnostics,
+    ) -> Value {
         match self.converge(ctx, prior, planned, "update", diags).await {
             Some(state) => state,
             None if diags.has_errors() => prior.clone(),
@@ -429,10 +579,15 @@ impl Resource for VolumeResource {
             );
             return;
         }
-        let (Some(namespace), Some(name)) = (prior.attr("namespace").as_str(), prior.attr("name").as_str()) else {
+        let (Some(namespace), Some(name)) = (
+            prior.attr("namespace").as_str(),
+            prior.attr("name").as_str(),
+        ) else {
             return;
         };
-        let Some(client) = self.client(diags).await else { return };
+        let Some(client) = self.client(diags).await else {
+            return;
+        };
         let timeout = timeouts::get(prior, "delete", DEFAULT_TIMEOUT);
         let pvc = prior.attr("kubernetes_pvc");
         let result = async {
@@ -440,7 +595,9 @@ impl Resource for VolumeResource {
                 ctx,
                 &client,
                 prior.attr("kubernetes_pv").attr("name").as_str(),
-                pvc.attr("name").as_str().zip(pvc.attr("namespace").as_str()),
+                pvc.attr("name")
+                    .as_str()
+                    .zip(pvc.attr("namespace").as_str()),
                 timeout,
             )
             .await?;
@@ -458,19 +615,30 @@ impl Resource for VolumeResource {
             None => match self.connection.namespace() {
                 Some(ns) => (ns, id.to_string()),
                 None => {
-                    diags.error("Provider namespace unknown", "Import by NAMESPACE/NAME while the provider's namespace is unknown.");
+                    diags.error(
+                        "Provider namespace unknown",
+                        "Import by NAMESPACE/NAME while the provider's namespace is unknown.",
+                    );
                     return None;
                 }
             },
         };
         if let Some(problem) = schema::name_error(&name) {
-            diags.error("Invalid import ID", format!("Expected NAME or NAMESPACE/NAME of a Longhorn volume: {problem}"));
+            diags.error(
+                "Invalid import ID",
+                format!("Expected NAME or NAMESPACE/NAME of a Longhorn volume: {problem}"),
+            );
             return None;
         }
         let client = self.client(diags).await?;
-        let state = self.observe(&client, &namespace, &name, &Value::Null, diags).await;
+        let state = self
+            .observe(&client, &namespace, &name, &Value::Null, diags)
+            .await;
         if state.is_none() && !diags.has_errors() {
-            diags.error("Nothing to import", format!("There is no Longhorn Volume {namespace}/{name}."));
+            diags.error(
+                "Nothing to import",
+                format!("There is no Longhorn Volume {namespace}/{name}."),
+            );
         }
         state
     }
@@ -488,7 +656,13 @@ mod tests {
             .attributes
             .iter()
             .map(|a| (a.name.to_string(), Value::Null))
-            .chain(schema.block.blocks.iter().map(|b| (b.name.to_string(), b.empty_value())))
+            .chain(
+                schema
+                    .block
+                    .blocks
+                    .iter()
+                    .map(|b| (b.name.to_string(), b.empty_value())),
+            )
             .collect();
         for (k, v) in pairs {
             fields.insert(k.to_string(), v.clone());
@@ -508,7 +682,10 @@ mod tests {
             ("encrypted", Value::Bool(false)),
             ("data_engine", "v1".into()),
             ("deletion_protection", Value::Bool(false)),
-            ("applied_fields", Value::List(vec!["number_of_replicas".into()])),
+            (
+                "applied_fields",
+                Value::List(vec!["number_of_replicas".into()]),
+            ),
             ("state", "detached".into()),
         ])
     }
@@ -520,12 +697,17 @@ mod tests {
         let mut proposed = config.clone();
         for attribute in &schema.block.attributes {
             if attribute.is_computed() && config.attr(attribute.name).is_null() {
-                proposed.as_object_mut().unwrap().insert(attribute.name.into(), prior.attr(attribute.name).clone());
+                proposed
+                    .as_object_mut()
+                    .unwrap()
+                    .insert(attribute.name.into(), prior.attr(attribute.name).clone());
             }
         }
         let mut change = plan_resource_change(&schema, prior, config, proposed);
         let mut diags = Diagnostics::new();
-        resource.modify_plan(&Context::default(), &mut change, &mut diags).await;
+        resource
+            .modify_plan(&Context::default(), &mut change, &mut diags)
+            .await;
         (change, diags)
     }
 
@@ -539,21 +721,38 @@ mod tests {
         ]);
         let (change, diags) = plan(prior(), config).await;
         assert!(!diags.has_errors(), "{diags:?}");
-        assert!(change.requires_replace.is_empty(), "{:?}", change.requires_replace);
+        assert!(
+            change.requires_replace.is_empty(),
+            "{:?}",
+            change.requires_replace
+        );
         assert_eq!(change.planned.attr("size_bytes"), &Value::int(30 << 30));
         assert_eq!(change.planned.attr("encrypted"), &Value::Bool(false));
-        assert_eq!(change.planned.attr("namespace"), &Value::string("longhorn-system"));
-        assert_eq!(change.planned.attr("applied_fields"), &Value::List(vec!["number_of_replicas".into()]));
+        assert_eq!(
+            change.planned.attr("namespace"),
+            &Value::string("longhorn-system")
+        );
+        assert_eq!(
+            change.planned.attr("applied_fields"),
+            &Value::List(vec!["number_of_replicas".into()])
+        );
     }
 
     #[tokio::test]
     async fn shrink_is_refused_and_rounding_is_no_change() {
-        let mut config = object(&[("name", "data".into()), ("size", "10Gi".into()), ("number_of_replicas", Value::int(2))]);
+        let mut config = object(&[
+            ("name", "data".into()),
+            ("size", "10Gi".into()),
+            ("number_of_replicas", Value::int(2)),
+        ]);
         let (_, diags) = plan(prior(), config.clone()).await;
         let d = diags.iter().next().expect("an error");
         assert_eq!(d.path, Some(AttrPath::root("size")));
         assert!(d.detail.contains("current 20Gi"), "{}", d.detail);
-        config.as_object_mut().unwrap().insert("size".into(), "20480Mi".into());
+        config
+            .as_object_mut()
+            .unwrap()
+            .insert("size".into(), "20480Mi".into());
         let (change, diags) = plan(prior(), config).await;
         assert!(!diags.has_errors());
         assert_eq!(change.planned.attr("size_bytes"), &Value::int(20 << 30));
@@ -572,9 +771,14 @@ mod tests {
         assert!(!diags.has_errors());
         assert_eq!(change.requires_replace, vec![AttrPath::root("data_engine")]);
         let mut protected = prior();
-        protected.as_object_mut().unwrap().insert("deletion_protection".into(), Value::Bool(true));
+        protected
+            .as_object_mut()
+            .unwrap()
+            .insert("deletion_protection".into(), Value::Bool(true));
         let (_, diags) = plan(protected, config).await;
-        assert!(diags.iter().any(|d| d.summary == "Replacing a protected volume"));
+        assert!(diags
+            .iter()
+            .any(|d| d.summary == "Replacing a protected volume"));
     }
 
     #[tokio::test]
@@ -589,8 +793,14 @@ mod tests {
     fn strict_local_needs_one_replica() {
         let resource = VolumeResource::new(Arc::new(Connection::default()));
         let mut diags = Diagnostics::new();
-        let config = object(&[("data_locality", "strict-local".into()), ("number_of_replicas", Value::int(2))]);
+        let config = object(&[
+            ("data_locality", "strict-local".into()),
+            ("number_of_replicas", Value::int(2)),
+        ]);
         resource.validate_config(&config, &mut diags);
-        assert_eq!(diags.iter().next().unwrap().path, Some(AttrPath::root("number_of_replicas")));
+        assert_eq!(
+            diags.iter().next().unwrap().path,
+            Some(AttrPath::root("number_of_replicas"))
+        );
     }
 }

@@ -38,7 +38,9 @@ pub fn spec_size(volume: &DynamicObject) -> u64 {
 
 /// An expansion Longhorn has accepted but not finished.
 pub fn expansion_pending(volume: &DynamicObject) -> bool {
-    status(volume)["expansionRequired"].as_bool().unwrap_or(false)
+    status(volume)["expansionRequired"]
+        .as_bool()
+        .unwrap_or(false)
 }
 
 /// Ready for use: detached and schedulable, or attached (restores finished).
@@ -94,7 +96,10 @@ pub fn owned_spec_keys(meta: &kube::api::ObjectMeta) -> Vec<String> {
         .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
         .filter_map(|m| m.fields_v1.as_ref())
         .filter_map(|f| f.0.get("f:spec").and_then(Json::as_object))
-        .flat_map(|spec| spec.keys().filter_map(|k| k.strip_prefix("f:").map(str::to_string)))
+        .flat_map(|spec| {
+            spec.keys()
+                .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
+        })
         .collect()
 }
 
@@ -106,7 +111,12 @@ pub fn managed_by_us(meta: &kube::api::ObjectMeta) -> bool {
 }
 
 fn object(fields: Vec<(&str, Value)>) -> Value {
-    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn text(json: &Json) -> Value {
@@ -129,7 +139,11 @@ pub fn state(live: &Live, prior: &Value) -> Value {
             size_bytes = size_bytes.min(p);
         }
     }
-    let size = match prior.attr("size").as_str().and_then(|s| quantity::parse(s).ok()) {
+    let size = match prior
+        .attr("size")
+        .as_str()
+        .and_then(|s| quantity::parse(s).ok())
+    {
         Some(bytes) if quantity::rounded(bytes) == size_bytes => prior.attr("size").clone(),
         _ => Value::string(quantity::format(size_bytes)),
     };
@@ -156,7 +170,10 @@ pub fn state(live: &Live, prior: &Value) -> Value {
         "deletion_protection".into(),
         Value::Bool(prior.attr("deletion_protection").as_bool().unwrap_or(true)),
     );
-    fields.insert("size_bytes".into(), Value::Number(Number::from(size_bytes as i64)));
+    fields.insert(
+        "size_bytes".into(),
+        Value::Number(Number::from(size_bytes as i64)),
+    );
     fields.insert(
         "actual_size".into(),
         Value::Number(Number::from(status["actualSize"].as_i64().unwrap_or(0))),
@@ -204,7 +221,10 @@ pub fn state(live: &Live, prior: &Value) -> Value {
             .map(|pvc| {
                 object(vec![
                     ("name", Value::opt_string(pvc.metadata.name.clone())),
-                    ("namespace", Value::opt_string(pvc.metadata.namespace.clone())),
+                    (
+                        "namespace",
+                        Value::opt_string(pvc.metadata.namespace.clone()),
+                    ),
                 ])
             })
             .unwrap_or(Value::Null),
@@ -231,7 +251,10 @@ pub async fn binding(
     let importing = prior.attr("id").is_null();
     let pv_name = match prior.attr("kubernetes_pv").attr("name").as_str() {
         Some(n) => Some(n.to_string()),
-        None if importing => k8s["pvName"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+        None if importing => k8s["pvName"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         None => None,
     };
     let pvc_ref = match (
@@ -240,7 +263,9 @@ pub async fn binding(
     ) {
         (Some(n), Some(ns)) => Some((n.to_string(), ns.to_string())),
         _ if importing => match (k8s["pvcName"].as_str(), k8s["namespace"].as_str()) {
-            (Some(n), Some(ns)) if !n.is_empty() && !ns.is_empty() => Some((n.to_string(), ns.to_string())),
+            (Some(n), Some(ns)) if !n.is_empty() && !ns.is_empty() => {
+                Some((n.to_string(), ns.to_string()))
+            }
             _ => None,
         },
         _ => None,

@@ -46,7 +46,8 @@ pub fn schema() -> Schema {
             ),
     );
     for field in SPEC_FIELDS {
-        let mut attribute = Attribute::optional_computed(field.attr, field.kind.cty()).describe(field.describe);
+        let mut attribute =
+            Attribute::optional_computed(field.attr, field.kind.cty()).describe(field.describe);
         if field.replace {
             attribute = attribute.requires_replace();
         }
@@ -56,12 +57,17 @@ pub fn schema() -> Schema {
         attribute = match field.attr {
             "number_of_replicas" => attribute.validate(int_between(1, 20)),
             "stale_replica_timeout" => attribute.validate(int_between(1, 20160)),
-            "data_locality" => attribute.validate(one_of(&["disabled", "best-effort", "strict-local"])),
+            "data_locality" => {
+                attribute.validate(one_of(&["disabled", "best-effort", "strict-local"]))
+            }
             "access_mode" => attribute.validate(one_of(&["rwo", "rwop", "rwx"])),
             "frontend" => attribute.validate(one_of(&["blockdev", "iscsi", "nvmf", "ublk"])),
-            "replica_auto_balance" => {
-                attribute.validate(one_of(&["ignored", "disabled", "least-effort", "best-effort"]))
-            }
+            "replica_auto_balance" => attribute.validate(one_of(&[
+                "ignored",
+                "disabled",
+                "least-effort",
+                "best-effort",
+            ])),
             "data_engine" => attribute.validate(one_of(&["v1", "v2"])),
             "data_source" => attribute.validate(DataSource),
             _ => attribute,
@@ -184,7 +190,9 @@ pub struct VolumeName;
 
 pub fn name_error(name: &str) -> Option<String> {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let rest_ok = name.len() >= 2
         && name
             .chars()
@@ -207,7 +215,11 @@ pub fn name_error(name: &str) -> Option<String> {
 impl Validator for VolumeName {
     fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
         if let Some(problem) = value.as_str().and_then(name_error) {
-            diags.error_at(path.clone(), "Invalid volume name", format!("{path}: {problem}"));
+            diags.error_at(
+                path.clone(),
+                "Invalid volume name",
+                format!("{path}: {problem}"),
+            );
         }
     }
 }
@@ -229,7 +241,9 @@ impl Validator for DataSource {
             diags.error_at(
                 path.clone(),
                 "Invalid data source",
-                format!("{path} must be \"vol://VOLUME\" or \"snap://VOLUME/SNAPSHOT\", got {text:?}."),
+                format!(
+                    "{path} must be \"vol://VOLUME\" or \"snap://VOLUME/SNAPSHOT\", got {text:?}."
+                ),
             );
         }
     }
@@ -251,9 +265,18 @@ mod tests {
 
     #[test]
     fn data_sources() {
-        for (text, ok) in [("vol://src", true), ("snap://src/s1", true), ("snap://src", false), ("src", false)] {
+        for (text, ok) in [
+            ("vol://src", true),
+            ("snap://src/s1", true),
+            ("snap://src", false),
+            ("src", false),
+        ] {
             let mut diags = Diagnostics::new();
-            DataSource.validate(&Value::string(text), &AttrPath::root("data_source"), &mut diags);
+            DataSource.validate(
+                &Value::string(text),
+                &AttrPath::root("data_source"),
+                &mut diags,
+            );
             assert_eq!(!diags.has_errors(), ok, "{text}");
         }
     }
