@@ -1741,23 +1741,23 @@ class Handler(BaseHTTPRequestHandler):
                         f.setdefault("method", "*")
                         re.compile(f.get("path", ""))
                         c.faults.append(f)
-                    return self.send_json(200, {"faults": c.faults})
+                    return self.send_json(200, list(c.faults))
                 if method == "DELETE":
                     c.faults.clear()
-                return self.send_json(200, {"faults": c.faults})
+                return self.send_json(200, list(c.faults))
         if path == "/_standin/requests":
             with c.lock:
                 if method == "DELETE":
                     c.requests.clear()
-                    return self.send_json(200, {"requests": []})
-                return self.send_json(200, {"requests": list(c.requests)})
+                    return self.send_json(200, [])
+                return self.send_json(200, list(c.requests))
         if path == "/_standin/forbid":
             with c.lock:
                 if method == "POST":
                     c.forbid.append(body)
                 elif method == "DELETE":
                     c.forbid.clear()
-                return self.send_json(200, {"forbid": c.forbid})
+                return self.send_json(200, list(c.forbid))
         if path == "/_standin/longhorn":
             lh = app.lh
             if method == "POST":
@@ -2298,11 +2298,8 @@ def main():
         handlers.append(logging.FileHandler(logpath))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s kube-standin %(levelname)s %(message)s", handlers=handlers)
-    try:  # exit when the parent dies (Linux)
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except Exception:
-        pass
+    # Exit when the parent process dies: polled (not PR_SET_PDEATHSIG, which fires when the
+    # spawning *thread* ends, e.g. a cargo test thread that started a shared stand-in).
     parent = os.getppid()
     app = App(args)
     certs = make_certs()

@@ -441,7 +441,7 @@ class StandinTest(unittest.TestCase):
         self.create_volume("f1")
         self.s.req("POST", "/_standin/faults", {"method": "PATCH", "path": "/volumes/f1$", "status": 500, "times": 1})
         code, pending, _ = self.s.req("GET", "/_standin/faults")
-        self.assertEqual(len(pending["faults"]), 1)
+        self.assertEqual(len(pending), 1)
         code, d, _ = self.s.apply(LH + "/f1", volume("f1", str(20 * MIB), numberOfReplicas=2), "tf")
         self.assertEqual((code, d["reason"], d["kind"]), (500, "InternalError", "Status"))
         code, d, _ = self.s.apply(LH + "/f1", volume("f1", str(20 * MIB), numberOfReplicas=2), "tf")
@@ -457,7 +457,7 @@ class StandinTest(unittest.TestCase):
             raise ValueError("stream ended cleanly")  # the stream must be cut, not terminated
         c.close()
         code, reqs, _ = self.s.req("GET", "/_standin/requests")
-        applies = [x for x in reqs["requests"] if x["method"] == "PATCH" and x["path"].endswith("/volumes/f1")]
+        applies = [x for x in reqs if x["method"] == "PATCH" and x["path"].endswith("/volumes/f1")]
         self.assertEqual([x["status"] for x in applies][-2:], [500, 200])
         self.assertEqual(applies[-1]["body"]["spec"], {"size": str(20 * MIB), "numberOfReplicas": 2})
         self.assertEqual(applies[-1]["content_type"], "application/apply-patch+yaml")
