@@ -609,6 +609,10 @@ class Api:
             else:
                 managed = self.update_managed(res, old, new, manager, sub)
         md["managedFields"] = managed
+        # defaulting of built-in kinds (the real server defaults at decoding; here after the
+        # managedFields are computed, so the defaults are owned by no manager)
+        if not res.crd and sub == "":
+            builtin_defaults(res, old, new, self.store)
         # admission: mutation
         if sub == "" and res.crd and isinstance(new.get("spec", {}), dict):
             if old is None:
@@ -1141,6 +1145,87 @@ class Api:
                 return None
 
 
+# ---------------------------------------------------------------- defaults of built-in kinds
+def _pod_template_defaults(t):
+    if not isinstance(t, dict):
+        return
+    spec = t.get("spec")
+    if not isinstance(spec, dict):
+        return
+    for k, v in (("restartPolicy", "Always"), ("dnsPolicy", "ClusterFirst"), ("schedulerName", "default-scheduler"),
+                 ("terminationGracePeriodSeconds", 30), ("securityContext", {})):
+        spec.setdefault(k, v)
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if not isinstance(c, dict):
+            continue
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        img = str(c.get("image", ""))
+        latest = ":" not in img.rsplit("/", 1)[-1] or img.endswith(":latest")
+        c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        c.setdefault("resources", {})
+        for port in c.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+
+
+def builtin_defaults(res, old, obj, store):
+    """The defaults the real API server sets on the built-in kinds the stand-in serves (the
+    top-level ones; see README.md)."""
+    spec = obj.get("spec")
+    if res.plural == "secrets":
+        obj.setdefault("type", "Opaque")
+    if not isinstance(spec, dict):
+        return
+    if res.plural == "persistentvolumeclaims":
+        spec.setdefault("volumeMode", "Filesystem")
+    elif res.plural == "persistentvolumes":
+        spec.setdefault("volumeMode", "Filesystem")
+        spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    elif res.plural == "services":
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
+                if "port" in port:
+                    port.setdefault("targetPort", port["port"])
+        ospec = (old or {}).get("spec") or {}
+        if "clusterIP" not in spec and ospec.get("clusterIP"):
+            spec["clusterIP"] = ospec["clusterIP"]
+        if "clusterIP" not in spec and spec.get("type") != "ExternalName":
+            n = sum(1 for _ in store.list(res)) + 10
+            spec["clusterIP"] = "10.96.%d.%d" % (n // 250, n % 250 + 1)
+        if spec.get("clusterIP") and spec.get("type") != "ExternalName":
+            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
+            spec.setdefault("internalTrafficPolicy", "Cluster")
+    elif res.plural == "statefulsets":
+        spec.setdefault("replicas", 1)
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+        _pod_template_defaults(spec.get("template"))
+        for t in spec.get("volumeClaimTemplates") or []:
+            if isinstance(t, dict) and isinstance(t.get("spec"), dict):
+                t["spec"].setdefault("volumeMode", "Filesystem")
+                t.setdefault("apiVersion", "v1")
+                t.setdefault("kind", "PersistentVolumeClaim")
+    elif res.plural == "deployments":
+        spec.setdefault("replicas", 1)
+        spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        _pod_template_defaults(spec.get("template"))
+    elif res.plural == "pods":
+        _pod_template_defaults(obj)
+        spec.setdefault("enableServiceLinks", True)
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        spec.setdefault("priority", 0)
+
+
 # ---------------------------------------------------------------- control state
 class Control:
     def __init__(self):
@@ -1241,6 +1326,11 @@ class Controllers(threading.Thread):
             st = pvc.get("status") or {}
             spec = pvc.get("spec") or {}
             vn = spec.get("volumeName")
+            if st.get("phase") == "Bound" and vn and self.store.get(PV, "", vn) is None:
+                c = copy.deepcopy(pvc)
+                c["status"] = {"phase": "Lost"}
+                self.api.internal_update(PVC, c, MANAGER_KCM, "status")
+                continue
             if st.get("phase") != "Pending" or not vn:
                 continue
             if not self.elapsed(("bind", pvc["metadata"]["uid"]), min(self.lh.delay, 0.2)):
