@@ -2193,8 +2193,17 @@ class Handler(BaseHTTPRequestHandler):
             emit("BOOKMARK", {"kind": res.kind, "apiVersion": res.api_version, "metadata": {"resourceVersion": str(rv)}})
 
         pending = []
+        initial = params.get("sendInitialEvents") in ("true", "1", "True")
         with st.lock:
-            if rv_param in ("", "0"):
+            if initial:  # streaming list: current objects, then a bookmark marking their end
+                last = st.rv
+                for o in st.list(res, ns):
+                    if match(o):
+                        pending.append(("ADDED", o))
+                pending.append(("BOOKMARK", {"kind": res.kind, "apiVersion": res.api_version,
+                                             "metadata": {"resourceVersion": str(last),
+                                                          "annotations": {"k8s.io/initial-events-end": "true"}}}))
+            elif rv_param in ("", "0"):
                 last = st.rv
                 for o in st.list(res, ns):
                     if match(o):

@@ -428,6 +428,14 @@ class StandinTest(unittest.TestCase):
         rest = [json.loads(x) for x in r.read().splitlines() if x.strip()]  # until timeoutSeconds
         self.assertEqual(rest[-1]["type"], "BOOKMARK")
         c.close()
+        # streaming list
+        c = self.s.conn()
+        c.request("GET", LH + "?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan"
+                  "&fieldSelector=metadata.name%3Dw1", headers={"Authorization": "Bearer " + self.s.token})
+        evs = self.read_events(c.getresponse(), 2)
+        self.assertEqual([e["type"] for e in evs], ["ADDED", "BOOKMARK"])
+        self.assertEqual(evs[1]["object"]["metadata"]["annotations"], {"k8s.io/initial-events-end": "true"})
+        c.close()
         # too old resourceVersion -> ERROR 410 Expired
         self.s.req("POST", "/_standin/compact")
         c = self.s.conn()
