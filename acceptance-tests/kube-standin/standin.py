@@ -892,8 +892,10 @@ class Api:
             if not name:
                 raise invalid(res, "", [sv.FieldError("Required", "metadata.name", None, "name or generateName is required")])
             self.require_namespace(res, ns)
-            if self.store.get(res, ns, name) is not None:
-                raise ApiError(409, "AlreadyExists", '%s "%s" already exists' % (res.qualified, name),
+            existing = self.store.get(res, ns, name)
+            if existing is not None:
+                prefix = "object is being deleted: " if existing["metadata"].get("deletionTimestamp") else ""
+                raise ApiError(409, "AlreadyExists", '%s%s "%s" already exists' % (prefix, res.qualified, name),
                                {"name": name, "group": res.group, "kind": res.plural})
             md.pop("resourceVersion", None)
             code, obj = self.write(res, None, body, "", manager, params=params, create=True)
@@ -1060,19 +1062,22 @@ class Api:
         return code, obj, warnings
 
     def apply_conflict(self, res, name, conflicts):
+        def who(e):
+            sub = e.get("subresource")
+            return '"%s"%s using %s' % (e.get("manager"), (' with subresource "%s"' % sub) if sub else "",
+                                        e.get("apiVersion", res.api_version))
         by = {}
         for e, p in conflicts:
-            by.setdefault((e[0].get("manager"), e[0].get("apiVersion", res.api_version)), []).append(fs.path_str(p))
+            by.setdefault(who(e[0]), []).append(fs.path_str(p))
         n = len(conflicts)
         parts = []
-        for (m, av), paths in by.items():
+        for w, paths in by.items():
             if len(paths) == 1:
-                parts.append('conflict with "%s" using %s: %s' % (m, av, paths[0]))
+                parts.append('conflict with %s: %s' % (w, paths[0]))
             else:
-                parts.append('conflicts with "%s" using %s:\n%s' % (m, av, "\n".join("- " + x for x in paths)))
+                parts.append('conflicts with %s:\n%s' % (w, "\n".join("- " + x for x in paths)))
         msg = "Apply failed with %d conflict%s: %s" % (n, "" if n == 1 else "s", "\n".join(parts))
-        causes = [{"reason": "FieldManagerConflict", "message": 'conflict with "%s" using %s' %
-                   (e[0].get("manager"), e[0].get("apiVersion", res.api_version)), "field": fs.path_str(p)}
+        causes = [{"reason": "FieldManagerConflict", "message": 'conflict with %s' % who(e[0]), "field": fs.path_str(p)}
                   for e, p in conflicts]
         return ApiError(409, "Conflict", msg, {"causes": causes})
 
