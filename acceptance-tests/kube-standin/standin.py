@@ -914,15 +914,8 @@ class Api:
             if res.namespaced and md.get("namespace") and md["namespace"] != ns:
                 raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
             old = self.store.get(res, ns, name)
-            if old is None:
-                if sub:
-                    raise not_found(res, name)
-                # PUT creates when missing (as the real server does for most kinds)
-                self.require_namespace(res, ns)
-                if md.get("resourceVersion"):
-                    raise not_found(res, name)
-                code, obj = self.write(res, None, body, "", manager, params=params)
-                return code, obj, warnings
+            if old is None:  # no create-on-update for any of these kinds (as the real server)
+                raise not_found(res, name)
             rv = md.get("resourceVersion")
             if not rv:
                 if res.crd or res.plural in ("persistentvolumeclaims", "persistentvolumes", "pods", "services",
