@@ -459,9 +459,10 @@ class Api:
                     if e.etype == "TypeInvalid"]
             if errs:
                 e = errs[0]
+                gotype = {"integer": "number", "number": "number", "boolean": "bool", "string": "string",
+                          "array": "array", "object": "object", "null": "null"}.get(e.value, "value")
                 detail = "json: cannot unmarshal %s into Go struct field %s of type %s" % (
-                    e.value if isinstance(e.value, str) and e.value in ("string", "integer", "number", "boolean", "array", "object") else "string",
-                    e.field, getattr(e, "want", "value"))
+                    gotype, e.field, getattr(e, "want", "value"))
                 if "quantities must match" in e.detail:
                     detail = e.detail
                 raise ApiError(400, "BadRequest", '%s in version "%s" cannot be handled as a %s: %s' % (
