@@ -2063,6 +2063,9 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     def parse_json_body(self, raw, ctype):
+        if "protobuf" in ctype:
+            raise ApiError(415, "UnsupportedMediaType",
+                           'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml')
         try:
             if ctype in ("application/yaml", "application/x-yaml"):
                 return load_yaml(raw.decode())
