@@ -202,6 +202,26 @@ fn longhorn_volume_lifecycle_with_token_auth() {
         json!(2)
     );
 
+    // A field the configuration leaves to Longhorn, changed by someone else, is theirs: no plan.
+    standin.kubectl(&[
+        "patch",
+        "volumes.longhorn.io",
+        "data-0",
+        "-n",
+        "longhorn-system",
+        "--type=merge",
+        "--field-manager=someone-else",
+        "-p",
+        r#"{"spec":{"staleReplicaTimeout":90}}"#,
+    ]);
+    tf.assert_plan_empty();
+    let refresh = tf.run(&["refresh"]);
+    assert!(refresh.success(), "{refresh}");
+    assert_eq!(
+        tf.resource_values("longhorn_volume.v")["stale_replica_timeout"],
+        json!(90)
+    );
+
     // Deleted behind Terraform's back: the plan creates it again.
     standin.kubectl(&[
         "delete",
@@ -344,6 +364,28 @@ fn longhorn_volume_pv_pvc_with_client_certificate() {
     eprintln!(
         "longhorn: growth went through the PVC ({} PVC patches, no Volume write)",
         pvc_patches.len()
+    );
+
+    // The PV and PVC blocks removed: both deleted, the volume stays; back again: remade and bound.
+    let plain = format!(
+        "{}{}",
+        cert_provider(&standin),
+        volume_hcl(
+            "data-1",
+            "  size = \"30Gi\"\n  deletion_protection = false\n"
+        )
+    );
+    tf.write_config(&plain);
+    tf.apply_and_assert_idempotent();
+    assert!(standin.pv("data-1").is_none() && standin.pvc("default", "data-citus-1").is_none());
+    assert!(standin.volume("data-1").is_some());
+    tf.write_config(&config("30Gi"));
+    tf.apply_and_assert_idempotent();
+    assert_eq!(
+        standin
+            .pvc("default", "data-citus-1")
+            .expect("the PVC again")["status"]["phase"],
+        json!("Bound")
     );
 
     tf.destroy();

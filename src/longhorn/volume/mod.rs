@@ -391,6 +391,17 @@ impl Resource for VolumeResource {
             let id = Value::string(format!("{ns}/{name}"));
             set(change, "id", id);
         }
+        // A block the configuration drops is planned gone (Terraform's proposal
+        // may carry the prior one).
+        for block in ["kubernetes_pv", "kubernetes_pvc"] {
+            if change.config.attr(block).is_null() && !change.planned.attr(block).is_null() {
+                set(change, block, Value::Null);
+                // Dropping the binding changes what Longhorn reports.
+                for computed in ["kubernetes_status", "state", "robustness", "actual_size"] {
+                    set(change, computed, Value::Unknown);
+                }
+            }
+        }
         // The PV is named after the volume, the PVC after the PV, unless set.
         if !change.planned.attr("kubernetes_pv").is_null()
             && change.config.attr("kubernetes_pv").attr("name").is_null()
