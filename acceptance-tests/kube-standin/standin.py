@@ -2041,6 +2041,8 @@ class Handler(BaseHTTPRequestHandler):
             code, o, w = api.do_replace(res, nsv, name, sub, body, params, manager)
             return self.send_json(code, o, w)
         if method == "PATCH" and name:
+            if ctype == "application/apply-patch+yaml" and not sub and app.store.get(res, nsv, name) is None:
+                self.check_forbid("create", res, ns, name, user)  # an apply that creates needs create too
             if ctype != "application/apply-patch+yaml" and "force" in params:
                 raise bad_request("force is only allowed for apply patches")
             code, o, w = api.do_patch(res, nsv, name, sub, ctype, raw, params, manager)
