@@ -516,6 +516,50 @@ class StandinTest(unittest.TestCase):
         self.s.wait("/api/v1/persistentvolumes/pvvol", lambda c, d: d["status"]["phase"] == "Released")
         self.s.wait(LH + "/pvvol", lambda c, d: d["status"]["kubernetesStatus"]["lastPVCRefAt"] != "")
 
+    def test_protection_finalizers_and_delete_order(self):
+        self.create_volume("dvol")
+        pv = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "dvol"},
+              "spec": {"capacity": {"storage": "20Mi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn-static",
+                       "csi": {"driver": "driver.longhorn.io", "volumeHandle": "dvol"}}}
+        pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "dvol", "namespace": "default"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn-static", "volumeName": "dvol",
+                        "resources": {"requests": {"storage": "20Mi"}}}}
+        code, p, _ = self.s.apply("/api/v1/persistentvolumes/dvol", pv, "tf")
+        self.assertEqual((p["spec"]["volumeMode"], p["spec"]["persistentVolumeReclaimPolicy"]), ("Filesystem", "Retain"))
+        self.assertEqual(p["metadata"]["finalizers"], ["kubernetes.io/pv-protection"])
+        self.assertEqual(p["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"].get("f:volumeMode"), None)  # defaults unowned
+        code, c, _ = self.s.apply("/api/v1/namespaces/default/persistentvolumeclaims/dvol", pvc, "tf")
+        self.assertEqual(c["metadata"]["finalizers"], ["kubernetes.io/pvc-protection"])
+        self.s.wait("/api/v1/namespaces/default/persistentvolumeclaims/dvol", lambda c, d: d["status"]["phase"] == "Bound")
+        # the PV first: kept while its claim is bound
+        self.assertEqual(self.s.req("DELETE", "/api/v1/persistentvolumes/dvol")[0], 200)
+        time.sleep(0.4)
+        code, p, _ = self.s.req("GET", "/api/v1/persistentvolumes/dvol")
+        self.assertEqual(code, 200)
+        self.assertIn("deletionTimestamp", p["metadata"])
+        self.assertEqual(self.s.req("DELETE", "/api/v1/namespaces/default/persistentvolumeclaims/dvol")[0], 200)
+        self.s.wait("/api/v1/namespaces/default/persistentvolumeclaims/dvol", lambda c, d: c == 404)
+        self.s.wait("/api/v1/persistentvolumes/dvol", lambda c, d: c == 404)
+        code, v, _ = self.s.req("GET", LH + "/dvol")
+        self.assertEqual(code, 200)  # the Volume is not deleted with its PV (Retain)
+
+    def test_drift_then_apply_needs_force(self):
+        self.create_volume("drift1", numberOfReplicas=2)
+        code, d, _ = self.s.req("PATCH", LH + "/drift1", {"spec": {"numberOfReplicas": 5}}, "application/merge-patch+json",
+                                headers={"User-Agent": "kubectl/v1.32.4 (linux/amd64)"})
+        self.assertEqual(code, 200)
+        self.assertIn(("kubectl", "Update"), [(e["manager"], e["operation"]) for e in d["metadata"]["managedFields"]])
+        code, d, _ = self.s.apply(LH + "/drift1", volume("drift1", str(20 * MIB), numberOfReplicas=2), "tf")
+        self.assertEqual(code, 409)
+        self.assertIn('conflict with "kubectl" using longhorn.io/v1beta2: .spec.numberOfReplicas', d["message"])
+        code, d, _ = self.s.apply(LH + "/drift1", volume("drift1", str(20 * MIB), numberOfReplicas=2), "tf", force=True)
+        self.assertEqual((code, d["spec"]["numberOfReplicas"]), (200, 2))
+        self.assertNotIn("kubectl", [e["manager"] for e in d["metadata"]["managedFields"]])
+        body = volume("x1", str(20 * MIB))
+        body["metadata"]["namespace"] = "nope"
+        code, d, _ = self.s.req("POST", "/apis/longhorn.io/v1beta2/namespaces/nope/volumes", body)
+        self.assertEqual((code, d["message"]), (404, 'namespaces "nope" not found'))
+
     def test_stuck_expansion_reports_condition(self):
         self.create_volume("stuck1")
         self.s.req("POST", "/_standin/longhorn", {"stuck_expansion": True, "condition_message": "insufficient storage on node-1"})
