@@ -1737,13 +1737,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- auth
     def authenticate(self):
+        """As the real union authenticator: the verified client certificate first, then the bearer
+        token; any success authenticates."""
         app = self.app
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            tok = auth[7:].strip()
-            if secrets.compare_digest(tok, app.token):
-                return ("token-user", tok)
-            return None
         try:
             cert = self.connection.getpeercert()
         except Exception:
@@ -1755,6 +1751,11 @@ class Handler(BaseHTTPRequestHandler):
                     if k == "commonName":
                         cn = v
             return (cn or "cert-user", None)
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            tok = auth[7:].strip()
+            if secrets.compare_digest(tok.encode(), app.token.encode()):
+                return ("token-user", tok)
         return None
 
     def dispatch(self, method):
