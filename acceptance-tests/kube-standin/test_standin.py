@@ -78,7 +78,8 @@ class Standin:
         return self.req("PATCH", path + sub + q, obj, "application/apply-patch+yaml")
 
     def kubectl(self, *args, context="standin-token", stdin=None, check=True):
-        p = subprocess.run([KUBECTL, "--kubeconfig", os.path.join(self.dir, "kubeconfig"), "--context", context, *args],
+        p = subprocess.run([KUBECTL, "--kubeconfig", os.path.join(self.dir, "kubeconfig"), "--context", context,
+                            "--cache-dir", os.path.join(self.dir, "kubectl-cache"), *args],
                            input=stdin, capture_output=True, text=True, timeout=60)
         if check and p.returncode != 0:
             raise AssertionError("kubectl %s failed: %s%s" % (" ".join(args), p.stdout, p.stderr))
