@@ -80,15 +80,18 @@ def item_key(item, keys):
 
 
 def leaves(value, schema, nav, prefix=(), members=False):
-    """The field set of value. members=True adds map/list containers as members too (what an
-    Update records for containers it created)."""
+    """The field set of value. members=True adds map and list containers as members too, and
+    members="all" also struct-like objects: what an Update records (as ".") for containers it
+    created. The real server does so for every container absent from the live object, which for
+    built-in kinds means maps, lists and pointer structs (not known from the schema: not done),
+    and for custom resources every object."""
     out = set()
     if isinstance(value, dict):
         if not value:
             if prefix:
                 out.add(prefix)
             return out
-        if members and prefix and nav.is_map(schema):
+        if members and prefix and (members == "all" or nav.is_map(schema)):
             out.add(prefix)
         for k, v in value.items():
             out |= leaves(v, nav.field(schema, k), nav, prefix + ("f:" + k,), members)

@@ -515,8 +515,9 @@ class Api:
 
     def update_managed(self, res, old, new, manager, sub):
         schema = self.store.root_schema(res)
-        ol = fs.filter_paths(fs.leaves(old or {}, schema, self.nav, members=True), sub, res.status_sub)
-        nl = fs.filter_paths(fs.leaves(new, schema, self.nav, members=True), sub, res.status_sub)
+        members = "all" if res.crd else True
+        ol = fs.filter_paths(fs.leaves(old or {}, schema, self.nav, members=members), sub, res.status_sub)
+        nl = fs.filter_paths(fs.leaves(new, schema, self.nav, members=members), sub, res.status_sub)
         prefixes = {q[:i] for q in nl for i in range(1, len(q))}
         changed = set()
         for p in nl:
