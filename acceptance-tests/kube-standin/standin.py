@@ -1787,7 +1787,7 @@ class Handler(BaseHTTPRequestHandler):
                     any(f.get("token") == user[1] for f in app.control.forbid):
                 raise ApiError(403, "Forbidden", 'forbidden: User "%s" cannot %s path "%s"' % (user[0], method.lower(), path))
             if path.startswith("/_standin"):
-                return self.control_api(method, path, raw)
+                return self.control_api(method, path, raw, params)
             is_watch = params.get("watch") in ("true", "1", "True")
             fault = app.control.take_fault(method, path, is_watch)
             if fault and fault.get("delay"):
@@ -1814,7 +1814,8 @@ class Handler(BaseHTTPRequestHandler):
                 record["status"] = self.status_sent
 
     # ---- control API
-    def control_api(self, method, path, raw):
+    def control_api(self, method, path, raw, params=None):
+        params = params or {}
         app = self.app
         body = {}
         if raw:
@@ -1841,7 +1842,12 @@ class Handler(BaseHTTPRequestHandler):
                 if method == "DELETE":
                     c.requests.clear()
                     return self.send_json(200, [])
-                return self.send_json(200, list(c.requests))
+                out = list(c.requests)
+                if params.get("user_agent"):  # keep requests whose User-Agent contains this
+                    out = [r for r in out if params["user_agent"] in r.get("user_agent", "")]
+                if params.get("exclude_user_agent"):
+                    out = [r for r in out if params["exclude_user_agent"] not in r.get("user_agent", "")]
+                return self.send_json(200, out)
         if path == "/_standin/forbid":
             with c.lock:
                 if method == "POST":

@@ -470,6 +470,11 @@ class StandinTest(unittest.TestCase):
         self.assertEqual([x["status"] for x in applies][-2:], [500, 200])
         self.assertEqual(applies[-1]["body"]["spec"], {"size": str(20 * MIB), "numberOfReplicas": 2})
         self.assertEqual(applies[-1]["content_type"], "application/apply-patch+yaml")
+        self.s.kubectl("get", "--raw", LH + "/f1")
+        code, mine, _ = self.s.req("GET", "/_standin/requests?exclude_user_agent=kubectl")
+        self.assertTrue(mine and not any("kubectl" in r["user_agent"] for r in mine))
+        code, kc, _ = self.s.req("GET", "/_standin/requests?user_agent=kubectl")
+        self.assertEqual(kc[-1]["path"], LH + "/f1")
 
     # ------------------------------------------------------------------ PV/PVC and expansion
     def test_pvc_binding_and_expansion(self):
