@@ -723,6 +723,35 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
     tf.apply_and_assert_idempotent();
     assert_eq!(spec_size(&standin.volume("data-3").unwrap()), 40 * GI);
 
+    // Deleted behind Terraform's back while Longhorn holds it (finalizer): the
+    // plan creates it, and apply waits for the old one to go first.
+    standin.control("/_standin/longhorn", json!({"paused": true}));
+    standin.kubectl(&[
+        "delete",
+        "volumes.longhorn.io",
+        "data-3",
+        "-n",
+        "longhorn-system",
+        "--wait=false",
+    ]);
+    assert!(standin.volume("data-3").unwrap()["metadata"]["deletionTimestamp"].is_string());
+    let (code, plan) = plan_output(&tf);
+    assert_eq!(code, 2, "{plan}");
+    assert_contains(&plan, &["1 to add, 0 to change, 0 to destroy"]);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            standin.control("/_standin/longhorn", json!({"paused": false}));
+        });
+        tf.apply_and_assert_idempotent();
+    });
+    let volume = standin.volume("data-3").expect("made again");
+    assert!(
+        volume["metadata"]["deletionTimestamp"].is_null(),
+        "{volume}"
+    );
+    assert_eq!(volume["status"]["state"], json!("detached"));
+
     tf.destroy();
     assert!(standin.volume("data-3").is_none());
 }

@@ -119,6 +119,15 @@ impl VolumeResource {
             }
         };
         let outcome = async {
+            // A Volume still being deleted (by someone else) is let go first.
+            let live = match live {
+                Some(v) if v.metadata.deletion_timestamp.is_some() => {
+                    log::info!("Volume {}/{} is being deleted; waiting for it to go before making it again", target.namespace, target.name);
+                    converge::delete_volume(ctx, &client, &target.namespace, &target.name, timeout).await?;
+                    None
+                }
+                other => other,
+            };
             let mut volume = match &live {
                 Some(current) if spec_size_of(current) < target.size_bytes => {
                     match converge::bound_pvc(&client, current).await? {
