@@ -673,6 +673,41 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
         json!(30 * GI)
     );
 
+    // Ctrl-C (Terraform's Stop) mid-expansion ends the wait promptly; the next apply converges.
+    standin.control("/_standin/longhorn", json!({"paused": true}));
+    tf.write_config(&config("32Gi"));
+    standin.clear_requests();
+    let mut child = tf.spawn(&["apply", "-auto-approve"]);
+    wait_until("the grow request", Duration::from_secs(60), || {
+        !requests_to(&standin.requests(), "PATCH", "/volumes/data-3").is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let interrupted = std::time::Instant::now();
+    // Ctrl-C in a terminal signals the whole foreground group (Terraform's
+    // panicwrap parent ignores it; the providers ignore it by protocol).
+    // SAFETY: killpg has no memory-safety preconditions; the group is our child's.
+    unsafe {
+        libc::killpg(child.id() as i32, libc::SIGINT);
+    }
+    let exited =
+        crate::harness::wait::poll_until(Duration::from_secs(20), || child.try_wait().unwrap());
+    assert!(
+        exited.is_some(),
+        "terraform did not end within 20 s of Ctrl-C"
+    );
+    eprintln!(
+        "longhorn: Ctrl-C mid-expansion ended the apply in {:.1?}",
+        interrupted.elapsed()
+    );
+    let log = std::fs::read_to_string(tf.path().join(".harness/spawn-2.log")).unwrap_or_default();
+    assert!(
+        normalized(&log).contains("Interrupted while waiting for the expansion of volume data-3"),
+        "{log}"
+    );
+    standin.control("/_standin/longhorn", json!({"paused": false}));
+    tf.apply_and_assert_idempotent();
+    assert_eq!(spec_size(&standin.volume("data-3").unwrap()), 32 * GI);
+
     // A 500 on the apply is retried; the state is right.
     standin.control(
         "/_standin/faults",
@@ -683,7 +718,7 @@ fn longhorn_volume_interrupted_applies_and_faults_converge() {
         kubeconfig_provider(&standin),
         volume_hcl(
             "data-3",
-            "  size = \"30Gi\"\n  deletion_protection = false\n  number_of_replicas = 2\n"
+            "  size = \"32Gi\"\n  deletion_protection = false\n  number_of_replicas = 2\n"
         )
     ));
     standin.clear_requests();
