@@ -264,14 +264,108 @@ fn citus_distributed_table_bad_input_is_rejected_with_paths() {
         ),
         ("shard_count with a colocation table", "  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = 4\n  colocate_with = \"things\"", "shard_count conflicts with colocate_with"),
     ];
-    tf.write_config(&table_config(coord, cases[0].1));
+    let create = |dist: &str, extra: &str, shape: &str| {
+        format!("  table = \"public.fresh\"\n  distribution_column = \"{dist}\"\n{extra}  create_if_missing {{\n{shape}\n  }}")
+    };
+    let col = |name: &str, ty: &str| format!("    column {{\n      name = \"{name}\"\n      type = \"{ty}\"\n    }}\n");
+    let id_data = format!("{}{}", col("id", "bigint"), col("data", "text"));
+    let create_cases: Vec<(&str, String, &str)> = vec![
+        (
+            "primary key naming a column not in the block",
+            create("id", "", &format!("{id_data}    primary_key = [\"id\", \"nope\"]")),
+            "create_if_missing.primary_key[1]: the primary key names \"nope\", which is no column",
+        ),
+        (
+            "primary key without the distribution column",
+            create("id", "", &format!("{id_data}    primary_key = [\"data\"]")),
+            "create_if_missing.primary_key (\"data\") must include the distribution column \"id\"",
+        ),
+        (
+            "two columns with one name",
+            create("id", "", &format!("{id_data}{}", col("id", "text"))),
+            "create_if_missing.column[2].name: the column \"id\" is declared twice",
+        ),
+        (
+            "an index over a missing column",
+            create("id", "", &format!("{id_data}    indexes = [[\"data\"], [\"ts\"]]")),
+            "create_if_missing.indexes[1][0]: the index names \"ts\", which is no column",
+        ),
+        (
+            "an index without columns",
+            create("id", "", &format!("{id_data}    indexes = [[]]")),
+            "create_if_missing.indexes[0] lists no column",
+        ),
+        (
+            "a column listed twice in the primary key",
+            create("id", "", &format!("{id_data}    primary_key = [\"id\", \"id\"]")),
+            "create_if_missing.primary_key[1]: \"id\" appears twice in the primary key",
+        ),
+        (
+            "a distribution column the new table lacks",
+            create("ident", "", &id_data),
+            "distribution_column: distribution_column names \"ident\", which is no column",
+        ),
+        (
+            "colocate_with a table that does not exist",
+            create("id", "  colocate_with = \"public.ghost\"\n", &id_data),
+            "colocate_with: public.ghost does not exist or is not a hash-distributed table",
+        ),
+        (
+            "colocate_with a table of another column type",
+            create("id", "  colocate_with = \"things\"\n", &id_data),
+            "need the same distribution column type",
+        ),
+        (
+            "a column type the server does not know",
+            create("id", "", &format!("{}{}", col("id", "bigint"), col("data", "textt"))),
+            "create_if_missing.column[1].type: the coordinator knows no type \"textt\"",
+        ),
+        (
+            "a column type that is SQL",
+            create("id", "", &format!("{}{}", col("id", "bigint"), col("data", "text); drop table things; --"))),
+            "Invalid column type",
+        ),
+        (
+            "a column name with capitals and spaces",
+            create("id", "", &format!("{}{}", col("id", "bigint"), col("My Data", "text"))),
+            "Invalid name",
+        ),
+        (
+            "a table name of three parts",
+            "  table = \"a.b.c\"\n  distribution_column = \"id\"".to_string(),
+            "Invalid table name",
+        ),
+        (
+            "a colocation table name of three parts",
+            "  table = \"events\"\n  distribution_column = \"id\"\n  colocate_with = \"a.b.c\"".to_string(),
+            "Invalid table name",
+        ),
+        (
+            "an empty distribution column",
+            "  table = \"events\"\n  distribution_column = \" \"".to_string(),
+            "distribution_column must not be empty",
+        ),
+        (
+            "a bad timeout",
+            "  table = \"events\"\n  distribution_column = \"id\"\n  timeouts {\n    create = \"soon\"\n  }".to_string(),
+            "timeouts.create must be a duration",
+        ),
+    ];
+    let cases: Vec<(&str, String, &str)> = cases
+        .into_iter()
+        .map(|(what, body, expected)| (what, body.to_string(), expected))
+        .chain(create_cases)
+        .collect();
+    tf.write_config(&table_config(coord, &cases[0].1));
     tf.init();
-    for (what, body, expected) in cases {
+    for (what, body, expected) in &cases {
         tf.write_config(&table_config(coord, body));
         let out = tf.run(&["plan", "-input=false"]);
         assert!(!out.success(), "{what}: plan must fail");
+        // Terraform wraps long lines: compare with whitespace collapsed.
+        let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
-            out.stderr.contains(expected),
+            flat.contains(expected),
             "{what}: expected {expected:?} in:\n{}",
             out.stderr
         );
@@ -286,6 +380,28 @@ fn citus_distributed_table_bad_input_is_rejected_with_paths() {
     );
     let tables_after = one_value(coord, "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace");
     assert_eq!(tables_before, tables_after);
+
+    // The colocation target is checked before the table is created at apply
+    // too (apply plans again first, and converge checks before CREATE TABLE).
+    let (_, ghost, expected) = cases
+        .iter()
+        .find(|(what, _, _)| *what == "colocate_with a table that does not exist")
+        .unwrap();
+    tf.write_config(&table_config(coord, ghost));
+    let out = tf.run(&["apply", "-auto-approve", "-input=false"]);
+    let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!out.success() && flat.contains(expected), "{}", out.stderr);
+    assert_eq!(
+        one_value(coord, "SELECT count(*) FROM pg_class WHERE relname = 'fresh'"),
+        "0",
+        "a refused create_if_missing must not leave the table behind"
+    );
+    assert_eq!(
+        tf.resource_addresses(),
+        Vec::<String>::new(),
+        "nothing may be in the state after refused plans"
+    );
+    assert!(cases.len() >= 21, "{} cases", cases.len());
 }
 
 #[test]

@@ -203,6 +203,11 @@ impl Workdir {
         })
     }
 
+    /// The addresses of every resource in the state (empty when there is none).
+    pub fn resource_addresses(&self) -> Vec<String> {
+        state::resource_addresses(&self.state_json())
+    }
+
     /// The `values` object of the resource at `address` (root or child module).
     pub fn resource_values(&self, address: &str) -> Value {
         let state = self.state_json();

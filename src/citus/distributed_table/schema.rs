@@ -158,7 +158,7 @@ pub fn schema() -> Schema {
         .describe("Shard placements per worker (`host:port`): how many, and their size in bytes (null when a worker could not be asked)."),
     )
     .block(connection::block())
-    .block(NestedBlock::single("create_if_missing", create_if_missing))
+    .block(NestedBlock::single("create_if_missing", create_if_missing).not_affecting_live())
     .block(timeouts::block(&["create", "update", "delete"]));
     Schema::new(0, block)
 }
@@ -192,3 +192,4 @@ mod tests {
         }
     }
 }
+
