@@ -544,3 +544,58 @@ fn citus_distributed_table_read_with_a_worker_down_reports_what_it_could_not_rea
     );
     cluster.workers[1].start();
 }
+
+/// Sentry's nodestore shape, with the column types spelled `type_id` and `type_ts`.
+fn nodestore_shape(type_id: &str, type_ts: &str) -> String {
+    format!(
+        "  table = \"public.nodestore_node\"\n  distribution_column = \"id\"\n  shard_count = 4\n  colocate_with = \"none\"\n  \
+         create_if_missing {{\n    column {{\n      name = \"id\"\n      type = \"{type_id}\"\n      nullable = false\n    }}\n    \
+         column {{\n      name = \"data\"\n      type = \"text\"\n      nullable = false\n    }}\n    \
+         column {{\n      name = \"timestamp\"\n      type = \"{type_ts}\"\n      nullable = false\n    }}\n    \
+         primary_key = [\"id\"]\n    indexes = [[\"timestamp\"]]\n  }}"
+    )
+}
+
+#[test]
+fn citus_distributed_table_import_with_create_if_missing_plans_nothing() {
+    if !require_citus("citus_distributed_table_import_with_create_if_missing_plans_nothing") {
+        return;
+    }
+    let cluster = registered_cluster(1);
+    let coord = &cluster.coordinator;
+    let canonical = table_config(coord, &nodestore_shape("character varying(40)", "timestamp with time zone"));
+    let tf = Workdir::new("citus_distributed_table_import_cim");
+    tf.write_config(&canonical);
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let shards = || one_value(coord, "SELECT string_agg(shardid::text, ',' ORDER BY shardid) FROM pg_dist_shard WHERE logicalrelid = 'nodestore_node'::regclass");
+    let before = shards();
+    assert_eq!(before.split(',').count(), 4);
+
+    // Import into a fresh directory with the same configuration: the next
+    // plan is empty, with and without refresh.
+    let fresh = Workdir::new("citus_distributed_table_import_cim_fresh");
+    fresh.write_config(&canonical);
+    fresh.init();
+    fresh.expect_success(fresh.run(&["import", "citus_distributed_table.t", "public.nodestore_node"]));
+    for refresh in [true, false] {
+        let (code, plan) = fresh.plan_exit_code(refresh);
+        assert_eq!(code, 0, "import must lead to an empty plan (refresh {refresh}):\n{}{}", plan.stdout, plan.stderr);
+    }
+
+    // Spelled otherwise, the block is an update that changes nothing live,
+    // and the plan says so: every computed value stays known.
+    let other = Workdir::new("citus_distributed_table_import_cim_other");
+    other.write_config(&table_config(coord, &nodestore_shape("varchar(40)", "timestamptz")));
+    other.init();
+    other.expect_success(other.run(&["import", "citus_distributed_table.t", "public.nodestore_node"]));
+    let (code, plan) = other.plan_exit_code(true);
+    assert_eq!(code, 2, "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("update in-place") && !plan.stdout.contains("known after apply"),
+        "an update of create_if_missing alone must keep computed values known:\n{}",
+        plan.stdout
+    );
+    other.apply_and_assert_idempotent();
+    assert_eq!(shards(), before, "the update must not touch the table");
+}

@@ -270,7 +270,7 @@ impl Workdir {
         spawn_in_own_group(&mut cmd)
     }
 
-    fn expect_success(&self, output: TfOutput) -> TfOutput {
+    pub fn expect_success(&self, output: TfOutput) -> TfOutput {
         assert!(
             output.success(),
             "[{}] Terraform failed:\n{output}",

@@ -534,6 +534,19 @@ impl Resource for DistributedTableResource {
         let Some(spec) = TableSpec::from_value(&change.planned) else {
             return;
         };
+        // `nodestore_node` and `public.nodestore_node` are one table (an
+        // import records the name as its ID spells it): no replacement.
+        let same_table = change
+            .prior
+            .attr("table")
+            .as_str()
+            .and_then(|t| TableName::parse(t).ok())
+            .is_some_and(|prior| prior == spec.table);
+        if same_table {
+            change
+                .requires_replace
+                .retain(|p| *p != AttrPath::root("table"));
+        }
         // Colocated with a table, the shard count is that table's: known after apply.
         let colocation_changes =
             change.prior.attr("colocate_with") != change.planned.attr("colocate_with");
@@ -665,7 +678,23 @@ impl Resource for DistributedTableResource {
             ("connection", Value::Null),
         ]);
         let client = self.connect(&skeleton, diags).await?;
-        let state = self.observe(&client, &skeleton, diags).await;
+        let mut state = self.observe(&client, &skeleton, diags).await;
+        // The table's shape as create_if_missing declares it, so that a
+        // configuration with that block (the Sentry module has one) plans no
+        // change after import.
+        if let Some(fields) = state.as_mut().and_then(Value::as_object_mut) {
+            if let Ok(Some(live)) = catalog::find(&client, &table).await {
+                match catalog::shape(&client, live.oid).await {
+                    Ok(shape) => {
+                        fields.insert("create_if_missing".into(), shape);
+                    }
+                    Err(e) => diags.warning(
+                        "Table shape not read",
+                        format!("{table}: {e}; a create_if_missing block in the configuration will show as a change that alters nothing."),
+                    ),
+                }
+            }
+        }
         if state.is_none() && !diags.has_errors() {
             diags.error(
                 "Nothing to import",
