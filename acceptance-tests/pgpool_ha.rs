@@ -588,6 +588,50 @@ fn pgpool_ha_bad_input_is_refused_at_plan_time_and_starts_nothing() {
     assert_eq!(code, 1, "{out}");
     assert!(out.stderr.contains("Unknown PostgreSQL parameter") && out.stderr.contains("wrok_mem"), "{}", out.stderr);
 
+    // Values PostgreSQL would refuse at start or reload, refused at plan at their keys.
+    let value_cases: &[(&str, &str)] = &[
+        ("work_mem = \"lots\"", "postgresql_settings[\"work_mem\"]: work_mem must be a memory size such as \"64MB\""),
+        ("work_mem = \"10\"", "postgresql_settings[\"work_mem\"]: work_mem must be between 64kB and 2147483647kB"),
+        ("work_mem = \"64mb\"", "\"mb\" is no unit for it; use one of B, kB, MB, GB, TB (case matters)"),
+        ("work_mem = \"3TB\"", "work_mem must be between 64kB and 2147483647kB, got \"3TB\""),
+        ("shared_buffers = \"5min\"", "postgresql_settings[\"shared_buffers\"]: shared_buffers: \"min\" is no unit for it"),
+        ("statement_timeout = \"5 minutes\"", "\"minutes\" is no unit for it; use one of us, ms, s, min, h, d"),
+        ("statement_timeout = \"-5s\"", "statement_timeout must be between 0ms and 2147483647ms"),
+        ("checkpoint_timeout = \"2d\"", "checkpoint_timeout must be between 30s and 86400s, got \"2d\""),
+        ("max_connections = \"0\"", "max_connections must be between 1 and 262143"),
+        ("log_min_duration_statement = \"-2\"", "log_min_duration_statement must be between -1ms"),
+        ("wal_level = \"max\"", "wal_level must be one of \"minimal\", \"replica\", \"logical\", got \"max\""),
+        ("synchronous_commit = \"sometimes\"", "synchronous_commit must be one of"),
+        ("jit = \"maybe\"", "jit is a boolean: use \"on\" or \"off\""),
+        ("random_page_cost = \"cheap\"", "random_page_cost must be a number, got \"cheap\""),
+        ("vacuum_cost_delay = \"1s\"", "vacuum_cost_delay must be between 0ms and 100ms"),
+    ];
+    for (setting, expected) in value_cases {
+        group.write(2, "");
+        let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+        let hcl = hcl.replace("    synchronous_commit = \"on\"\n", "");
+        tf.write_config(&hcl.replace("fsync              = \"off\"", setting));
+        let (code, out) = tf.plan_exit_code(true);
+        assert_eq!(code, 1, "{setting}: {out}");
+        let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(expected), "{setting}: expected {expected:?} in:\n{}", out.stderr);
+    }
+    // Units are understood: these plan a create.
+    group.write(2, "");
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    let hcl = hcl.replace("    synchronous_commit = \"on\"\n", "");
+    tf.write_config(&hcl.replace(
+        "fsync              = \"off\"",
+        "fsync = \"off\"\n    work_mem = \"64MB\"\n    statement_timeout = \"5min\"\n    checkpoint_timeout = \"1d\"\n    synchronous_commit = \"Remote_Apply\"\n    jit = \"off\"\n    random_page_cost = \"1.1\"",
+    ));
+    let (code, out) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "values with units must plan:\n{out}");
+
+    // A coordinator host that is no host.
+    let err = plan_error("  citus {\n    coordinator_host = \"x'); select 1; --\"\n  }\n", 2);
+    let flat = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("citus.coordinator_host must be a host name"), "{err}");
+
     let err = plan_error("", 9);
     assert!(err.contains("between 0 and 8"), "{err}");
     let err = plan_error("  synchronous_replication = true\n", 0);

@@ -8,6 +8,7 @@ mod local;
 mod model;
 mod observe;
 mod parameters;
+mod setting_values;
 mod render;
 mod restart;
 mod schema;
