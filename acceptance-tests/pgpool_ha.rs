@@ -908,3 +908,74 @@ fn pgpool_ha_ctrl_c_during_apply_leaves_running_nodes_running() {
     group.tf.destroy();
     assert!(group.pids().is_empty(), "destroy left processes: {:?}", group.pids());
 }
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// A create that adopts a group already in base_dir and then fails leaves
+/// the group's data where it was; destroy stops the group's processes and
+/// no other, even one whose command line names the base directory.
+#[test]
+fn pgpool_ha_failed_adopting_create_keeps_the_data_and_destroy_spares_other_processes() {
+    let group = Group::new("pgpool_ha_adopt");
+    let tf = &group.tf;
+    group.write(1, "  deletion_protection = false\n");
+    tf.init();
+    tf.apply();
+    let port_base = group.state()["port_base"].as_u64().unwrap();
+    sql_ok(group.node_port("node0"), "CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept SELECT generate_series(1, 500)");
+    sql_ok(group.node_port("node0"), "CHECKPOINT");
+
+    // Terraform forgets the group; it is stopped, its files stay.
+    tf.expect_success(tf.run(&["state", "rm", "pgpool_ha.g"]));
+    for node in ["node0", "node1"] {
+        let status = Command::new("runuser")
+            .args(["-u", "postgres", "--", PG_CTL, "-D"])
+            .arg(group.base.join(node).join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not stop {node}");
+    }
+    for pid in group.pids() {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    wait_until("the group's processes to go", Duration::from_secs(30), || group.pids().is_empty());
+    assert!(group.base.join(".shardform-pgpool-ha").exists(), "the group marker must still be there");
+
+    // A create over it that fails at apply: PostgreSQL will not start with
+    // ssl on and no certificate (nothing plan can know).
+    group.write(1, &format!("  deletion_protection = false\n  port_base = {port_base}\n"));
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    tf.write_config(&hcl.replace("fsync              = \"off\"", "fsync = \"off\"\n    ssl = \"on\""));
+    let failed = tf.run(&["apply", "-auto-approve", "-input=false"]);
+    assert!(!failed.success(), "the create was meant to fail:\n{failed}");
+    let output = format!("{}{}", failed.stdout, failed.stderr);
+    let flat = output.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("The group found in base_dir is left as it was"), "{output}");
+    assert!(group.base.join("node0/data/PG_VERSION").exists(), "the failed create removed the adopted group's data");
+    assert!(tf.resource_addresses().is_empty());
+
+    // Adopted for real this time: the rows are still there.
+    group.write(1, &format!("  deletion_protection = false\n  port_base = {port_base}\n"));
+    tf.apply();
+    assert_eq!(scalar(group.node_port("node0"), "SELECT count(*) FROM kept"), "500");
+
+    // A process that is not the group's, naming its base directory, survives destroy.
+    let mut tail = Command::new("tail")
+        .arg("-f")
+        .arg(group.base.join("node0/postgres.log"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    assert!(group.pids().contains(&(tail.id() as i32)), "the tail must name the base directory");
+    tf.destroy();
+    assert!(alive(tail.id()), "destroy killed a process that is not the group's (tail -f of its log)");
+    let left: Vec<i32> = group.pids().into_iter().filter(|p| *p != tail.id() as i32).collect();
+    assert!(left.is_empty(), "group processes left after destroy: {left:?}");
+    let _ = tail.kill();
+    let _ = tail.wait();
+}

@@ -420,6 +420,10 @@ impl Resource for HaResource {
                 .expect("object")
                 .insert("port_base".into(), Value::int(base as i64));
         }
+        // What was there before: a failed create removes only what it made.
+        let base_dir = planned.attr("base_dir").as_str().map(std::path::PathBuf::from);
+        let base_existed = base_dir.as_ref().is_some_and(|b| b.exists());
+        let adopted = base_dir.as_ref().is_some_and(|b| b.join(layout::MARKER).exists());
         match self.apply(ctx, &planned, "create", diags).await {
             Ok(state) => state,
             Err((failure, state)) if failure.is_stopped() => {
@@ -427,11 +431,26 @@ impl Resource for HaResource {
                 failure.report(diags);
                 state.unwrap_or(Value::Null)
             }
+            Err((failure, _)) if adopted => {
+                // The group was there before this create: none of it is ours to remove.
+                diags.warning(
+                    "The group found in base_dir is left as it was",
+                    format!(
+                        "{} held a pgpool_ha group before this create (its marker file), which the create adopted. \
+                         The failed create removes none of it: its data stays, and nodes that run keep running; configuration files \
+                         it rewrote are written again by the next apply. Fix the cause and apply again (the group is adopted again), \
+                         or `terraform import` it.",
+                        base_dir.as_ref().map(|b| b.display().to_string()).unwrap_or_default()
+                    ),
+                );
+                failure.report(diags);
+                Value::Null
+            }
             Err((failure, _)) => {
-                // A failed create leaves nothing half-started behind.
+                // A failed create of a new group leaves nothing half-started behind.
                 let spec = GroupSpec::from_value(&planned);
                 let deadline = Deadline::new(std::time::Duration::from_secs(120));
-                if let Err(e) = converge::destroy(&spec, &deadline).await {
+                if let Err(e) = converge::discard_created(&spec, base_existed, &deadline).await {
                     diags.warning(
                         e.summary,
                         format!("While cleaning up after the failed create: {}", e.detail),
