@@ -979,3 +979,48 @@ fn pgpool_ha_failed_adopting_create_keeps_the_data_and_destroy_spares_other_proc
     let _ = tail.kill();
     let _ = tail.wait();
 }
+
+/// A failover between `terraform plan -out` and the apply of that plan:
+/// the apply stops with a clear message before changing anything, never
+/// "Provider produced inconsistent result"; the next plan works.
+#[test]
+fn pgpool_ha_failover_between_plan_and_apply_of_the_saved_plan_is_reported() {
+    let group = Group::new("pgpool_ha_saved_plan_failover");
+    let tf = &group.tf;
+    group.write(1, "  deletion_protection = false\n");
+    tf.init();
+    tf.apply();
+    let (port0, port1) = (group.node_port("node0"), group.node_port("node1"));
+    assert_eq!(group.state()["primary_port"].as_u64(), Some(port0 as u64));
+
+    // A saved plan of an ordinary change (a reloadable setting).
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    tf.write_config(&hcl.replace("synchronous_commit = \"on\"", "synchronous_commit = \"on\"\n    work_mem = \"8MB\""));
+    tf.expect_success(tf.run(&["plan", "-input=false", "-out=saved.tfplan"]));
+
+    // The primary dies; repmgrd promotes node1.
+    let postmaster = std::fs::read_to_string(group.base.join("node0/data/postmaster.pid")).unwrap();
+    let pid: i32 = postmaster.lines().next().unwrap().trim().parse().unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until("node1 to be promoted", Duration::from_secs(90), || {
+        sql(port1, "SELECT pg_is_in_recovery()").is_ok_and(|r| r[0][0].as_deref() == Some("f"))
+    });
+    let work_mem_before = scalar(port1, "SHOW work_mem");
+
+    let out = tf.run(&["apply", "-input=false", "saved.tfplan"]);
+    assert!(!out.success(), "the saved plan must not apply after a failover:\n{out}");
+    let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!flat.contains("inconsistent result"), "{}", out.stderr);
+    assert!(
+        flat.contains("The primary changed since the plan; plan again") && flat.contains(&format!("port {port1}")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(scalar(port1, "SHOW work_mem"), work_mem_before, "the refused apply changed a setting");
+
+    // Planned again, the new primary is in the state and the plan is usable.
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_ne!(code, 1, "the plan after the failover must work:\n{plan}");
+    assert_eq!(group.state()["primary_port"].as_u64(), Some(port1 as u64));
+}

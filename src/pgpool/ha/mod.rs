@@ -486,6 +486,36 @@ impl Resource for HaResource {
         planned: &Value,
         diags: &mut Diagnostics,
     ) -> Value {
+        // The plan promised the primary's address (dependents such as a Citus
+        // worker were planned with it). A failover since then would make
+        // apply's result differ from the plan: stop before changing anything.
+        if let Some(planned_port) = planned.attr("primary_port").as_i64() {
+            let spec = GroupSpec::from_value(prior);
+            let layout = spec.layout();
+            let mut slots: Vec<usize> = spec.slots().collect();
+            for s in observe::slots_on_disk(&layout) {
+                if !slots.contains(&s) {
+                    slots.push(s);
+                }
+            }
+            let live = observe::observe(&layout, &slots).await;
+            if let Some(primary) = live.primary {
+                let port = layout.node(primary).port as i64;
+                if port != planned_port {
+                    diags.error_at(
+                        AttrPath::root("primary_port"),
+                        "The primary changed since the plan; plan again",
+                        format!(
+                            "This plan was made while the primary's port was {planned_port}; the group's primary is now {} (port {port}): \
+                             a failover happened in between. Nothing was changed. Run `terraform plan` again and apply that plan, \
+                             so that what depends on primary_port (a Citus worker's address) is planned with the new primary.",
+                            layout::node_name(primary)
+                        ),
+                    );
+                    return to_state(prior, &spec, &live);
+                }
+            }
+        }
         match self.apply(ctx, planned, "update", diags).await {
             Ok(state) => state,
             Err((failure, state)) => {
