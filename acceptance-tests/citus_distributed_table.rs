@@ -598,4 +598,13 @@ fn citus_distributed_table_import_with_create_if_missing_plans_nothing() {
     );
     other.apply_and_assert_idempotent();
     assert_eq!(shards(), before, "the update must not touch the table");
+
+    // So is a change of the time limits alone.
+    let with_timeouts = nodestore_shape("varchar(40)", "timestamptz") + "\n  timeouts {\n    update = \"30m\"\n  }";
+    other.write_config(&table_config(coord, &with_timeouts));
+    let (code, plan) = other.plan_exit_code(true);
+    assert_eq!(code, 2, "{}", plan.stdout);
+    assert!(!plan.stdout.contains("known after apply"), "a timeouts change must keep computed values known:\n{}", plan.stdout);
+    other.apply_and_assert_idempotent();
+    assert_eq!(shards(), before);
 }

@@ -162,7 +162,8 @@ pub fn schema() -> Schema {
     )
     .block(connection::block())
     .block(NestedBlock::single("create_if_missing", create_if_missing).not_affecting_live())
-    .block(timeouts::block(&["create", "update", "delete"]));
+    // Time limits steer apply only: a change of them alone changes nothing live.
+    .block(timeouts::block(&["create", "update", "delete"]).not_affecting_live());
     Schema::new(0, block)
 }
 
