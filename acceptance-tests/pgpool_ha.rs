@@ -927,9 +927,24 @@ fn pgpool_ha_failed_adopting_create_keeps_the_data_and_destroy_spares_other_proc
     sql_ok(group.node_port("node0"), "CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept SELECT generate_series(1, 500)");
     sql_ok(group.node_port("node0"), "CHECKPOINT");
 
-    // Terraform forgets the group; it is stopped, its files stay.
+    // Terraform forgets the group; it is stopped in the order the provider
+    // stops it (pgpool first, so it marks no node down), its files stay.
     tf.expect_success(tf.run(&["state", "rm", "pgpool_ha.g"]));
-    for node in ["node0", "node1"] {
+    let stop_by_pid_file = |file: PathBuf| {
+        // pgpool pads its pid file with NUL bytes: the leading digits.
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let digits: String = text.trim_start().chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(pid) = digits.parse::<i32>() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            wait_until("a group process to stop", Duration::from_secs(30), || !Path::new(&format!("/proc/{pid}")).exists());
+        }
+    };
+    stop_by_pid_file(group.base.join("pgpool/pgpool.pid"));
+    for node in ["node1", "node0"] {
+        stop_by_pid_file(group.base.join(node).join("repmgrd.pid"));
+    }
+    for node in ["node1", "node0"] {
         let status = Command::new("runuser")
             .args(["-u", "postgres", "--", PG_CTL, "-D"])
             .arg(group.base.join(node).join("data"))
@@ -937,10 +952,6 @@ fn pgpool_ha_failed_adopting_create_keeps_the_data_and_destroy_spares_other_proc
             .status()
             .unwrap();
         assert!(status.success(), "could not stop {node}");
-    }
-    for pid in group.pids() {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
     }
     wait_until("the group's processes to go", Duration::from_secs(30), || group.pids().is_empty());
     assert!(group.base.join(".shardform-pgpool-ha").exists(), "the group marker must still be there");
