@@ -462,7 +462,27 @@ fn citus_cluster_bad_input_is_rejected_at_plan_time() {
         (
             "empty host",
             "worker \"w1\" {\n host = \"\"\n }",
-            "must not be empty",
+            "worker[\"w1\"].host must be a host name",
+        ),
+        (
+            "a worker host that is SQL",
+            "worker \"w1\" {\n host = \"x'); select 1; --\"\n }",
+            "worker[\"w1\"].host must be a host name (letters, digits, `-` and `.`",
+        ),
+        (
+            "a worker host with a port",
+            "worker \"w1\" {\n host = \"10.0.0.1:5432\"\n }",
+            "worker[\"w1\"].host must be a host name",
+        ),
+        (
+            "a worker address out of range",
+            "worker \"w1\" {\n host = \"999.0.0.1\"\n }",
+            "worker[\"w1\"].host must be a host name",
+        ),
+        (
+            "a connect_host with a space",
+            "worker \"w1\" {\n host = \"10.0.0.1\"\n connect_host = \"db host\"\n }",
+            "worker[\"w1\"].connect_host must be a host name",
         ),
         (
             "bad name",
@@ -499,12 +519,33 @@ fn citus_cluster_bad_input_is_rejected_at_plan_time() {
         }
         let out = tf.run(&["plan", "-input=false", "-no-color"]);
         assert_ne!(out.code(), 0, "{what}: plan must fail");
+        let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
-            out.stderr.contains(expected),
+            flat.contains(expected),
             "{what}: expected {expected:?} in:\n{}",
             out.stderr
         );
     }
+    // The coordinator's host, as Citus registers it and as the provider block names it.
+    for (what, hcl, expected) in [
+        (
+            "a coordinator host that is SQL",
+            format!("{head}\nresource \"citus_cluster\" \"c\" {{\n coordinator {{\n host = \"x'); select 1; --\"\n port = 1\n }}\n}}\n"),
+            "coordinator.host must be a host name",
+        ),
+        (
+            "a provider host that is SQL",
+            format!("{head}\nprovider \"citus\" {{\n host = \"x'); select 1; --\"\n}}\nresource \"citus_cluster\" \"c\" {{\n coordinator {{\n host = \"127.0.0.1\"\n port = 1\n }}\n}}\n"),
+            "host must be a host name",
+        ),
+    ] {
+        tf.write_config(&hcl);
+        let out = tf.run(&["plan", "-input=false", "-no-color"]);
+        assert_ne!(out.code(), 0, "{what}: plan must fail");
+        let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(expected), "{what}: expected {expected:?} in:\n{}", out.stderr);
+    }
+    assert!(tf.resource_addresses().is_empty(), "a refused plan must leave no state");
 
     // An unreachable coordinator is reported at plan time, naming the attribute.
     let closed_port = {

@@ -264,14 +264,108 @@ fn citus_distributed_table_bad_input_is_rejected_with_paths() {
         ),
         ("shard_count with a colocation table", "  table = \"events\"\n  distribution_column = \"id\"\n  shard_count = 4\n  colocate_with = \"things\"", "shard_count conflicts with colocate_with"),
     ];
-    tf.write_config(&table_config(coord, cases[0].1));
+    let create = |dist: &str, extra: &str, shape: &str| {
+        format!("  table = \"public.fresh\"\n  distribution_column = \"{dist}\"\n{extra}  create_if_missing {{\n{shape}\n  }}")
+    };
+    let col = |name: &str, ty: &str| format!("    column {{\n      name = \"{name}\"\n      type = \"{ty}\"\n    }}\n");
+    let id_data = format!("{}{}", col("id", "bigint"), col("data", "text"));
+    let create_cases: Vec<(&str, String, &str)> = vec![
+        (
+            "primary key naming a column not in the block",
+            create("id", "", &format!("{id_data}    primary_key = [\"id\", \"nope\"]")),
+            "create_if_missing.primary_key[1]: the primary key names \"nope\", which is no column",
+        ),
+        (
+            "primary key without the distribution column",
+            create("id", "", &format!("{id_data}    primary_key = [\"data\"]")),
+            "create_if_missing.primary_key (\"data\") must include the distribution column \"id\"",
+        ),
+        (
+            "two columns with one name",
+            create("id", "", &format!("{id_data}{}", col("id", "text"))),
+            "create_if_missing.column[2].name: the column \"id\" is declared twice",
+        ),
+        (
+            "an index over a missing column",
+            create("id", "", &format!("{id_data}    indexes = [[\"data\"], [\"ts\"]]")),
+            "create_if_missing.indexes[1][0]: the index names \"ts\", which is no column",
+        ),
+        (
+            "an index without columns",
+            create("id", "", &format!("{id_data}    indexes = [[]]")),
+            "create_if_missing.indexes[0] lists no column",
+        ),
+        (
+            "a column listed twice in the primary key",
+            create("id", "", &format!("{id_data}    primary_key = [\"id\", \"id\"]")),
+            "create_if_missing.primary_key[1]: \"id\" appears twice in the primary key",
+        ),
+        (
+            "a distribution column the new table lacks",
+            create("ident", "", &id_data),
+            "distribution_column: distribution_column names \"ident\", which is no column",
+        ),
+        (
+            "colocate_with a table that does not exist",
+            create("id", "  colocate_with = \"public.ghost\"\n", &id_data),
+            "colocate_with: public.ghost does not exist or is not a hash-distributed table",
+        ),
+        (
+            "colocate_with a table of another column type",
+            create("id", "  colocate_with = \"things\"\n", &id_data),
+            "need the same distribution column type",
+        ),
+        (
+            "a column type the server does not know",
+            create("id", "", &format!("{}{}", col("id", "bigint"), col("data", "textt"))),
+            "create_if_missing.column[1].type: the coordinator knows no type \"textt\"",
+        ),
+        (
+            "a column type that is SQL",
+            create("id", "", &format!("{}{}", col("id", "bigint"), col("data", "text); drop table things; --"))),
+            "Invalid column type",
+        ),
+        (
+            "a column name with capitals and spaces",
+            create("id", "", &format!("{}{}", col("id", "bigint"), col("My Data", "text"))),
+            "Invalid name",
+        ),
+        (
+            "a table name of three parts",
+            "  table = \"a.b.c\"\n  distribution_column = \"id\"".to_string(),
+            "Invalid table name",
+        ),
+        (
+            "a colocation table name of three parts",
+            "  table = \"events\"\n  distribution_column = \"id\"\n  colocate_with = \"a.b.c\"".to_string(),
+            "Invalid table name",
+        ),
+        (
+            "an empty distribution column",
+            "  table = \"events\"\n  distribution_column = \" \"".to_string(),
+            "distribution_column must not be empty",
+        ),
+        (
+            "a bad timeout",
+            "  table = \"events\"\n  distribution_column = \"id\"\n  timeouts {\n    create = \"soon\"\n  }".to_string(),
+            "timeouts.create must be a duration",
+        ),
+    ];
+    let cases: Vec<(&str, String, &str)> = cases
+        .into_iter()
+        .map(|(what, body, expected)| (what, body.to_string(), expected))
+        .chain(create_cases)
+        .collect();
+    tf.write_config(&table_config(coord, &cases[0].1));
     tf.init();
-    for (what, body, expected) in cases {
+    for (what, body, expected) in &cases {
         tf.write_config(&table_config(coord, body));
         let out = tf.run(&["plan", "-input=false"]);
         assert!(!out.success(), "{what}: plan must fail");
+        // Terraform wraps long lines: compare with whitespace collapsed.
+        let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
-            out.stderr.contains(expected),
+            flat.contains(expected),
             "{what}: expected {expected:?} in:\n{}",
             out.stderr
         );
@@ -286,6 +380,28 @@ fn citus_distributed_table_bad_input_is_rejected_with_paths() {
     );
     let tables_after = one_value(coord, "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace");
     assert_eq!(tables_before, tables_after);
+
+    // The colocation target is checked before the table is created at apply
+    // too (apply plans again first, and converge checks before CREATE TABLE).
+    let (_, ghost, expected) = cases
+        .iter()
+        .find(|(what, _, _)| *what == "colocate_with a table that does not exist")
+        .unwrap();
+    tf.write_config(&table_config(coord, ghost));
+    let out = tf.run(&["apply", "-auto-approve", "-input=false"]);
+    let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!out.success() && flat.contains(expected), "{}", out.stderr);
+    assert_eq!(
+        one_value(coord, "SELECT count(*) FROM pg_class WHERE relname = 'fresh'"),
+        "0",
+        "a refused create_if_missing must not leave the table behind"
+    );
+    assert_eq!(
+        tf.resource_addresses(),
+        Vec::<String>::new(),
+        "nothing may be in the state after refused plans"
+    );
+    assert!(cases.len() >= 21, "{} cases", cases.len());
 }
 
 #[test]
@@ -427,4 +543,68 @@ fn citus_distributed_table_read_with_a_worker_down_reports_what_it_could_not_rea
         "the read must say what it could not read:\n{output}"
     );
     cluster.workers[1].start();
+}
+
+/// Sentry's nodestore shape, with the column types spelled `type_id` and `type_ts`.
+fn nodestore_shape(type_id: &str, type_ts: &str) -> String {
+    format!(
+        "  table = \"public.nodestore_node\"\n  distribution_column = \"id\"\n  shard_count = 4\n  colocate_with = \"none\"\n  \
+         create_if_missing {{\n    column {{\n      name = \"id\"\n      type = \"{type_id}\"\n      nullable = false\n    }}\n    \
+         column {{\n      name = \"data\"\n      type = \"text\"\n      nullable = false\n    }}\n    \
+         column {{\n      name = \"timestamp\"\n      type = \"{type_ts}\"\n      nullable = false\n    }}\n    \
+         primary_key = [\"id\"]\n    indexes = [[\"timestamp\"]]\n  }}"
+    )
+}
+
+#[test]
+fn citus_distributed_table_import_with_create_if_missing_plans_nothing() {
+    if !require_citus("citus_distributed_table_import_with_create_if_missing_plans_nothing") {
+        return;
+    }
+    let cluster = registered_cluster(1);
+    let coord = &cluster.coordinator;
+    let canonical = table_config(coord, &nodestore_shape("character varying(40)", "timestamp with time zone"));
+    let tf = Workdir::new("citus_distributed_table_import_cim");
+    tf.write_config(&canonical);
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    let shards = || one_value(coord, "SELECT string_agg(shardid::text, ',' ORDER BY shardid) FROM pg_dist_shard WHERE logicalrelid = 'nodestore_node'::regclass");
+    let before = shards();
+    assert_eq!(before.split(',').count(), 4);
+
+    // Import into a fresh directory with the same configuration: the next
+    // plan is empty, with and without refresh.
+    let fresh = Workdir::new("citus_distributed_table_import_cim_fresh");
+    fresh.write_config(&canonical);
+    fresh.init();
+    fresh.expect_success(fresh.run(&["import", "citus_distributed_table.t", "public.nodestore_node"]));
+    for refresh in [true, false] {
+        let (code, plan) = fresh.plan_exit_code(refresh);
+        assert_eq!(code, 0, "import must lead to an empty plan (refresh {refresh}):\n{}{}", plan.stdout, plan.stderr);
+    }
+
+    // Spelled otherwise, the block is an update that changes nothing live,
+    // and the plan says so: every computed value stays known.
+    let other = Workdir::new("citus_distributed_table_import_cim_other");
+    other.write_config(&table_config(coord, &nodestore_shape("varchar(40)", "timestamptz")));
+    other.init();
+    other.expect_success(other.run(&["import", "citus_distributed_table.t", "public.nodestore_node"]));
+    let (code, plan) = other.plan_exit_code(true);
+    assert_eq!(code, 2, "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("update in-place") && !plan.stdout.contains("known after apply"),
+        "an update of create_if_missing alone must keep computed values known:\n{}",
+        plan.stdout
+    );
+    other.apply_and_assert_idempotent();
+    assert_eq!(shards(), before, "the update must not touch the table");
+
+    // So is a change of the time limits alone.
+    let with_timeouts = nodestore_shape("varchar(40)", "timestamptz") + "\n  timeouts {\n    update = \"30m\"\n  }";
+    other.write_config(&table_config(coord, &with_timeouts));
+    let (code, plan) = other.plan_exit_code(true);
+    assert_eq!(code, 2, "{}", plan.stdout);
+    assert!(!plan.stdout.contains("known after apply"), "a timeouts change must keep computed values known:\n{}", plan.stdout);
+    other.apply_and_assert_idempotent();
+    assert_eq!(shards(), before);
 }

@@ -568,7 +568,8 @@ fn pgpool_ha_bad_input_is_refused_at_plan_time_and_starts_nothing() {
     let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let base = taken.local_addr().unwrap().port() - 3;
     let err = plan_error(&format!("  port_base = {base}\n"), 2);
-    assert!(err.contains("Port in use") && err.contains(&taken.local_addr().unwrap().port().to_string()), "{err}");
+    // The first busy port of the range is named: ours, or one another test took meanwhile.
+    assert!(err.contains("Port in use") && err.contains(&format!("from port_base = {base})")), "{err}");
 
     // Unknown and reserved setting names, at their keys.
     group.write(2, "");
@@ -587,6 +588,50 @@ fn pgpool_ha_bad_input_is_refused_at_plan_time_and_starts_nothing() {
     let (code, out) = tf.plan_exit_code(true);
     assert_eq!(code, 1, "{out}");
     assert!(out.stderr.contains("Unknown PostgreSQL parameter") && out.stderr.contains("wrok_mem"), "{}", out.stderr);
+
+    // Values PostgreSQL would refuse at start or reload, refused at plan at their keys.
+    let value_cases: &[(&str, &str)] = &[
+        ("work_mem = \"lots\"", "postgresql_settings[\"work_mem\"]: work_mem must be a memory size such as \"64MB\""),
+        ("work_mem = \"10\"", "postgresql_settings[\"work_mem\"]: work_mem must be between 64kB and 2147483647kB"),
+        ("work_mem = \"64mb\"", "\"mb\" is no unit for it; use one of B, kB, MB, GB, TB (case matters)"),
+        ("work_mem = \"3TB\"", "work_mem must be between 64kB and 2147483647kB, got \"3TB\""),
+        ("shared_buffers = \"5min\"", "postgresql_settings[\"shared_buffers\"]: shared_buffers: \"min\" is no unit for it"),
+        ("statement_timeout = \"5 minutes\"", "\"minutes\" is no unit for it; use one of us, ms, s, min, h, d"),
+        ("statement_timeout = \"-5s\"", "statement_timeout must be between 0ms and 2147483647ms"),
+        ("checkpoint_timeout = \"2d\"", "checkpoint_timeout must be between 30s and 86400s, got \"2d\""),
+        ("max_connections = \"0\"", "max_connections must be between 1 and 262143"),
+        ("log_min_duration_statement = \"-2\"", "log_min_duration_statement must be between -1ms"),
+        ("wal_level = \"max\"", "wal_level must be one of \"minimal\", \"replica\", \"logical\", got \"max\""),
+        ("synchronous_commit = \"sometimes\"", "synchronous_commit must be one of"),
+        ("jit = \"maybe\"", "jit is a boolean: use \"on\" or \"off\""),
+        ("random_page_cost = \"cheap\"", "random_page_cost must be a number, got \"cheap\""),
+        ("vacuum_cost_delay = \"1s\"", "vacuum_cost_delay must be between 0ms and 100ms"),
+    ];
+    for (setting, expected) in value_cases {
+        group.write(2, "");
+        let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+        let hcl = hcl.replace("    synchronous_commit = \"on\"\n", "");
+        tf.write_config(&hcl.replace("fsync              = \"off\"", setting));
+        let (code, out) = tf.plan_exit_code(true);
+        assert_eq!(code, 1, "{setting}: {out}");
+        let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(expected), "{setting}: expected {expected:?} in:\n{}", out.stderr);
+    }
+    // Units are understood: these plan a create.
+    group.write(2, "");
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    let hcl = hcl.replace("    synchronous_commit = \"on\"\n", "");
+    tf.write_config(&hcl.replace(
+        "fsync              = \"off\"",
+        "fsync = \"off\"\n    work_mem = \"64MB\"\n    statement_timeout = \"5min\"\n    checkpoint_timeout = \"1d\"\n    synchronous_commit = \"Remote_Apply\"\n    jit = \"off\"\n    random_page_cost = \"1.1\"",
+    ));
+    let (code, out) = tf.plan_exit_code(true);
+    assert_eq!(code, 2, "values with units must plan:\n{out}");
+
+    // A coordinator host that is no host.
+    let err = plan_error("  citus {\n    coordinator_host = \"x'); select 1; --\"\n  }\n", 2);
+    let flat = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("citus.coordinator_host must be a host name"), "{err}");
 
     let err = plan_error("", 9);
     assert!(err.contains("between 0 and 8"), "{err}");
@@ -905,4 +950,131 @@ fn pgpool_ha_ctrl_c_during_apply_leaves_running_nodes_running() {
     assert_eq!(group.summary(), ["node0:primary:up", "node1:standby:up", "node2:standby:up"]);
     group.tf.destroy();
     assert!(group.pids().is_empty(), "destroy left processes: {:?}", group.pids());
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// A create that adopts a group already in base_dir and then fails leaves
+/// the group's data where it was; destroy stops the group's processes and
+/// no other, even one whose command line names the base directory.
+#[test]
+fn pgpool_ha_failed_adopting_create_keeps_the_data_and_destroy_spares_other_processes() {
+    let group = Group::new("pgpool_ha_adopt");
+    let tf = &group.tf;
+    group.write(1, "  deletion_protection = false\n");
+    tf.init();
+    tf.apply();
+    let port_base = group.state()["port_base"].as_u64().unwrap();
+    sql_ok(group.node_port("node0"), "CREATE TABLE kept (id int PRIMARY KEY); INSERT INTO kept SELECT generate_series(1, 500)");
+    sql_ok(group.node_port("node0"), "CHECKPOINT");
+
+    // Terraform forgets the group; it is stopped in the order the provider
+    // stops it (pgpool first, so it marks no node down), its files stay.
+    tf.expect_success(tf.run(&["state", "rm", "pgpool_ha.g"]));
+    let stop_by_pid_file = |file: PathBuf| {
+        // pgpool pads its pid file with NUL bytes: the leading digits.
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let digits: String = text.trim_start().chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(pid) = digits.parse::<i32>() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            wait_until("a group process to stop", Duration::from_secs(30), || !Path::new(&format!("/proc/{pid}")).exists());
+        }
+    };
+    stop_by_pid_file(group.base.join("pgpool/pgpool.pid"));
+    for node in ["node1", "node0"] {
+        stop_by_pid_file(group.base.join(node).join("repmgrd.pid"));
+    }
+    for node in ["node1", "node0"] {
+        let status = Command::new("runuser")
+            .args(["-u", "postgres", "--", PG_CTL, "-D"])
+            .arg(group.base.join(node).join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not stop {node}");
+    }
+    wait_until("the group's processes to go", Duration::from_secs(30), || group.pids().is_empty());
+    assert!(group.base.join(".shardform-pgpool-ha").exists(), "the group marker must still be there");
+
+    // A create over it that fails at apply: PostgreSQL will not start with
+    // ssl on and no certificate (nothing plan can know).
+    group.write(1, &format!("  deletion_protection = false\n  port_base = {port_base}\n"));
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    tf.write_config(&hcl.replace("fsync              = \"off\"", "fsync = \"off\"\n    ssl = \"on\""));
+    let failed = tf.run(&["apply", "-auto-approve", "-input=false"]);
+    assert!(!failed.success(), "the create was meant to fail:\n{failed}");
+    let output = format!("{}{}", failed.stdout, failed.stderr);
+    let flat = output.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("The group found in base_dir is left as it was"), "{output}");
+    assert!(group.base.join("node0/data/PG_VERSION").exists(), "the failed create removed the adopted group's data");
+    assert!(tf.resource_addresses().is_empty());
+
+    // Adopted for real this time: the rows are still there.
+    group.write(1, &format!("  deletion_protection = false\n  port_base = {port_base}\n"));
+    tf.apply();
+    assert_eq!(scalar(group.node_port("node0"), "SELECT count(*) FROM kept"), "500");
+
+    // A process that is not the group's, naming its base directory, survives destroy.
+    let mut tail = Command::new("tail")
+        .arg("-f")
+        .arg(group.base.join("node0/postgres.log"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    assert!(group.pids().contains(&(tail.id() as i32)), "the tail must name the base directory");
+    tf.destroy();
+    assert!(alive(tail.id()), "destroy killed a process that is not the group's (tail -f of its log)");
+    let left: Vec<i32> = group.pids().into_iter().filter(|p| *p != tail.id() as i32).collect();
+    assert!(left.is_empty(), "group processes left after destroy: {left:?}");
+    let _ = tail.kill();
+    let _ = tail.wait();
+}
+
+/// A failover between `terraform plan -out` and the apply of that plan:
+/// the apply stops with a clear message before changing anything, never
+/// "Provider produced inconsistent result"; the next plan works.
+#[test]
+fn pgpool_ha_failover_between_plan_and_apply_of_the_saved_plan_is_reported() {
+    let group = Group::new("pgpool_ha_saved_plan_failover");
+    let tf = &group.tf;
+    group.write(1, "  deletion_protection = false\n");
+    tf.init();
+    tf.apply();
+    let (port0, port1) = (group.node_port("node0"), group.node_port("node1"));
+    assert_eq!(group.state()["primary_port"].as_u64(), Some(port0 as u64));
+
+    // A saved plan of an ordinary change (a reloadable setting).
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    tf.write_config(&hcl.replace("synchronous_commit = \"on\"", "synchronous_commit = \"on\"\n    work_mem = \"8MB\""));
+    tf.expect_success(tf.run(&["plan", "-input=false", "-out=saved.tfplan"]));
+
+    // The primary dies; repmgrd promotes node1.
+    let postmaster = std::fs::read_to_string(group.base.join("node0/data/postmaster.pid")).unwrap();
+    let pid: i32 = postmaster.lines().next().unwrap().trim().parse().unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until("node1 to be promoted", Duration::from_secs(90), || {
+        sql(port1, "SELECT pg_is_in_recovery()").is_ok_and(|r| r[0][0].as_deref() == Some("f"))
+    });
+    let work_mem_before = scalar(port1, "SHOW work_mem");
+
+    let out = tf.run(&["apply", "-input=false", "saved.tfplan"]);
+    assert!(!out.success(), "the saved plan must not apply after a failover:\n{out}");
+    let flat = out.stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!flat.contains("inconsistent result"), "{}", out.stderr);
+    assert!(
+        flat.contains("The primary changed since the plan; plan again") && flat.contains(&format!("port {port1}")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(scalar(port1, "SHOW work_mem"), work_mem_before, "the refused apply changed a setting");
+
+    // Planned again, the new primary is in the state and the plan is usable.
+    let (code, plan) = tf.plan_exit_code(true);
+    assert_ne!(code, 1, "the plan after the failover must work:\n{plan}");
+    assert_eq!(group.state()["primary_port"].as_u64(), Some(port1 as u64));
 }

@@ -212,6 +212,11 @@ impl Workdir {
         })
     }
 
+    /// The addresses of every resource in the state (empty when there is none).
+    pub fn resource_addresses(&self) -> Vec<String> {
+        state::resource_addresses(&self.state_json())
+    }
+
     /// The `values` object of the resource at `address` (root or child module).
     pub fn resource_values(&self, address: &str) -> Value {
         let state = self.state_json();
@@ -274,7 +279,7 @@ impl Workdir {
         spawn_in_own_group(&mut cmd)
     }
 
-    fn expect_success(&self, output: TfOutput) -> TfOutput {
+    pub fn expect_success(&self, output: TfOutput) -> TfOutput {
         assert!(
             output.success(),
             "[{}] Terraform failed:\n{output}",

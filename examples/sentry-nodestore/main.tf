@@ -102,7 +102,7 @@ resource "citus_distributed_table" "nodestore_node" {
     content {
       column {
         name     = "id"
-        type     = "varchar(40)"
+        type     = "character varying(40)"
         nullable = false
       }
       column {
@@ -112,7 +112,7 @@ resource "citus_distributed_table" "nodestore_node" {
       }
       column {
         name     = "timestamp"
-        type     = "timestamptz"
+        type     = "timestamp with time zone"
         nullable = false
       }
       primary_key = ["id"]

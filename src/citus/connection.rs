@@ -6,7 +6,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use crate::cty::{Type, Value};
-use crate::framework::validators::{int_between, not_blank, one_of, port};
+use crate::framework::validators::{connect_host, int_between, not_blank, one_of, port};
 use crate::framework::{AttrPath, Attribute, Block, Diagnostics, NestedBlock};
 use crate::sql::{ConnectionSettings, Secret, SslMode};
 
@@ -14,8 +14,8 @@ use crate::sql::{ConnectionSettings, Secret, SslMode};
 pub fn attributes() -> Vec<Attribute> {
     vec![
         Attribute::optional("host", Type::String)
-            .describe("Host name or address the provider uses to reach the coordinator.")
-            .validate(not_blank()),
+            .describe("Host name or address the provider uses to reach the coordinator (or a Unix-socket directory).")
+            .validate(connect_host()),
         Attribute::optional("port", Type::Number).describe("Port of the coordinator. Defaults to 5432.").validate(port()),
         Attribute::optional("database", Type::String)
             .describe("Database that holds the Citus extension. Defaults to `postgres`.")

@@ -107,7 +107,7 @@ fn differs_in_configurable(block: &Block, prior: &Value, planned: &Value) -> boo
             return true;
         }
     }
-    for nested in &block.blocks {
+    for nested in block.blocks.iter().filter(|b| b.affects_live) {
         let (p, n) = (prior.attr(nested.name), planned.attr(nested.name));
         let differs = match (nested.nesting, p, n) {
             (Nesting::Single, p, n) => {

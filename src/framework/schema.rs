@@ -165,9 +165,19 @@ pub struct NestedBlock {
     pub block: Block,
     pub min_items: i64,
     pub max_items: i64,
+    /// False for blocks that only steer how apply works (`timeouts`) or what
+    /// a create does (`create_if_missing`): a change of them alone changes
+    /// nothing live, so it leaves computed values known in the plan.
+    pub affects_live: bool,
 }
 
 impl NestedBlock {
+    /// Marks the block as one whose change alone changes nothing live.
+    pub fn not_affecting_live(mut self) -> Self {
+        self.affects_live = false;
+        self
+    }
+
     pub fn single(name: &'static str, block: Block) -> Self {
         NestedBlock {
             name,
@@ -175,6 +185,7 @@ impl NestedBlock {
             block,
             min_items: 0,
             max_items: 0,
+            affects_live: true,
         }
     }
 
@@ -185,6 +196,7 @@ impl NestedBlock {
             block,
             min_items: 0,
             max_items: 0,
+            affects_live: true,
         }
     }
 
@@ -195,6 +207,7 @@ impl NestedBlock {
             block,
             min_items: 0,
             max_items: 0,
+            affects_live: true,
         }
     }
 

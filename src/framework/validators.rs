@@ -111,6 +111,67 @@ impl Validator for NameLike {
     }
 }
 
+/// A host name (RFC 1123 labels), an IPv4 or IPv6 address, and, when
+/// `socket_dir` is set, an absolute Unix-socket directory as libpq takes.
+pub struct HostName {
+    pub socket_dir: bool,
+}
+
+/// A host name or address other machines use (Citus registers it).
+pub fn host_name() -> HostName {
+    HostName { socket_dir: false }
+}
+
+/// A host name, an address or a Unix-socket directory, as libpq's `host`.
+pub fn connect_host() -> HostName {
+    HostName { socket_dir: true }
+}
+
+pub fn is_host_name(text: &str) -> bool {
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = text.strip_suffix('.').unwrap_or(text);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        // All digits and dots is a malformed IPv4 address, not a name.
+        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+fn is_socket_dir(text: &str) -> bool {
+    text.starts_with('/')
+        && text.len() <= 107
+        && !text.chars().any(|c| c.is_control() || c == ',' || c.is_whitespace())
+}
+
+impl Validator for HostName {
+    fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+        let Some(s) = value.as_str() else { return };
+        if is_host_name(s) || (self.socket_dir && is_socket_dir(s)) {
+            return;
+        }
+        let socket = if self.socket_dir {
+            ", or the absolute directory of a Unix socket"
+        } else {
+            ""
+        };
+        diags.error_at(
+            path.clone(),
+            "Invalid host",
+            format!(
+                "{path} must be a host name (letters, digits, `-` and `.`, such as \"db-1.internal\"), an IPv4 address (\"10.0.0.5\") or an IPv6 address (\"fd00::5\"){socket}; got {s:?}."
+            ),
+        );
+    }
+}
+
 /// A Go-style duration as Terraform users write timeouts: "30s", "10m", "1h30m".
 pub struct Duration;
 
@@ -219,6 +280,20 @@ mod tests {
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn host_names_and_addresses() {
+        for ok in ["localhost", "db-1.internal", "10.0.0.5", "::1", "fd00::5", "citus-worker-0.citus.svc.cluster.local.", "w_1"] {
+            assert!(is_host_name(ok), "{ok}");
+        }
+        for bad in ["", "x'); select 1; --", "a b", "-a", "a-.b", "a..b", "999.1.1.1", "10.0.0", "h:5432", "[::1]", "host/x", &"a".repeat(64)] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+        let mut diags = Diagnostics::new();
+        connect_host().validate(&Value::string("/var/run/postgresql"), &AttrPath::root("host"), &mut diags);
+        host_name().validate(&Value::string("/var/run/postgresql"), &AttrPath::root("host"), &mut diags);
+        assert_eq!(diags.iter().count(), 1);
     }
 
     #[test]

@@ -23,10 +23,37 @@ pub(super) const CITUS_SETTINGS: &[(&str, &str)] = &[
     ("citus.max_background_task_executors_per_node", "4"),
 ];
 
+/// Set to a directory, each skip of a Citus test is recorded there (one
+/// line with the test's name in `citus-skips`); `run.sh` counts the lines.
+pub const SKIP_RECORD_VAR: &str = "SHARDFORM_SKIP_RECORD_DIR";
+/// Set to 1, the harness acts as if Citus were not installed (how run.sh's
+/// skip count is checked on a machine that has Citus).
+pub const PRETEND_NO_CITUS_VAR: &str = "SHARDFORM_PRETEND_NO_CITUS";
+
 /// Whether `citus.so` is in the PostgreSQL installation's library directory.
 pub fn citus_installed() -> bool {
     static INSTALLED: OnceLock<bool> = OnceLock::new();
-    *INSTALLED.get_or_init(|| citus_library().is_file())
+    *INSTALLED.get_or_init(|| {
+        std::env::var_os(PRETEND_NO_CITUS_VAR).is_none_or(|v| v != "1") && citus_library().is_file()
+    })
+}
+
+/// Appends the test's name to the skip record, when one is asked for.
+fn record_skip(test_name: &str) {
+    use std::io::Write;
+    let Some(dir) = std::env::var_os(SKIP_RECORD_VAR) else {
+        return;
+    };
+    let path = PathBuf::from(dir).join("citus-skips");
+    // One write of one short line with O_APPEND: lines of parallel tests never mix.
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{test_name}\n").as_bytes()));
+    if let Err(e) = written {
+        panic!("cannot record the skip of {test_name} in {}: {e}", path.display());
+    }
 }
 
 /// Where Citus would be installed (`pg_config --pkglibdir`/citus.so).
@@ -54,6 +81,7 @@ pub fn require_citus(test_name: &str) -> bool {
         return true;
     }
     let skipped = SKIPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    record_skip(test_name);
     eprintln!(
         "SKIPPED {test_name}: Citus is not installed ({} is missing); \
          {skipped} Citus test(s) skipped so far in this run",

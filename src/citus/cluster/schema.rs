@@ -1,7 +1,7 @@
 //! The `citus_cluster` schema.
 
 use crate::cty::{Type, Value};
-use crate::framework::validators::{not_blank, one_of, port, NameLike};
+use crate::framework::validators::{self, host_name, not_blank, one_of, port, NameLike};
 use crate::framework::{timeouts, Attribute, Block, NestedBlock, Schema};
 
 use super::super::connection;
@@ -21,7 +21,7 @@ fn host(what: &str) -> Attribute {
         .describe(format!(
             "Host name or address Citus registers for {what}: how the other nodes reach it."
         ))
-        .validate(not_blank())
+        .validate(host_name())
 }
 
 fn node_port(what: &str) -> Attribute {
@@ -34,7 +34,7 @@ fn node_port(what: &str) -> Attribute {
 fn connect_host() -> Attribute {
     Attribute::optional("connect_host", Type::String)
         .describe("Host the provider itself uses to reach this node, when it differs from `host` (Terraform running outside the cluster's network).")
-        .validate(not_blank())
+        .validate(validators::connect_host())
 }
 
 fn connect_port() -> Attribute {

@@ -191,3 +191,71 @@ pub async fn distribution_column_type(
     };
     column_type(client, live.oid, &distribution.column).await
 }
+
+/// The live table's shape as a `create_if_missing` block would declare it:
+/// columns in order with the server's type names (`format_type`), the
+/// primary key in key order, and the plain column indexes other than the
+/// key's, oldest first (the order `create_if_missing` creates them in). What
+/// an import records, so that a configuration declaring the same shape plans
+/// no change.
+pub async fn shape(client: &Client, oid: u32) -> Result<crate::cty::Value, SqlError> {
+    use crate::cty::Value;
+    let columns = client
+        .query(
+            "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod), attnotnull \
+               FROM pg_catalog.pg_attribute \
+              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&oid],
+        )
+        .await?;
+    let indexes = client
+        .query(
+            "SELECT i.indisprimary, \
+                    array(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n) \
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                           ORDER BY k.n) \
+               FROM pg_catalog.pg_index i \
+              WHERE i.indrelid = $1 AND (i.indisprimary OR NOT i.indisunique) \
+                AND i.indexprs IS NULL AND i.indpred IS NULL AND NOT (0 = ANY (i.indkey::int2[])) \
+              ORDER BY i.indisprimary DESC, i.indexrelid",
+            &[&oid],
+        )
+        .await?;
+    let strings = |names: Vec<String>| Value::List(names.into_iter().map(Value::string).collect());
+    let mut primary_key = Value::Null;
+    let mut plain = Vec::new();
+    for row in &indexes {
+        let names: Vec<String> = row.get(1);
+        if row.get::<_, bool>(0) {
+            primary_key = strings(names);
+        } else {
+            plain.push(strings(names));
+        }
+    }
+    let column = Value::List(
+        columns
+            .iter()
+            .map(|r| {
+                Value::Object(
+                    [
+                        ("name".to_string(), Value::string(r.get::<_, String>(0))),
+                        ("type".to_string(), Value::string(r.get::<_, String>(1))),
+                        ("nullable".to_string(), Value::Bool(!r.get::<_, bool>(2))),
+                    ]
+                    .into(),
+                )
+            })
+            .collect(),
+    );
+    Ok(Value::Object(
+        [
+            ("column".to_string(), column),
+            ("primary_key".to_string(), primary_key),
+            (
+                "indexes".to_string(),
+                if plain.is_empty() { Value::Null } else { Value::List(plain) },
+            ),
+        ]
+        .into(),
+    ))
+}

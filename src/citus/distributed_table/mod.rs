@@ -3,6 +3,7 @@
 mod catalog;
 mod ddl;
 mod schema;
+mod shape;
 mod table_name;
 
 use std::collections::BTreeMap;
@@ -248,13 +249,44 @@ impl DistributedTableResource {
 
     /// Checks the database can do what the plan asks: the table (or the
     /// means to create it), the column, the colocation target and its type.
+    /// `create_shape` is the `create_if_missing` block when the table may be
+    /// created: then a missing table is checked against that shape. Every
+    /// check runs before anything is changed.
     async fn check_inputs(
         &self,
         client: &Client,
         spec: &TableSpec,
-        create_if_missing: bool,
+        create_shape: Option<&Value>,
         diags: &mut Diagnostics,
     ) -> Option<LiveTable> {
+        // The colocation target first: it must exist whether or not the
+        // table does, so that nothing is created for a plan that cannot work.
+        let mut target_type = None;
+        if let Some(target) = spec.colocation_table() {
+            match catalog::distribution_column_type(client, &target).await {
+                Ok(Some(t)) => target_type = Some((target, t)),
+                Ok(None) => diags.error_at(
+                    AttrPath::root("colocate_with"),
+                    "Colocation target not distributed",
+                    format!("colocate_with: {target} does not exist or is not a hash-distributed table; distribute it first, or use \"default\", \"none\" or a distributed table."),
+                ),
+                Err(e) => diags.error("Cannot look up the colocation target", e.message),
+            }
+        }
+        let colocation_mismatch = |column_type: &str, diags: &mut Diagnostics| {
+            if let Some((target, t)) = &target_type {
+                if t != column_type {
+                    diags.error_at(
+                        AttrPath::root("colocate_with"),
+                        "Colocation impossible",
+                        format!(
+                            "{target} is distributed by a column of type {t}, but {}.{} is {column_type}: colocated tables need the same distribution column type.",
+                            spec.table, spec.column
+                        ),
+                    );
+                }
+            }
+        };
         let live = match catalog::find(client, &spec.table).await {
             Ok(live) => live,
             Err(e) => {
@@ -263,12 +295,16 @@ impl DistributedTableResource {
             }
         };
         let Some(live) = live else {
-            if !create_if_missing {
-                diags.error_at(
+            match create_shape {
+                None => diags.error_at(
                     AttrPath::root("table"),
                     "Table not found",
                     format!("There is no table {} on the coordinator. Create it first, or add a create_if_missing block.", spec.table),
-                );
+                ),
+                Some(shape) => {
+                    self.check_shape_types(client, spec, shape, diags, colocation_mismatch)
+                        .await
+                }
             }
             return None;
         };
@@ -287,26 +323,50 @@ impl DistributedTableResource {
                 return None;
             }
         };
-        if let Some(target) = spec.colocation_table() {
-            match catalog::distribution_column_type(client, &target).await {
-                Ok(Some(target_type)) if target_type != column_type => diags.error_at(
-                    AttrPath::root("colocate_with"),
-                    "Colocation impossible",
-                    format!(
-                        "{} is distributed by a column of type {target_type}, but {}.{} is {column_type}: colocated tables need the same distribution column type.",
-                        target, spec.table, spec.column
-                    ),
-                ),
-                Ok(Some(_)) => {}
-                Ok(None) => diags.error_at(
-                    AttrPath::root("colocate_with"),
-                    "Colocation target not distributed",
-                    format!("{target} does not exist or is not a hash-distributed table; use \"default\", \"none\" or a distributed table."),
-                ),
-                Err(e) => diags.error("Cannot look up the colocation target", e.message),
+        colocation_mismatch(&column_type, diags);
+        Some(live)
+    }
+
+    /// The column types of a table to create are types the server knows,
+    /// and the distribution column's type suits the colocation target.
+    async fn check_shape_types(
+        &self,
+        client: &Client,
+        spec: &TableSpec,
+        shape: &Value,
+        diags: &mut Diagnostics,
+        colocation_mismatch: impl Fn(&str, &mut Diagnostics),
+    ) {
+        let columns = shape.attr("column").as_elements().unwrap_or_default();
+        for (i, column) in columns.iter().enumerate() {
+            let (Some(name), Some(ty)) = (column.attr("name").as_str(), column.attr("type").as_str())
+            else {
+                continue;
+            };
+            // The type name is a bind parameter: to_regtype parses it, NULL when unknown.
+            let known = client
+                .query_one(
+                    "SELECT pg_catalog.format_type(pg_catalog.to_regtype($1), NULL)",
+                    &[&ty],
+                )
+                .await
+                .map(|r| r.get::<_, Option<String>>(0));
+            match known {
+                Ok(Some(type_name)) => {
+                    if name == spec.column {
+                        colocation_mismatch(&type_name, diags);
+                    }
+                }
+                Ok(None) | Err(_) => {
+                    let path = AttrPath::root("create_if_missing").attr("column").index(i).attr("type");
+                    diags.error_at(
+                        path.clone(),
+                        "Unknown column type",
+                        format!("{path}: the coordinator knows no type {ty:?}; use a type such as \"text\", \"bigint\", \"varchar(40)\" or \"timestamptz\"."),
+                    );
+                }
             }
         }
-        Some(live)
     }
 
     /// Distributes or rewrites as needed, then reads back.
@@ -324,6 +384,11 @@ impl DistributedTableResource {
         let client = self.connect(planned, diags).await?;
         let create_block = planned.attr("create_if_missing");
         if !create_block.is_null() {
+            // Every precondition before the table is created: no partial change.
+            self.check_inputs(&client, &spec, Some(create_block), diags).await;
+            if diags.has_errors() {
+                return None;
+            }
             if let Err(e) = ddl::create_if_missing(&client, &spec.table, create_block).await {
                 diags.error_at(
                     AttrPath::root("create_if_missing"),
@@ -333,7 +398,7 @@ impl DistributedTableResource {
                 return None;
             }
         }
-        let live = self.check_inputs(&client, &spec, false, diags).await?;
+        let live = self.check_inputs(&client, &spec, None, diags).await?;
         if diags.has_errors() {
             return None;
         }
@@ -441,6 +506,10 @@ impl Resource for DistributedTableResource {
         if let Some(Err(e)) = colocate.filter(|_| names_table).map(TableName::parse) {
             diags.error_at(AttrPath::root("colocate_with"), "Invalid table name", e);
         }
+        let create_shape = config.attr("create_if_missing");
+        if !create_shape.is_null() {
+            shape::check(create_shape, config.attr("distribution_column").as_str(), diags);
+        }
     }
 
     async fn modify_plan(
@@ -466,6 +535,19 @@ impl Resource for DistributedTableResource {
         let Some(spec) = TableSpec::from_value(&change.planned) else {
             return;
         };
+        // `nodestore_node` and `public.nodestore_node` are one table (an
+        // import records the name as its ID spells it): no replacement.
+        let same_table = change
+            .prior
+            .attr("table")
+            .as_str()
+            .and_then(|t| TableName::parse(t).ok())
+            .is_some_and(|prior| prior == spec.table);
+        if same_table {
+            change
+                .requires_replace
+                .retain(|p| *p != AttrPath::root("table"));
+        }
         // Colocated with a table, the shard count is that table's: known after apply.
         let colocation_changes =
             change.prior.attr("colocate_with") != change.planned.attr("colocate_with");
@@ -485,9 +567,9 @@ impl Resource for DistributedTableResource {
         if !catalog::citus_installed(&client).await.unwrap_or(false) {
             return; // The cluster is being set up in this same apply.
         }
-        let creating_table = !change.planned.attr("create_if_missing").is_null();
+        let create_shape = change.planned.attr("create_if_missing");
         let live = self
-            .check_inputs(&client, &spec, creating_table, diags)
+            .check_inputs(&client, &spec, (!create_shape.is_null()).then_some(create_shape), diags)
             .await;
         if let Some(rewrite) = live
             .as_ref()
@@ -597,7 +679,23 @@ impl Resource for DistributedTableResource {
             ("connection", Value::Null),
         ]);
         let client = self.connect(&skeleton, diags).await?;
-        let state = self.observe(&client, &skeleton, diags).await;
+        let mut state = self.observe(&client, &skeleton, diags).await;
+        // The table's shape as create_if_missing declares it, so that a
+        // configuration with that block (the Sentry module has one) plans no
+        // change after import.
+        if let Some(fields) = state.as_mut().and_then(Value::as_object_mut) {
+            if let Ok(Some(live)) = catalog::find(&client, &table).await {
+                match catalog::shape(&client, live.oid).await {
+                    Ok(shape) => {
+                        fields.insert("create_if_missing".into(), shape);
+                    }
+                    Err(e) => diags.warning(
+                        "Table shape not read",
+                        format!("{table}: {e}; a create_if_missing block in the configuration will show as a change that alters nothing."),
+                    ),
+                }
+            }
+        }
         if state.is_none() && !diags.has_errors() {
             diags.error(
                 "Nothing to import",

@@ -90,7 +90,10 @@ pub fn schema() -> Schema {
 
     let create_if_missing = Block::new(
         "Creates the table with this shape when it does not exist yet, so that `terraform apply` alone builds the \
-         layout. Scoped to creation: an existing table is never altered, and this block is not read back.",
+         layout. Scoped to creation: an existing table is never altered, and this block is not read back. A change of \
+         this block alone changes nothing live (the plan keeps every computed value). `terraform import` records the \
+         live table's shape here with the server's type names (`format_type`: `character varying(40)`, `timestamp with \
+         time zone`, `bigint`): a configuration that spells the shape that way plans no change after import.",
     )
     .attribute(
         Attribute::optional("primary_key", Type::list(Type::String))
@@ -158,8 +161,9 @@ pub fn schema() -> Schema {
         .describe("Shard placements per worker (`host:port`): how many, and their size in bytes (null when a worker could not be asked)."),
     )
     .block(connection::block())
-    .block(NestedBlock::single("create_if_missing", create_if_missing))
-    .block(timeouts::block(&["create", "update", "delete"]));
+    .block(NestedBlock::single("create_if_missing", create_if_missing).not_affecting_live())
+    // Time limits steer apply only: a change of them alone changes nothing live.
+    .block(timeouts::block(&["create", "update", "delete"]).not_affecting_live());
     Schema::new(0, block)
 }
 
@@ -192,3 +196,4 @@ mod tests {
         }
     }
 }
+

@@ -1179,10 +1179,24 @@ pub async fn stop_all(layout: &Layout, deadline: &Deadline) -> Result<(), Failur
     Ok(())
 }
 
-/// Any process still naming the base directory on its command line (a
-/// repmgrd or pg_ctl whose pid file is gone) is killed.
+/// The group's own leftovers (a repmgrd or pg_ctl whose pid file is gone) are
+/// killed: processes of the group's programs, run by the group's account
+/// (the owner of its node directories) or by the provider's, whose command
+/// line names the base directory. Nothing else is touched, whatever its
+/// command line says: a `tail -f` of a log, an editor, another user's shell.
 fn kill_strays(base: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    const GROUP_PROGRAMS: &[&str] = &["postgres", "repmgrd", "repmgr", "pgpool", "pg_ctl"];
     let needle = format!("{}/", base.display());
+    // SAFETY: geteuid has no preconditions.
+    let mut owners = vec![unsafe { libc::geteuid() }];
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for entry in entries.flatten() {
+            if let Ok(meta) = entry.metadata() {
+                owners.push(meta.uid());
+            }
+        }
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -1197,16 +1211,53 @@ fn kill_strays(base: &Path) {
         if pid == std::process::id() as i32 {
             continue;
         }
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !GROUP_PROGRAMS.contains(&comm.trim()) {
+            continue;
+        }
+        if !entry.metadata().is_ok_and(|m| owners.contains(&m.uid())) {
+            continue;
+        }
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(&needle) {
-            log::warn!("killing leftover process {pid} of the group");
+            log::warn!("killing leftover {} process {pid} of the group", comm.trim());
             // SAFETY: as above.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+}
+
+/// After a failed create of a new group: stops what it started and removes
+/// what it wrote. The base directory itself goes only when the create made
+/// it (`keep_base_dir` false); it was empty before, so all inside is the
+/// create's own.
+pub async fn discard_created(spec: &GroupSpec, keep_base_dir: bool, deadline: &Deadline) -> Result<(), Failure> {
+    let layout = spec.layout();
+    if !layout.marker().exists() {
+        return Ok(());
+    }
+    stop_all(&layout, deadline).await?;
+    if !keep_base_dir {
+        return std::fs::remove_dir_all(&spec.base_dir)
+            .map_err(io_error(&spec.base_dir, "remove"))
+            .map_err(Failure::from);
+    }
+    let entries = std::fs::read_dir(&spec.base_dir)
+        .map_err(io_error(&spec.base_dir, "read"))
+        .map_err(Failure::from)?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(io_error(&path, "remove")).map_err(Failure::from)?;
+    }
+    Ok(())
 }
 
 pub async fn destroy(spec: &GroupSpec, deadline: &Deadline) -> Result<(), Failure> {

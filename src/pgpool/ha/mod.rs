@@ -8,6 +8,7 @@ mod local;
 mod model;
 mod observe;
 mod parameters;
+mod setting_values;
 mod render;
 mod restart;
 mod schema;
@@ -419,6 +420,10 @@ impl Resource for HaResource {
                 .expect("object")
                 .insert("port_base".into(), Value::int(base as i64));
         }
+        // What was there before: a failed create removes only what it made.
+        let base_dir = planned.attr("base_dir").as_str().map(std::path::PathBuf::from);
+        let base_existed = base_dir.as_ref().is_some_and(|b| b.exists());
+        let adopted = base_dir.as_ref().is_some_and(|b| b.join(layout::MARKER).exists());
         match self.apply(ctx, &planned, "create", diags).await {
             Ok(state) => state,
             Err((failure, state)) if failure.is_stopped() => {
@@ -426,11 +431,26 @@ impl Resource for HaResource {
                 failure.report(diags);
                 state.unwrap_or(Value::Null)
             }
+            Err((failure, _)) if adopted => {
+                // The group was there before this create: none of it is ours to remove.
+                diags.warning(
+                    "The group found in base_dir is left as it was",
+                    format!(
+                        "{} held a pgpool_ha group before this create (its marker file), which the create adopted. \
+                         The failed create removes none of it: its data stays, and nodes that run keep running; configuration files \
+                         it rewrote are written again by the next apply. Fix the cause and apply again (the group is adopted again), \
+                         or `terraform import` it.",
+                        base_dir.as_ref().map(|b| b.display().to_string()).unwrap_or_default()
+                    ),
+                );
+                failure.report(diags);
+                Value::Null
+            }
             Err((failure, _)) => {
-                // A failed create leaves nothing half-started behind.
+                // A failed create of a new group leaves nothing half-started behind.
                 let spec = GroupSpec::from_value(&planned);
                 let deadline = Deadline::new(std::time::Duration::from_secs(120));
-                if let Err(e) = converge::destroy(&spec, &deadline).await {
+                if let Err(e) = converge::discard_created(&spec, base_existed, &deadline).await {
                     diags.warning(
                         e.summary,
                         format!("While cleaning up after the failed create: {}", e.detail),
@@ -466,6 +486,36 @@ impl Resource for HaResource {
         planned: &Value,
         diags: &mut Diagnostics,
     ) -> Value {
+        // The plan promised the primary's address (dependents such as a Citus
+        // worker were planned with it). A failover since then would make
+        // apply's result differ from the plan: stop before changing anything.
+        if let Some(planned_port) = planned.attr("primary_port").as_i64() {
+            let spec = GroupSpec::from_value(prior);
+            let layout = spec.layout();
+            let mut slots: Vec<usize> = spec.slots().collect();
+            for s in observe::slots_on_disk(&layout) {
+                if !slots.contains(&s) {
+                    slots.push(s);
+                }
+            }
+            let live = observe::observe(&layout, &slots).await;
+            if let Some(primary) = live.primary {
+                let port = layout.node(primary).port as i64;
+                if port != planned_port {
+                    diags.error_at(
+                        AttrPath::root("primary_port"),
+                        "The primary changed since the plan; plan again",
+                        format!(
+                            "This plan was made while the primary's port was {planned_port}; the group's primary is now {} (port {port}): \
+                             a failover happened in between. Nothing was changed. Run `terraform plan` again and apply that plan, \
+                             so that what depends on primary_port (a Citus worker's address) is planned with the new primary.",
+                            layout::node_name(primary)
+                        ),
+                    );
+                    return to_state(prior, &spec, &live);
+                }
+            }
+        }
         match self.apply(ctx, planned, "update", diags).await {
             Ok(state) => state,
             Err((failure, state)) => {

@@ -10,9 +10,10 @@ use crate::cty::Value;
 use crate::framework::{AttrPath, Diagnostics};
 
 use super::render::PG_BINDIR;
+use super::setting_values::{problem, Param};
 
-/// Parameter name -> context (`postmaster`, `sighup`, `user`, ...).
-fn describe() -> Result<HashMap<String, String>, String> {
+/// Parameter name -> its context (`postmaster`, `sighup`, `user`, ...), type and range.
+fn describe() -> Result<HashMap<String, Param>, String> {
     let output = Command::new(format!("{PG_BINDIR}/postgres"))
         .arg("--describe-config")
         .output()
@@ -25,10 +26,7 @@ fn describe() -> Result<HashMap<String, String>, String> {
     }
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter_map(|line| {
-            let mut fields = line.split('\t');
-            Some((fields.next()?.to_string(), fields.next()?.to_string()))
-        })
+        .filter_map(Param::parse_line)
         .collect())
 }
 
@@ -52,7 +50,17 @@ pub fn check(prior: &Value, planned: &Value, diags: &mut Diagnostics) {
         if name.contains('.') {
             continue;
         }
-        match known.get(name).map(String::as_str) {
+        if let (Some(param), Some(text)) = (known.get(name), value.as_str()) {
+            if let Some(problem) = problem(name, param, text) {
+                diags.error_at(
+                    path.clone(),
+                    "Invalid PostgreSQL parameter value",
+                    format!("{path}: {problem}"),
+                );
+                continue;
+            }
+        }
+        match known.get(name).map(|p| p.context.as_str()) {
             None => diags.error_at(
                 path,
                 "Unknown PostgreSQL parameter",
@@ -70,7 +78,7 @@ pub fn check(prior: &Value, planned: &Value, diags: &mut Diagnostics) {
     // A restart-only parameter removed goes back to its default: the same restart.
     if let Value::Map(before) = before {
         for name in before.keys().filter(|n| !settings.contains_key(*n)) {
-            if known.get(name).map(String::as_str) == Some("postmaster") {
+            if known.get(name).map(|p| p.context.as_str()) == Some("postmaster") {
                 diags.warning_at(
                     AttrPath::root("postgresql_settings"),
                     "Restart needed",

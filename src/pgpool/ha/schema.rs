@@ -242,8 +242,8 @@ fn citus_block() -> NestedBlock {
     )
     .attribute(
         Attribute::required("coordinator_host", Type::String)
-            .describe("Host of the Citus coordinator, as the group's nodes reach it.")
-            .validate(ConnectionText),
+            .describe("Host name or address of the Citus coordinator, as the group's nodes reach it.")
+            .validate(crate::framework::validators::host_name()),
     )
     .attribute(
         Attribute::optional("coordinator_port", Type::Number)
