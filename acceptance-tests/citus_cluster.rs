@@ -862,6 +862,25 @@ fn citus_provider_takes_libpq_environment_variables() {
     tf.write_config(&with_provider(&format!("provider \"citus\" {{\n  port = {}\n}}\n", coord.port())));
     tf.set_env("PGPORT", "1");
     tf.assert_plan_empty();
+    // A resource's coordinator_connection wins over the provider block: it reaches the
+    // provider (a block named `connection` would be kept by Terraform for provisioners).
+    let own = |provider: &str| {
+        with_provider(provider).replacen(
+            "resource \"citus_cluster\" \"this\" {\n",
+            &format!("resource \"citus_cluster\" \"this\" {{\n  coordinator_connection {{\n    port = {}\n  }}\n", coord.port()),
+            1,
+        )
+    };
+    tf.write_config(&own(&format!("provider \"citus\" {{\n  port = {}\n}}\n", coord.port())));
+    tf.apply_and_assert_idempotent();
+    let wrong_provider_port = own("provider \"citus\" {\n  port = 1\n}\n");
+    tf.write_config(&wrong_provider_port);
+    tf.assert_plan_empty();
+    tf.write_config(&wrong_provider_port.replacen(&format!("    port = {}\n", coord.port()), "    port = 1\n    connect_timeout = 2\n", 1));
+    let unreachable = tf.run(&["apply", "-auto-approve"]);
+    assert!(!unreachable.success(), "the resource's port 1 was not used:\n{unreachable}");
+    assert!(unreachable.stderr.contains("127.0.0.1:1"), "{unreachable}");
+    tf.write_config(&wrong_provider_port);
 
     // A certificate without its key is refused at plan, at its path.
     tf.write_config(&with_provider(&format!("provider \"citus\" {{\n  port = {}\n  sslcert = \"/nonexistent/client.pem\"\n}}\n", coord.port())));

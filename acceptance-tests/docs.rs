@@ -683,3 +683,25 @@ Read-Only:
         assert_eq!(fenced_block(doc, "## Import", "terraform"), None);
     }
 }
+
+/// Terraform keeps some names of a `resource` block for itself (`connection`
+/// goes to provisioners): a schema attribute or block so named would never
+/// receive the user's configuration. Checked for every resource of every provider.
+#[test]
+fn no_resource_uses_a_name_terraform_keeps() {
+    use shardform::framework::{Provider, RESERVED_RESOURCE_NAMES};
+    let resources = [
+        shardform::citus::provider().resources(),
+        shardform::pgpool::provider().resources(),
+        shardform::longhorn::provider().resources(),
+    ];
+    let mut clashes = Vec::new();
+    for resource in resources.iter().flatten() {
+        let block = resource.schema().block;
+        let names = block.attributes.iter().map(|a| a.name).chain(block.blocks.iter().map(|b| b.name));
+        for name in names.filter(|n| RESERVED_RESOURCE_NAMES.contains(n)) {
+            clashes.push(format!("{}.{name}", resource.type_name()));
+        }
+    }
+    assert!(clashes.is_empty(), "names Terraform keeps for itself: {clashes:?}");
+}

@@ -37,12 +37,17 @@ pub fn attributes() -> Vec<Attribute> {
     ]
 }
 
+/// The resources' own connection block. Not `connection`: Terraform keeps a
+/// block of that name in every resource for provisioners and never passes it
+/// to the provider.
+pub const BLOCK_NAME: &str = "coordinator_connection";
+
 pub fn block() -> NestedBlock {
     let mut block = Block::new(
         "How the provider connects to the coordinator; overrides the provider's settings.",
     );
     block.attributes = attributes();
-    NestedBlock::single("connection", block)
+    NestedBlock::single(BLOCK_NAME, block)
 }
 
 /// The libpq environment variable behind each connection attribute, as the
@@ -238,10 +243,10 @@ mod tests {
     #[test]
     fn a_certificate_needs_its_key() {
         let mut diags = Diagnostics::new();
-        validate_pairs(&config(&[("sslcert", Value::string("c.pem"))]), Some(&AttrPath::root("connection")), &mut diags);
+        validate_pairs(&config(&[("sslcert", Value::string("c.pem"))]), Some(&AttrPath::root(BLOCK_NAME)), &mut diags);
         let d = diags.iter().next().expect("refused");
         assert_eq!(d.summary, "sslcert without sslkey");
-        assert_eq!(d.path, Some(AttrPath::root("connection").attr("sslcert")));
+        assert_eq!(d.path, Some(AttrPath::root(BLOCK_NAME).attr("sslcert")));
         let mut diags = Diagnostics::new();
         validate_pairs(&config(&[("sslcert", Value::string("c")), ("sslkey", Value::string("k"))]), None, &mut diags);
         validate_pairs(&config(&[("sslkey", Value::Unknown)]), None, &mut diags);

@@ -15,7 +15,7 @@ pub mod write_only;
 pub use config::validate_block;
 pub use diag::{AttrPath, Diagnostic, Diagnostics, PathStep, Severity};
 pub use plan::{plan_resource_change, PlannedChange};
-pub use schema::{Attribute, Block, NestedBlock, Nesting, PlanModifier, Presence, Schema};
+pub use schema::{Attribute, Block, NestedBlock, Nesting, PlanModifier, Presence, Schema, RESERVED_RESOURCE_NAMES};
 pub use stop::StopSignal;
 pub use wait::{poll_until, WaitError};
 

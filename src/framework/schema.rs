@@ -285,6 +285,19 @@ impl Block {
     }
 }
 
+/// Names Terraform takes for itself inside a `resource` block: an attribute
+/// or block of a provider's schema with one of these names never reaches the
+/// provider (`connection` and `provisioner` go to provisioners).
+pub const RESERVED_RESOURCE_NAMES: &[&str] = &[
+    "connection",
+    "count",
+    "depends_on",
+    "for_each",
+    "lifecycle",
+    "provider",
+    "provisioner",
+];
+
 #[derive(Clone)]
 pub struct Schema {
     /// Bumped when the stored state's shape changes; see `Resource::upgrade_state`.

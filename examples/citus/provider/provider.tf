@@ -13,7 +13,7 @@ variable "citus_password" {
   sensitive   = true
 }
 
-# Defaults for every citus_* resource; a resource's own `connection` block
+# Defaults for every citus_* resource; a resource's own `coordinator_connection` block
 # overrides them attribute by attribute.
 provider "citus" {
   host     = "10.0.0.10"

@@ -70,7 +70,7 @@ impl Resource for ClusterResource {
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
         settings::validate(config, diags);
-        crate::citus::connection::validate_pairs(config.attr("connection"), Some(&AttrPath::root("connection")), diags);
+        crate::citus::connection::validate_pairs(config.attr(crate::citus::connection::BLOCK_NAME), Some(&AttrPath::root(crate::citus::connection::BLOCK_NAME)), diags);
         let Value::Map(workers) = config.attr("worker") else {
             return;
         };
@@ -216,7 +216,7 @@ impl Resource for ClusterResource {
 
 fn is_known_connection(planned: &Value) -> bool {
     let coordinator = planned.attr("coordinator");
-    planned.attr("connection").is_wholly_known()
+    planned.attr(crate::citus::connection::BLOCK_NAME).is_wholly_known()
         && coordinator.attr("host").is_wholly_known()
         && coordinator.attr("port").is_wholly_known()
 }

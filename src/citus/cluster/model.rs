@@ -113,7 +113,7 @@ impl ClusterSpec {
             .as_str()
             .and_then(NodeAddress::parse)
             .unwrap_or_else(|| coordinator.clone());
-        let connection = defaults.resolve(value.attr("connection"), &fallback.host, fallback.port);
+        let connection = defaults.resolve(value.attr(crate::citus::connection::BLOCK_NAME), &fallback.host, fallback.port);
         let workers = match value.attr("worker") {
             Value::Map(workers) => workers
                 .iter()

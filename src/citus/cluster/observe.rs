@@ -56,7 +56,7 @@ pub fn import_skeleton(address: &NodeAddress) -> Value {
         ("citus_version", Value::Null),
         ("pending_rebalance_moves", Value::Null),
         ("pending_rebalance_bytes", Value::Null),
-        ("connection", Value::Null),
+        (crate::citus::connection::BLOCK_NAME, Value::Null),
         (
             "coordinator",
             object(vec![
@@ -151,7 +151,7 @@ pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics)
         ("citus_version", Value::string(version)),
         ("pending_rebalance_moves", pending.0),
         ("pending_rebalance_bytes", pending.1),
-        ("connection", kept(prior.attr("connection"))),
+        (crate::citus::connection::BLOCK_NAME, kept(prior.attr(crate::citus::connection::BLOCK_NAME))),
         ("coordinator", coordinator),
         ("worker", Value::Map(workers)),
         ("rebalance", kept(prior.attr("rebalance"))),
@@ -324,7 +324,7 @@ pub fn plan_live_values(prior: &Value, planned: &mut Value) {
     let readdressed = prior.attr("coordinator").attr("host")
         != planned.attr("coordinator").attr("host")
         || prior.attr("coordinator").attr("port") != planned.attr("coordinator").attr("port")
-        || prior.attr("connection") != planned.attr("connection");
+        || prior.attr(crate::citus::connection::BLOCK_NAME) != planned.attr(crate::citus::connection::BLOCK_NAME);
     let Some(fields) = planned.as_object_mut() else {
         return;
     };

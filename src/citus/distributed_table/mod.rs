@@ -143,7 +143,7 @@ impl DistributedTableResource {
 
     fn connection(&self, value: &Value) -> ConnectionSettings {
         self.defaults
-            .resolve(value.attr("connection"), "localhost", 5432)
+            .resolve(value.attr(crate::citus::connection::BLOCK_NAME), "localhost", 5432)
     }
 
     async fn connect(&self, value: &Value, diags: &mut Diagnostics) -> Option<Client> {
@@ -241,7 +241,7 @@ impl DistributedTableResource {
                 Value::int(distribution.colocation_id as i64),
             ),
             ("placements", placements),
-            ("connection", kept(prior.attr("connection"))),
+            (crate::citus::connection::BLOCK_NAME, kept(prior.attr(crate::citus::connection::BLOCK_NAME))),
             ("create_if_missing", kept(prior.attr("create_if_missing"))),
             ("timeouts", kept(prior.attr("timeouts"))),
         ]))
@@ -493,7 +493,7 @@ impl Resource for DistributedTableResource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
-        crate::citus::connection::validate_pairs(config.attr("connection"), Some(&AttrPath::root("connection")), diags);
+        crate::citus::connection::validate_pairs(config.attr(crate::citus::connection::BLOCK_NAME), Some(&AttrPath::root(crate::citus::connection::BLOCK_NAME)), diags);
         let colocate = config.attr("colocate_with").as_str();
         let names_table = colocate.is_some_and(|c| c != COLOCATE_DEFAULT && c != COLOCATE_NONE);
         if names_table && !config.attr("shard_count").is_null() {
@@ -522,7 +522,7 @@ impl Resource for DistributedTableResource {
             "table",
             "distribution_column",
             "colocate_with",
-            "connection",
+            crate::citus::connection::BLOCK_NAME,
             "create_if_missing",
         ];
         if !self.defaults.is_known()
@@ -676,7 +676,7 @@ impl Resource for DistributedTableResource {
         let skeleton = object(vec![
             ("table", Value::string(id)),
             ("colocate_with", Value::Null),
-            ("connection", Value::Null),
+            (crate::citus::connection::BLOCK_NAME, Value::Null),
         ]);
         let client = self.connect(&skeleton, diags).await?;
         let mut state = self.observe(&client, &skeleton, diags).await;
