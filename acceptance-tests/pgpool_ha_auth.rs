@@ -222,11 +222,19 @@ fn pgpool_ha_write_only_passwords_stay_out_of_state() {
     // The group's lasting processes (postmasters, pgpool); backends come and go.
     let daemons = || -> Vec<Option<i32>> {
         ["node0/data/postmaster.pid", "node1/data/postmaster.pid", "pgpool/pgpool.pid"]
-            .map(|f| std::fs::read_to_string(group.base.join(f)).ok().and_then(|t| t.lines().next()?.trim().parse().ok()))
+            .map(|f| {
+                // pgpool pads its pid file with NUL bytes.
+                let text = std::fs::read_to_string(group.base.join(f)).ok()?;
+                text.lines().next()?.trim_matches(|c: char| c.is_whitespace() || c == '\0').parse().ok()
+            })
             .to_vec()
     };
     let before = daemons();
-    assert!(before.iter().all(Option::is_some), "{before:?}");
+    assert!(
+        before.iter().all(Option::is_some),
+        "{before:?}; pgpool/: {:?}",
+        std::fs::read_dir(group.base.join("pgpool")).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+    );
     let refused = tf.run(&["plan", "-destroy"]);
     assert!(!refused.success(), "plan -destroy of a protected group succeeded:\n{refused}");
     assert!(refused.stderr.contains("Deletion protection is on"), "{refused}");
