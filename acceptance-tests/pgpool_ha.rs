@@ -915,16 +915,25 @@ fn pgpool_ha_citus_worker_failover_repoints_the_coordinator() {
     assert!(group.pids().is_empty(), "processes left after destroy: {:?}", group.pids());
 }
 
-/// Postmasters of the group (not the short-lived commands around them).
+/// Postmasters of the group that accept connections. The lock file is the
+/// source: a process table scan would also catch initdb's single-user
+/// backends and freshly forked children that have not renamed themselves
+/// yet, both of which end on their own.
 fn postmasters(group: &Group) -> Vec<i32> {
-    group
-        .pids()
-        .into_iter()
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).starts_with("/usr/lib/postgresql/15/bin/postgres")
+    let Ok(entries) = std::fs::read_dir(&group.base) else { return Vec::new() };
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|node| std::fs::read_to_string(node.path().join("data/postmaster.pid")).ok())
+        .filter_map(|lock| {
+            let lines: Vec<&str> = lock.lines().collect();
+            // Line 8 is the postmaster's status; single-user mode writes none.
+            let status = lines.get(7).map(|s| s.trim())?;
+            let pid = lines.first()?.trim().parse::<i32>().ok()?;
+            (matches!(status, "ready" | "standby") && Path::new(&format!("/proc/{pid}")).exists()).then_some(pid)
         })
-        .collect()
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 #[test]
