@@ -7,6 +7,7 @@ mod protocol;
 mod wire_fixtures;
 
 mod citus_cluster;
+mod citus_cluster_auth;
 mod citus_distributed_table;
 mod docs;
 mod longhorn_volume;

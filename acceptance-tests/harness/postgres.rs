@@ -15,7 +15,7 @@ mod template;
 use std::fs::{self, OpenOptions};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -42,6 +42,15 @@ const CHILDREN_EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 const LOG_LINES_ON_FAILURE: usize = 30;
 /// Another process may grab our free port before the postmaster binds it.
 const PORT_ATTEMPTS: usize = 5;
+
+/// Password authentication on every TCP connection (see `require_password`).
+const SCRAM_HBA: &str = "\
+# shardform acceptance harness: passwords over TCP
+local   all          all                  trust
+host    all          all    127.0.0.1/32  scram-sha-256
+local   replication  all                  trust
+host    replication  all    127.0.0.1/32  scram-sha-256
+";
 
 /// How to configure a new instance.
 #[derive(Clone, Debug, Default)]
@@ -96,6 +105,8 @@ pub struct PgInstance {
     /// an orphan would linger as a zombie that PostgreSQL's lock-file check
     /// takes for a live server.
     postmaster: Mutex<Option<Child>>,
+    /// The superuser's password once TCP connections need one.
+    password: OnceLock<String>,
 }
 
 impl PgInstance {
@@ -139,7 +150,7 @@ impl PgInstance {
     fn unstarted() -> PgInstance {
         let dir = TempDir::new(scratch::process_root(), "pg")
             .expect("cannot create an instance directory in the scratch root");
-        PgInstance { dir, port: 0, postmaster: Mutex::new(None) }
+        PgInstance { dir, port: 0, postmaster: Mutex::new(None), password: OnceLock::new() }
     }
 
     pub fn port(&self) -> u16 {
@@ -165,10 +176,33 @@ impl PgInstance {
 
     /// A libpq connection string for the superuser over TCP.
     pub fn conninfo(&self) -> String {
-        format!(
+        let mut conninfo = format!(
             "host={HOST} port={} user=postgres dbname=postgres connect_timeout=10",
             self.port
-        )
+        );
+        if let Some(password) = self.password.get() {
+            let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
+            conninfo.push_str(&format!(" password='{quoted}'"));
+        }
+        conninfo
+    }
+
+    /// From now on every TCP connection, replication included, must
+    /// authenticate with `scram-sha-256`; the superuser's password becomes
+    /// `password`, and [`PgInstance::conninfo`] carries it. Unix sockets stay
+    /// trusted. Returns once a connection without the password is refused.
+    pub fn require_password(&self, password: &str) {
+        let literal = password.replace('\'', "''");
+        self.sql(&format!(
+            "SET password_encryption = 'scram-sha-256'; ALTER ROLE postgres PASSWORD '{literal}'"
+        ));
+        let without_password = self.conninfo();
+        fs::write(self.data_dir().join("pg_hba.conf"), SCRAM_HBA).expect("cannot write pg_hba.conf");
+        self.sql("SELECT pg_catalog.pg_reload_conf()");
+        self.password.set(password.to_owned()).expect("require_password is called once");
+        wait_until("the server to ask for passwords", Duration::from_secs(30), || {
+            sql::simple_query_blocking(&without_password, "SELECT 1").is_err()
+        });
     }
 
     /// Whether a postmaster runs from this data directory (whoever started it).

@@ -17,7 +17,8 @@ use crate::sql::{ConnectionSettings, SqlError};
 use super::super::rebalance::{self, RebalanceError};
 use super::super::retry::execute_with_retries;
 use super::catalog::{self, DistNode};
-use super::model::{ClusterSpec, NodeAddress};
+use super::internode_auth::{self, RolePassword};
+use super::model::{ClusterSpec, NodeAddress, PreviouslyOwned};
 
 /// Why a convergence stopped; turned into one diagnostic with a path.
 pub struct Failure {
@@ -85,7 +86,7 @@ struct NodeSession {
 async fn preflight(spec: &ClusterSpec) -> Result<Vec<NodeSession>, Failure> {
     let mut targets: Vec<(AttrPath, String, ConnectionSettings, bool)> = Vec::new();
     for (name, worker) in &spec.workers {
-        let path = AttrPath::root("worker").key(name);
+        let path = worker.path.clone();
         targets.push((
             path.clone(),
             format!("worker {name:?}"),
@@ -209,23 +210,62 @@ async fn apply_settings(
     Ok(())
 }
 
+/// Internode passwords on the coordinator and every worker, concurrently,
+/// before any worker is added (`citus_add_node` already connects with them).
+async fn apply_internode_auth(
+    coordinator: &mut Client,
+    nodes: &mut [NodeSession],
+    wanted: &[RolePassword],
+    previously_owned: &BTreeSet<String>,
+) -> Result<(), Failure> {
+    if wanted.is_empty() && previously_owned.is_empty() {
+        return Ok(());
+    }
+    let primaries = nodes
+        .iter_mut()
+        .filter(|n| !n.is_replica)
+        .map(|n| (n.what.clone(), &mut n.client));
+    let all: Vec<(String, &mut Client)> = std::iter::once(("the coordinator".to_string(), coordinator))
+        .chain(primaries)
+        .collect();
+    let results = join_all(all.into_iter().map(|(what, client)| async move {
+        internode_auth::apply(client, wanted, previously_owned).await.map_err(|e| (what, e))
+    }))
+    .await;
+    match results.into_iter().find_map(Result::err) {
+        Some((what, e)) => Err(Failure::at(
+            AttrPath::root(internode_auth::BLOCK_NAME).key(&e.role),
+            "Cannot write the internode password",
+            format!("On {what}: {}", e.message),
+        )),
+        None => Ok(()),
+    }
+}
+
 pub async fn converge(
     ctx: &Context,
     spec: &ClusterSpec,
-    previously_owned_settings: &BTreeSet<String>,
+    previously_owned: &PreviouslyOwned,
     timeout: Duration,
 ) -> Result<(), Failure> {
     // One deadline for the whole apply: every wait gets what is left of it.
     let deadline = Instant::now() + timeout;
     let mut coordinator = connect_coordinator(spec).await?;
-    let node_clients = preflight(spec).await?;
+    let mut node_clients = preflight(spec).await?;
     refuse_unreachable_holders(&coordinator, spec).await?;
     ensure_extension(&coordinator, &node_clients, spec.update_extension).await?;
     apply_settings(
         &coordinator,
         &node_clients,
         &spec.settings,
-        previously_owned_settings,
+        &previously_owned.settings,
+    )
+    .await?;
+    apply_internode_auth(
+        &mut coordinator,
+        &mut node_clients,
+        &spec.internode_auth,
+        &previously_owned.internode_roles,
     )
     .await?;
     drop(node_clients);
@@ -318,8 +358,8 @@ async fn add_and_update_workers(
     let nodes = catalog::nodes(client)
         .await
         .map_err(|e| sql_failure("list nodes", e))?;
-    for (name, worker) in &spec.workers {
-        let path = AttrPath::root("worker").key(name);
+    for worker in spec.workers.values() {
+        let path = worker.path.clone();
         let existing = nodes
             .iter()
             .find(|n| n.is_primary && n.address == worker.address);
@@ -386,8 +426,8 @@ async fn add_and_update_workers(
     let nodes = catalog::nodes(client)
         .await
         .map_err(|e| sql_failure("list nodes", e))?;
-    for (name, worker) in &spec.workers {
-        changed |= converge_replicas(ctx, client, &nodes, name, worker).await?;
+    for worker in spec.workers.values() {
+        changed |= converge_replicas(ctx, client, &nodes, worker).await?;
     }
     Ok(changed)
 }
@@ -396,7 +436,6 @@ async fn converge_replicas(
     ctx: &Context,
     client: &Client,
     nodes: &[DistNode],
-    name: &str,
     worker: &super::model::WorkerSpec,
 ) -> Result<bool, Failure> {
     let mut changed = false;
@@ -434,8 +473,8 @@ async fn converge_replicas(
         .await
         .map_err(|e| {
             Failure::at(
-                AttrPath::root("worker")
-                    .key(name)
+                worker
+                    .path
                     .attr("read_replica")
                     .index(i),
                 "Cannot add the read replica",

@@ -2,6 +2,7 @@
 
 mod catalog;
 mod converge;
+mod internode_auth;
 mod model;
 mod observe;
 mod schema;
@@ -17,7 +18,7 @@ use crate::framework::validators::Validator;
 use crate::framework::{AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
 
 use super::ConnectionDefaults;
-use model::{port_of, timeout, ClusterSpec, NodeAddress};
+use model::{port_of, timeout, ClusterSpec, NodeAddress, PreviouslyOwned};
 
 pub struct ClusterResource {
     defaults: Arc<ConnectionDefaults>,
@@ -39,10 +40,12 @@ impl ClusterResource {
         diags: &mut Diagnostics,
     ) -> Value {
         let spec = ClusterSpec::from_value(planned, &self.defaults);
-        // Settings this resource set before and no longer lists are reset.
-        let previously_owned = prior
-            .map(|p| settings::from_value(p).into_keys().collect())
-            .unwrap_or_default();
+        // Settings and internode passwords this resource set before and no
+        // longer lists are reset.
+        let previously_owned = PreviouslyOwned {
+            settings: prior.map(|p| settings::from_value(p).into_keys().collect()).unwrap_or_default(),
+            internode_roles: prior.map(internode_auth::roles).unwrap_or_default(),
+        };
         if let Err(failure) =
             converge::converge(ctx, &spec, &previously_owned, timeout(planned, operation)).await
         {
@@ -70,10 +73,23 @@ impl Resource for ClusterResource {
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
         settings::validate(config, diags);
+        internode_auth::validate(config, diags);
         crate::citus::connection::validate_pairs(config.attr(crate::citus::connection::BLOCK_NAME), Some(&AttrPath::root(crate::citus::connection::BLOCK_NAME)), diags);
-        let Value::Map(workers) = config.attr("worker") else {
-            return;
-        };
+        let workers = model::named_workers(config);
+        let mut names = std::collections::BTreeSet::new();
+        for worker in &workers {
+            if !names.insert(worker.name.as_str()) {
+                diags.error_at(
+                    worker.path.attr("name"),
+                    "Duplicate worker name",
+                    format!(
+                        "{}: a worker named {:?} is declared already (in a `worker` or `worker_node` block); every worker needs its own name.",
+                        worker.path.attr("name"),
+                        worker.name
+                    ),
+                );
+            }
+        }
         let mut seen: BTreeMap<NodeAddress, &str> = BTreeMap::new();
         let coordinator = config.attr("coordinator");
         if let (Some(host), port) = (coordinator.attr("host").as_str(), coordinator.attr("port")) {
@@ -81,10 +97,11 @@ impl Resource for ClusterResource {
                 seen.insert(NodeAddress::new(host, port_of(port)), "the coordinator");
             }
         }
-        for (name, worker) in workers {
-            let path = AttrPath::root("worker").key(name);
-            schema::validate_worker_name().validate(&Value::string(name.clone()), &path, diags);
-            let nodes = std::iter::once((path.clone(), worker)).chain(
+        for model::NamedWorker { name, path, value: worker, labelled } in &workers {
+            if *labelled {
+                schema::validate_worker_name().validate(&Value::string(name.clone()), path, diags);
+            }
+            let nodes = std::iter::once((path.clone(), *worker)).chain(
                 worker
                     .attr("read_replica")
                     .as_elements()

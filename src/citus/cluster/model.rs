@@ -1,15 +1,17 @@
 //! Typed views of `citus_cluster` values: the desired cluster read from a
 //! planned value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::cty::Value;
-use crate::framework::timeouts;
+use crate::framework::{timeouts, AttrPath};
 use crate::sql::ConnectionSettings;
 
 use super::super::rebalance::RebalanceOptions;
 use super::super::ConnectionDefaults;
+use super::internode_auth::RolePassword;
+use super::schema::{WORKER_BLOCK, WORKER_NODE_BLOCK};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeAddress {
@@ -51,6 +53,8 @@ pub struct ReplicaSpec {
 
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
+    /// Where the configuration declares it, for diagnostics.
+    pub path: AttrPath,
     pub address: NodeAddress,
     /// Where the provider connects; `address` unless `connect_host`/`connect_port` say otherwise.
     pub connect: NodeAddress,
@@ -75,6 +79,54 @@ pub struct ClusterSpec {
     pub update_extension: bool,
     /// Owned `citus.*` settings.
     pub settings: BTreeMap<String, String>,
+    /// Passwords Citus uses between nodes, per role.
+    pub internode_auth: Vec<RolePassword>,
+}
+
+/// What the prior state owned, for what a plan drops to be undone.
+#[derive(Debug, Clone, Default)]
+pub struct PreviouslyOwned {
+    pub settings: BTreeSet<String>,
+    pub internode_roles: BTreeSet<String>,
+}
+
+/// A worker block of a value, whichever form it takes.
+pub struct NamedWorker<'a> {
+    pub name: String,
+    /// `worker["name"]` or `worker_node[i]`.
+    pub path: AttrPath,
+    pub value: &'a Value,
+    /// Named by a block label, which (unlike `name`) has no validator of its own.
+    pub labelled: bool,
+}
+
+/// Every worker of a value: `worker` blocks named by label, then
+/// `worker_node` blocks by their `name` (one whose name is not known yet is
+/// left out).
+pub fn named_workers(value: &Value) -> Vec<NamedWorker<'_>> {
+    let mut workers: Vec<NamedWorker> = match value.attr(WORKER_BLOCK) {
+        Value::Map(m) => m
+            .iter()
+            .map(|(name, w)| NamedWorker {
+                name: name.clone(),
+                path: AttrPath::root(WORKER_BLOCK).key(name),
+                value: w,
+                labelled: true,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (i, node) in value.attr(WORKER_NODE_BLOCK).as_elements().unwrap_or_default().iter().enumerate() {
+        if let Some(name) = node.attr("name").as_str() {
+            workers.push(NamedWorker {
+                name: name.to_string(),
+                path: AttrPath::root(WORKER_NODE_BLOCK).index(i),
+                value: node,
+                labelled: false,
+            });
+        }
+    }
+    workers
 }
 
 pub fn port_of(value: &Value) -> u16 {
@@ -114,35 +166,33 @@ impl ClusterSpec {
             .and_then(NodeAddress::parse)
             .unwrap_or_else(|| coordinator.clone());
         let connection = defaults.resolve(value.attr(crate::citus::connection::BLOCK_NAME), &fallback.host, fallback.port);
-        let workers = match value.attr("worker") {
-            Value::Map(workers) => workers
-                .iter()
-                .map(|(name, w)| {
-                    let address = address_of(w);
-                    let replicas = w
-                        .attr("read_replica")
-                        .as_elements()
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|r| {
-                            let address = address_of(r);
-                            ReplicaSpec {
-                                connect: connect_address(r, &address),
-                                address,
-                            }
-                        })
-                        .collect();
-                    let spec = WorkerSpec {
-                        connect: connect_address(w, &address),
-                        address,
-                        should_have_shards: w.attr("should_have_shards").as_bool().unwrap_or(true),
-                        replicas,
-                    };
-                    (name.clone(), spec)
-                })
-                .collect(),
-            _ => BTreeMap::new(),
-        };
+        let workers = named_workers(value)
+            .into_iter()
+            .map(|NamedWorker { name, path, value: w, .. }| {
+                let address = address_of(w);
+                let replicas = w
+                    .attr("read_replica")
+                    .as_elements()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| {
+                        let address = address_of(r);
+                        ReplicaSpec {
+                            connect: connect_address(r, &address),
+                            address,
+                        }
+                    })
+                    .collect();
+                let spec = WorkerSpec {
+                    path,
+                    connect: connect_address(w, &address),
+                    address,
+                    should_have_shards: w.attr("should_have_shards").as_bool().unwrap_or(true),
+                    replicas,
+                };
+                (name, spec)
+            })
+            .collect();
         ClusterSpec {
             connection,
             coordinator,
@@ -154,6 +204,7 @@ impl ClusterSpec {
                 .unwrap_or(false),
             update_extension: value.attr("update_extension").as_bool().unwrap_or(false),
             settings: super::settings::from_value(value),
+            internode_auth: super::internode_auth::from_value(value),
         }
     }
 

@@ -17,7 +17,8 @@ use crate::sql::ConnectionSettings;
 use super::super::rebalance;
 use super::catalog::{self, DistNode};
 use super::converge::connect_coordinator;
-use super::model::{rebalance_spec, ClusterSpec, NodeAddress};
+use super::model::{named_workers, rebalance_spec, ClusterSpec, NodeAddress};
+use super::schema::{WORKER_BLOCK, WORKER_NODE_BLOCK};
 
 fn object(fields: Vec<(&str, Value)>) -> Value {
     Value::Object(
@@ -53,6 +54,7 @@ pub fn import_skeleton(address: &NodeAddress) -> Value {
         ("deregister_on_destroy", Value::Bool(false)),
         ("update_extension", Value::Bool(false)),
         ("settings", Value::Null),
+        (super::internode_auth::BLOCK_NAME, Value::Map(BTreeMap::new())),
         ("citus_version", Value::Null),
         ("pending_rebalance_moves", Value::Null),
         ("pending_rebalance_bytes", Value::Null),
@@ -65,7 +67,8 @@ pub fn import_skeleton(address: &NodeAddress) -> Value {
                 ("node_id", Value::Null),
             ]),
         ),
-        ("worker", Value::Map(BTreeMap::new())),
+        (WORKER_BLOCK, Value::Map(BTreeMap::new())),
+        (WORKER_NODE_BLOCK, Value::List(Vec::new())),
         ("rebalance", Value::Null),
         ("timeouts", Value::Null),
     ])
@@ -136,7 +139,9 @@ pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics)
     };
 
     let (workers, worker_sessions) = read_workers(spec, prior, &nodes, &placements, &names).await;
+    let (workers, worker_nodes) = in_their_blocks(prior, workers);
     let settings_state = read_settings(prior, &client, &worker_sessions).await;
+    let internode_auth_state = read_internode_auth(prior, &client, &worker_sessions).await;
     Some(object(vec![
         ("id", Value::string(spec.connection.address())),
         (
@@ -148,12 +153,14 @@ pub async fn observe(spec: &ClusterSpec, prior: &Value, diags: &mut Diagnostics)
             or_default(prior.attr("update_extension"), Value::Bool(false)),
         ),
         ("settings", settings_state),
+        (super::internode_auth::BLOCK_NAME, internode_auth_state),
         ("citus_version", Value::string(version)),
         ("pending_rebalance_moves", pending.0),
         ("pending_rebalance_bytes", pending.1),
         (crate::citus::connection::BLOCK_NAME, kept(prior.attr(crate::citus::connection::BLOCK_NAME))),
         ("coordinator", coordinator),
-        ("worker", Value::Map(workers)),
+        (WORKER_BLOCK, Value::Map(workers)),
+        (WORKER_NODE_BLOCK, Value::List(worker_nodes)),
         ("rebalance", kept(prior.attr("rebalance"))),
         ("timeouts", kept(prior.attr("timeouts"))),
     ]))
@@ -192,10 +199,10 @@ async fn read_workers(
     placements: &std::collections::HashMap<i32, i64>,
     names: &BTreeMap<String, String>,
 ) -> (BTreeMap<String, Value>, Vec<tokio_postgres::Client>) {
-    let prior_workers = match prior.attr("worker") {
-        Value::Map(m) => m.clone(),
-        _ => BTreeMap::new(),
-    };
+    let prior_workers: BTreeMap<String, Value> = named_workers(prior)
+        .into_iter()
+        .map(|w| (w.name, w.value.clone()))
+        .collect();
     let primaries: Vec<&DistNode> = nodes
         .iter()
         .filter(|n| n.is_primary && n.group_id != 0)
@@ -251,6 +258,22 @@ async fn read_workers(
     (workers, sessions)
 }
 
+/// Splits the workers read into the two forms of the configuration: a
+/// worker the prior state has as a `worker_node` stays one, in the prior's
+/// order, named by `name`; every other (one added by hand, too) is a
+/// `worker` block, so it shows in the plan as one to remove.
+fn in_their_blocks(prior: &Value, mut workers: BTreeMap<String, Value>) -> (BTreeMap<String, Value>, Vec<Value>) {
+    let mut listed = Vec::new();
+    for node in prior.attr(WORKER_NODE_BLOCK).as_elements().unwrap_or_default() {
+        let Some(name) = node.attr("name").as_str() else { continue };
+        if let Some(Value::Object(mut fields)) = workers.remove(name) {
+            fields.insert("name".into(), Value::string(name));
+            listed.push(Value::Object(fields));
+        }
+    }
+    (workers, listed)
+}
+
 /// The owned settings as the reachable nodes have them; null when the
 /// resource owns none (the configuration leaves `settings` out).
 async fn read_settings(
@@ -271,6 +294,28 @@ async fn read_settings(
     .await;
     let per_node: Vec<BTreeMap<String, String>> = reads.into_iter().flatten().collect();
     super::settings::merge(&owned, &per_node, &wanted)
+}
+
+/// The internode passwords as the reachable nodes have them (a node that
+/// cannot be read counts as missing its rows).
+async fn read_internode_auth(
+    prior: &Value,
+    coordinator: &tokio_postgres::Client,
+    workers: &[tokio_postgres::Client],
+) -> Value {
+    let roles: Vec<String> = super::internode_auth::roles(prior).into_iter().collect();
+    if roles.is_empty() {
+        return super::internode_auth::merge(prior, &[]);
+    }
+    let reads = join_all(
+        std::iter::once(coordinator)
+            .chain(workers)
+            .map(|client| super::internode_auth::read(client, &roles)),
+    )
+    .await;
+    let per_node: Vec<BTreeMap<(String, i32), String>> =
+        reads.into_iter().map(Result::unwrap_or_default).collect();
+    super::internode_auth::merge(prior, &per_node)
 }
 
 /// Secondaries of a worker's group, in the prior state's order, new ones last.
@@ -336,9 +381,16 @@ pub fn plan_live_values(prior: &Value, planned: &mut Value) {
             coordinator.insert("node_id".into(), Value::Unknown);
         }
     }
-    if let Some(Value::Map(workers)) = fields.get_mut("worker") {
+    if let Some(Value::Map(workers)) = fields.get_mut(WORKER_BLOCK) {
         for (key, worker) in workers.iter_mut() {
-            plan_worker(worker, map_entry(prior.attr("worker"), key));
+            plan_worker(worker, map_entry(prior.attr(WORKER_BLOCK), key));
+        }
+    }
+    if let Some(Value::List(nodes)) = fields.get_mut(WORKER_NODE_BLOCK) {
+        for node in nodes.iter_mut() {
+            let prior_node = node_named(prior, node.attr("name"));
+            carry_by_name(node, prior_node);
+            plan_worker(node, prior_node);
         }
     }
     let rebalancing = rebalance_enabled
@@ -353,12 +405,59 @@ pub fn plan_live_values(prior: &Value, planned: &mut Value) {
             fields.insert("citus_version".into(), Value::Unknown);
         }
         if rebalance_enabled {
-            if let Some(Value::Map(workers)) = fields.get_mut("worker") {
-                for worker in workers.values_mut() {
+            for (name, worker_block) in fields.iter_mut() {
+                let workers: Vec<&mut Value> = match worker_block {
+                    Value::Map(workers) if name == WORKER_BLOCK => workers.values_mut().collect(),
+                    Value::List(nodes) if name == WORKER_NODE_BLOCK => nodes.iter_mut().collect(),
+                    _ => continue,
+                };
+                for worker in workers {
                     if let Some(w) = worker.as_object_mut() {
                         w.insert("shard_placements".into(), Value::Unknown);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The prior state's `worker_node` of that name.
+fn node_named<'a>(prior: &'a Value, name: &Value) -> &'a Value {
+    static NULL: Value = Value::Null;
+    prior
+        .attr(WORKER_NODE_BLOCK)
+        .as_elements()
+        .unwrap_or_default()
+        .iter()
+        .find(|n| !name.is_null() && n.attr("name") == name)
+        .unwrap_or(&NULL)
+}
+
+/// Terraform pairs list elements by position, so the computed values a
+/// `worker_node` got from the prior state may be another worker's: they are
+/// taken from the prior element of the same name instead (unknown for a
+/// new name; left unknown where the plan already made them so).
+fn carry_by_name(node: &mut Value, prior: &Value) {
+    let Some(fields) = node.as_object_mut() else {
+        return;
+    };
+    for computed in ["node_id", "group_id", "is_active", "reachable", "shard_placements"] {
+        let kept_from_state = matches!(computed, "node_id" | "group_id");
+        if !kept_from_state && fields.get(computed).is_some_and(Value::is_unknown) {
+            continue;
+        }
+        let value = match prior.attr(computed) {
+            Value::Null => Value::Unknown,
+            known => known.clone(),
+        };
+        fields.insert(computed.into(), value);
+    }
+    let prior_replicas = prior.attr("read_replica").as_elements().unwrap_or_default();
+    if let Some(Value::List(replicas)) = fields.get_mut("read_replica") {
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            if let Some(r) = replica.as_object_mut() {
+                let id = prior_replicas.get(i).map(|p| p.attr("node_id").clone()).unwrap_or(Value::Null);
+                r.insert("node_id".into(), if id.is_null() { Value::Unknown } else { id });
             }
         }
     }

@@ -49,13 +49,9 @@ fn node_id() -> Attribute {
         .use_state_for_unknown()
 }
 
-pub fn schema() -> Schema {
-    let coordinator =
-        Block::new("The coordinator as Citus registers it (`citus_set_coordinator_host`).")
-            .attribute(host("the coordinator"))
-            .attribute(node_port("the coordinator"))
-            .attribute(node_id());
-
+/// Attributes shared by `worker` blocks (named by their label) and
+/// `worker_node` blocks (named by their `name`).
+fn worker_block(description: &str) -> Block {
     let replica = Block::new(
         "A read replica of the worker, registered as a secondary in the worker's group.",
     )
@@ -65,7 +61,7 @@ pub fn schema() -> Schema {
     .attribute(connect_port())
     .attribute(node_id());
 
-    let worker = Block::new("A worker, keyed by a name of your choosing: removing one never shifts the others.")
+    Block::new(description)
         .attribute(host("the worker"))
         .attribute(node_port("the worker"))
         .attribute(connect_host())
@@ -90,7 +86,31 @@ pub fn schema() -> Schema {
             Attribute::computed("shard_placements", Type::Number)
                 .describe("Number of shard placements of distributed tables on the worker (reference-table copies, which every node has, are not counted)."),
         )
-        .block(NestedBlock::list("read_replica", replica));
+        .block(NestedBlock::list("read_replica", replica))
+}
+
+/// Where a worker's name is: the label of a `worker` block, or the `name` of
+/// a `worker_node` block.
+pub const WORKER_BLOCK: &str = "worker";
+pub const WORKER_NODE_BLOCK: &str = "worker_node";
+
+fn worker_node_block() -> Block {
+    let mut block = worker_block(
+        "A worker named by its `name` attribute: the same as a `worker` block, for configurations that make workers with a `dynamic` block (Terraform requires a dynamic block's labels to be known when it validates, which module variables never are). Workers are matched by name, never by position: removing one from the middle of the list changes no other.",
+    );
+    let name = Attribute::required("name", Type::String)
+        .describe("The worker's name, unique among `worker` and `worker_node` blocks.")
+        .validate(worker_name());
+    block.attributes.insert(0, name);
+    block
+}
+
+pub fn schema() -> Schema {
+    let coordinator =
+        Block::new("The coordinator as Citus registers it (`citus_set_coordinator_host`).")
+            .attribute(host("the coordinator"))
+            .attribute(node_port("the coordinator"))
+            .attribute(node_id());
 
     let rebalance = Block::new("How the cluster is kept balanced. Without this block, rebalancing is on with Citus' default strategy and `auto` transfer mode.")
         .attribute(
@@ -151,8 +171,13 @@ pub fn schema() -> Schema {
             .describe("Bytes those moves would copy."),
     )
     .block(connection::block())
+    .block(super::internode_auth::block())
     .block(NestedBlock::single("coordinator", coordinator).required())
-    .block(NestedBlock::map("worker", worker))
+    .block(NestedBlock::map(
+        WORKER_BLOCK,
+        worker_block("A worker, keyed by a name of your choosing: removing one never shifts the others."),
+    ))
+    .block(NestedBlock::list(WORKER_NODE_BLOCK, worker_node_block()))
     .block(NestedBlock::single("rebalance", rebalance))
     .block(timeouts::block(&["create", "update"]));
 
