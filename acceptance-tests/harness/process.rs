@@ -25,6 +25,10 @@ pub struct Captured {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    /// The output pipes were still open after the grace period: a process
+    /// the program started (a daemon) inherited them. `terraform apply | tee`
+    /// would then never end.
+    pub output_held_open: bool,
 }
 
 impl Captured {
@@ -85,12 +89,13 @@ pub fn try_run_captured(cmd: &mut Command, timeout: Duration) -> Result<Captured
     let stderr = PipeCollector::start(child.stderr.take().expect("stderr is piped"));
 
     let status = wait_with_deadline(&mut child, timeout);
-    let (stdout, stderr) = (stdout.finish(), stderr.finish());
+    let ((stdout, stdout_open), (stderr, stderr_open)) = (stdout.finish(), stderr.finish());
     match status {
         Some(status) => Ok(Captured {
             status,
             stdout,
             stderr,
+            output_held_open: stdout_open || stderr_open,
         }),
         None => Err(RunError::TimedOut {
             command,
@@ -168,9 +173,13 @@ impl PipeCollector {
         PipeCollector { buffer, finished }
     }
 
-    fn finish(self) -> String {
-        let _ = self.finished.recv_timeout(OUTPUT_GRACE);
+    /// The output, and whether the pipe was still open when we stopped waiting.
+    fn finish(self) -> (String, bool) {
+        let held_open = matches!(
+            self.finished.recv_timeout(OUTPUT_GRACE),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
         let bytes = self.buffer.lock().expect("pipe buffer lock");
-        String::from_utf8_lossy(&bytes).into_owned()
+        (String::from_utf8_lossy(&bytes).into_owned(), held_open)
     }
 }

@@ -133,6 +133,14 @@ impl Workdir {
         let args = with_automation_flags(args);
         let started = Instant::now();
         let captured = run_captured(&mut self.command(&args), COMMAND_TIMEOUT);
+        // Users pipe Terraform's output (`terraform apply | tee log`): a
+        // process the providers leave behind must not hold it open.
+        assert!(
+            !captured.output_held_open,
+            "[{}] terraform {} exited, but its output pipes stayed open: a process it started (through a provider) inherited them",
+            self.name,
+            args.join(" ")
+        );
         let output = TfOutput {
             args,
             status: captured.status,

@@ -156,15 +156,46 @@ fn service_command(program: &Path) -> Result<Command, LocalError> {
     ] {
         cmd.env_remove(var);
     }
-    // SAFETY: setsid is async-signal-safe; it makes the child (and what it
-    // starts) a session of its own, away from Terraform's process group.
+    // SAFETY: setsid, close_range, getrlimit and fcntl are async-signal-safe
+    // and nothing here allocates. setsid makes the child (and what it starts)
+    // a session of its own, away from Terraform's process group.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            close_inherited_descriptors_on_exec();
             Ok(())
         });
     }
     Ok(cmd)
+}
+
+/// Marks every descriptor above stderr close-on-exec. Terraform hands its
+/// providers its own stdout and stderr as extra descriptors; a daemon that
+/// inherited them would hold Terraform's output open for as long as it runs
+/// (`terraform apply | tee log` would never end). Close-on-exec rather than
+/// closed: the standard library reports a failed exec through one of them.
+///
+/// # Safety
+/// Only for a freshly forked child before exec: it changes descriptor flags
+/// process-wide.
+unsafe fn close_inherited_descriptors_on_exec() {
+    // Linux 5.11+: one call.
+    let done = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) == 0;
+    if done {
+        return;
+    }
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let highest = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+        limit.rlim_cur.min(65_536) as libc::c_int
+    } else {
+        1024
+    };
+    for fd in 3..highest {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
 }
 
 fn display_program(program: &Path, args: &[&OsStr]) -> String {
