@@ -2,6 +2,7 @@
 //! Pgpool-II). Only the `local` target exists yet.
 
 mod converge;
+mod defaults;
 mod import;
 mod layout;
 mod local;
@@ -146,7 +147,7 @@ fn repairs(state: &Value) -> Vec<String> {
             out.push(format!("{name} is {status}, {action}"));
         }
     }
-    let wanted = state.attr("standbys").as_i64().unwrap_or(2) as usize + 1;
+    let wanted = model::standbys(state) + 1;
     if nodes.len() > wanted {
         out.push(format!(
             "{} nodes exist where {wanted} are configured: apply removes the others",

@@ -187,10 +187,6 @@ pub fn read_pool_password(path: &std::path::Path) -> Option<String> {
     })
 }
 
-/// pgpool reads at most 128 bytes of a `pool_passwd` field (`TEXT` included);
-/// escapes can double a password's length.
-pub const MAX_PASSWORD_LEN: usize = 60;
-
 pub fn repmgr_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
     let node = layout.node(slot);
     let conf = node.repmgr_conf().display().to_string();
