@@ -181,7 +181,7 @@ impl GroupSpec {
                 .unwrap_or(defaults::DELETION_PROTECTION),
             citus: CitusSpec::from_value(value.attr("citus")),
             superuser_password: secret_attr(value, "superuser_password").map(Secret::new),
-            configuration: super::import::configuration(value),
+            configuration: super::configuration::configuration(value),
         }
     }
 
