@@ -28,7 +28,7 @@
 use std::path::{Path, PathBuf};
 
 pub const MARKER: &str = ".shardform-pgpool-ha";
-/// The configuration last applied, for `terraform import` (see `import.rs`).
+/// The configuration last applied, for `terraform import` (see `configuration.rs` and `target/local/import.rs`).
 pub const CONFIG_FILE: &str = "shardform.json";
 /// Standbys a group may have; with the primary, slots 0..=MAX_STANDBYS.
 pub const MAX_STANDBYS: usize = 8;
