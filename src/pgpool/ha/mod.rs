@@ -61,7 +61,7 @@ fn object(fields: Vec<(&str, Value)>) -> Value {
 
 /// The state after an apply or a read: what the configuration said, with
 /// every computed attribute from the live group.
-fn to_state(target: &dyn GroupTarget, base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
+async fn to_state(target: &dyn GroupTarget, base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
     let layout = spec.layout();
     let mut slots: Vec<usize> = spec.slots().collect();
     // Nodes beyond `standbys` still on disk are listed, so they show as drift.
@@ -118,7 +118,7 @@ fn to_state(target: &dyn GroupTarget, base: &Value, spec: &GroupSpec, live: &Gro
             Value::int(layout.node(primary).port as i64),
         );
     }
-    fields.insert("pgpool_status".into(), Value::string(pgpool_status(target.health_checks_off(spec), live)));
+    fields.insert("pgpool_status".into(), Value::string(pgpool_status(target.health_checks_off(spec).await, live)));
     fields.insert("nodes".into(), Value::List(nodes));
     // Unknowns of the plan that apply did not settle become null.
     for value in fields.values_mut() {
@@ -208,12 +208,12 @@ impl HaResource {
         let spec = GroupSpec::from_value(planned);
         let deadline = Deadline::new(timeout(planned, operation));
         match target::apply(target, ctx, &spec, &deadline).await {
-            Ok(live) => Ok(to_state(target, planned, &spec, &live)),
+            Ok(live) => Ok(to_state(target, planned, &spec, &live).await),
             Err(failure) => {
                 let slots: Vec<usize> = spec.slots().collect();
                 let live = target.observe(&spec, &slots).await;
                 let _ = diags;
-                Err((failure, Some(to_state(target, planned, &spec, &live))))
+                Err((failure, Some(to_state(target, planned, &spec, &live).await)))
             }
         }
     }
@@ -395,12 +395,12 @@ impl Resource for HaResource {
         let target = group_target();
         let spec = GroupSpec::from_value(state);
         spec.port_base?;
-        if !target.holds_group(&spec) {
+        if !target.holds_group(&spec).await {
             return None;
         }
-        let slots = target.slots(&spec);
+        let slots = target.slots(&spec).await;
         let live = target.observe(&spec, &slots).await;
-        Some(to_state(target, state, &spec, &live))
+        Some(to_state(target, state, &spec, &live).await)
     }
 
     async fn update(
@@ -417,7 +417,7 @@ impl Resource for HaResource {
             let target = group_target();
             let spec = GroupSpec::from_value(prior);
             let layout = spec.layout();
-            let slots = target.slots(&spec);
+            let slots = target.slots(&spec).await;
             let live = target.observe(&spec, &slots).await;
             if let Some(primary) = live.primary {
                 let port = layout.node(primary).port as i64;
@@ -432,7 +432,7 @@ impl Resource for HaResource {
                             layout::node_name(primary)
                         ),
                     );
-                    return to_state(target, prior, &spec, &live);
+                    return to_state(target, prior, &spec, &live).await;
                 }
             }
         }

@@ -27,11 +27,11 @@ pub use failure::{check_stop, wait_failure, Deadline, Failure};
 pub trait GroupTarget: Send + Sync {
     /// Whether the target holds the group `spec` names (made by this
     /// provider, not necessarily healthy).
-    fn holds_group(&self, spec: &GroupSpec) -> bool;
+    async fn holds_group(&self, spec: &GroupSpec) -> bool;
 
     /// The slots to observe: the ones `spec` asks for, then any others the
     /// target still has (nodes beyond `standbys` show as drift).
-    fn slots(&self, spec: &GroupSpec) -> Vec<usize>;
+    async fn slots(&self, spec: &GroupSpec) -> Vec<usize>;
 
     /// Reads the nodes in `slots` and pgpool. Never fails: a node that does
     /// not answer is down in the result.
@@ -39,7 +39,7 @@ pub trait GroupTarget: Send + Sync {
 
     /// pgpool's health checks are off because an apply that restarted nodes
     /// did not get to turn them on again.
-    fn health_checks_off(&self, spec: &GroupSpec) -> bool;
+    async fn health_checks_off(&self, spec: &GroupSpec) -> bool;
 
     /// The first step of an apply: every node of `spec` running and
     /// replicating, surplus nodes removed, repmgrd and pgpool running.

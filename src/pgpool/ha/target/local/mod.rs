@@ -39,11 +39,11 @@ pub struct LocalTarget;
 
 #[async_trait]
 impl GroupTarget for LocalTarget {
-    fn holds_group(&self, spec: &GroupSpec) -> bool {
+    async fn holds_group(&self, spec: &GroupSpec) -> bool {
         spec.layout().marker().exists()
     }
 
-    fn slots(&self, spec: &GroupSpec) -> Vec<usize> {
+    async fn slots(&self, spec: &GroupSpec) -> Vec<usize> {
         let mut slots: Vec<usize> = spec.slots().collect();
         for s in observe::slots_on_disk(&spec.layout()) {
             if !slots.contains(&s) {
@@ -59,7 +59,7 @@ impl GroupTarget for LocalTarget {
 
     /// pgpool.conf written with `health_check_period = 0` (see `restart`)
     /// where the plan has checks on.
-    fn health_checks_off(&self, spec: &GroupSpec) -> bool {
+    async fn health_checks_off(&self, spec: &GroupSpec) -> bool {
         spec.pgpool.health_check_period != 0
             && std::fs::read_to_string(spec.layout().pgpool().conf()).is_ok_and(|conf| {
                 conf.lines().any(|l| {
