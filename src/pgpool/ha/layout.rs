@@ -28,7 +28,7 @@
 use std::path::{Path, PathBuf};
 
 pub const MARKER: &str = ".shardform-pgpool-ha";
-/// The configuration last applied, for `terraform import` (see `import.rs`).
+/// The configuration last applied, for `terraform import` (see `configuration.rs` and `target/local/import.rs`).
 pub const CONFIG_FILE: &str = "shardform.json";
 /// Standbys a group may have; with the primary, slots 0..=MAX_STANDBYS.
 pub const MAX_STANDBYS: usize = 8;
@@ -39,6 +39,10 @@ pub const HOST: &str = "127.0.0.1";
 /// Unix socket paths are limited to 107 bytes; the longest we make is
 /// `BASE/nodeN/run/.s.PGSQL.65535`.
 pub const MAX_BASE_DIR_LEN: usize = 107 - "/node8/run/.s.PGSQL.65535".len();
+/// The superuser's password is kept in pgpool's `pool_passwd`, which pgpool
+/// reads at most 128 bytes of a field of (`TEXT` included); escapes can
+/// double a password's length.
+pub const MAX_PASSWORD_LEN: usize = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {

@@ -1,19 +1,34 @@
 //! `pgpool_ha`: one highly available PostgreSQL node group (repmgr behind
 //! Pgpool-II). Only the `local` target exists yet.
+//!
+//! Dependence runs one way, each module using only those before it:
+//!
+//! ```text
+//! defaults, layout        every default; limits, names, paths and ports of a group
+//!   -> schema             attributes, their defaults and validators
+//!   -> configuration      what import restores, found by walking the schema
+//!   -> model              the typed group a planned value asks for (GroupSpec)
+//!   -> render             every configuration file and script, shared by all targets
+//!   -> setting_values,    plan-time checks of postgresql_settings against
+//!      parameters         the installed PostgreSQL
+//!   -> live               a group as observed (GroupLive, node statuses)
+//!   -> target             the GroupTarget trait (observe, converge, restart,
+//!                         settle, destroy, restore), Failure, Deadline
+//!   -> target::local      the local target (its own order in its module doc)
+//!   -> mod (this file)    the resource: plan, state, and which target runs it
+//! ```
 
-mod converge;
-mod import;
+mod configuration;
+mod defaults;
 mod layout;
-mod local;
+mod live;
 mod model;
-mod observe;
 mod parameters;
-mod setting_values;
 mod render;
-mod restart;
 mod schema;
+mod setting_values;
+mod target;
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -21,12 +36,19 @@ use async_trait::async_trait;
 use crate::cty::Value;
 use crate::framework::{AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
 
-use converge::{Deadline, Failure};
 use layout::{Layout, HOST, PORTS_PER_GROUP};
+use live::{GroupLive, STATUS_UP};
 use model::{timeout, GroupSpec};
-use observe::{GroupLive, STATUS_UP};
+use target::local::{plan, LocalTarget};
+use target::{Deadline, Failure, GroupTarget};
 
 pub struct HaResource;
+
+/// Where groups run. Only `local` exists (the schema's `target` allows
+/// nothing else); a second target is chosen here by that attribute.
+fn group_target() -> &'static dyn GroupTarget {
+    &LocalTarget
+}
 
 fn object(fields: Vec<(&str, Value)>) -> Value {
     Value::Object(
@@ -39,7 +61,7 @@ fn object(fields: Vec<(&str, Value)>) -> Value {
 
 /// The state after an apply or a read: what the configuration said, with
 /// every computed attribute from the live group.
-fn to_state(base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
+async fn to_state(target: &dyn GroupTarget, base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
     let layout = spec.layout();
     let mut slots: Vec<usize> = spec.slots().collect();
     // Nodes beyond `standbys` still on disk are listed, so they show as drift.
@@ -60,7 +82,7 @@ fn to_state(base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
                 ("status", Value::string(live.status(slot))),
                 (
                     "replication_delay_bytes",
-                    Value::int(observe::delay_of(live, slot)),
+                    Value::int(live::delay_of(live, slot)),
                 ),
             ])
         })
@@ -96,7 +118,7 @@ fn to_state(base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
             Value::int(layout.node(primary).port as i64),
         );
     }
-    fields.insert("pgpool_status".into(), Value::string(pgpool_status(spec, &layout, live)));
+    fields.insert("pgpool_status".into(), Value::string(pgpool_status(target.health_checks_off(spec).await, live)));
     fields.insert("nodes".into(), Value::List(nodes));
     // Unknowns of the plan that apply did not settle become null.
     for value in fields.values_mut() {
@@ -109,13 +131,7 @@ fn to_state(base: &Value, spec: &GroupSpec, live: &GroupLive) -> Value {
 
 /// pgpool as the schema documents it: `checks_off` when an apply that
 /// restarted nodes did not get to turn its health checks on again.
-fn pgpool_status(spec: &GroupSpec, layout: &Layout, live: &GroupLive) -> &'static str {
-    let checks_off = spec.pgpool.health_check_period != 0
-        && std::fs::read_to_string(layout.pgpool().conf()).is_ok_and(|conf| {
-            conf.lines().any(|l| {
-                l.split_once('=').is_some_and(|(k, v)| k.trim() == "health_check_period" && v.trim() == "0")
-            })
-        });
+fn pgpool_status(checks_off: bool, live: &GroupLive) -> &'static str {
     match live.pgpool_status() {
         "up" if checks_off => "checks_off",
         other => other,
@@ -131,14 +147,14 @@ fn repairs(state: &Value) -> Vec<String> {
         if status != STATUS_UP {
             let name = node.attr("name").as_str().unwrap_or_default();
             let action = match status {
-                observe::STATUS_FENCED => {
+                live::STATUS_FENCED => {
                     "an old primary that came back: apply rewinds it and rejoins it as a standby"
                 }
-                observe::STATUS_DETACHED => "detached in pgpool: apply attaches it again",
-                observe::STATUS_NOT_REPLICATING => {
+                live::STATUS_DETACHED => "detached in pgpool: apply attaches it again",
+                live::STATUS_NOT_REPLICATING => {
                     "not replicating from the primary: apply rejoins or re-clones it"
                 }
-                observe::STATUS_UNMONITORED => {
+                live::STATUS_UNMONITORED => {
                     "its repmgrd is not running, or paused by an apply that did not finish: apply starts or unpauses it"
                 }
                 _ => "down: apply starts it, or rejoins or re-clones it",
@@ -146,7 +162,7 @@ fn repairs(state: &Value) -> Vec<String> {
             out.push(format!("{name} is {status}, {action}"));
         }
     }
-    let wanted = state.attr("standbys").as_i64().unwrap_or(2) as usize + 1;
+    let wanted = model::standbys(state) + 1;
     if nodes.len() > wanted {
         out.push(format!(
             "{} nodes exist where {wanted} are configured: apply removes the others",
@@ -164,94 +180,6 @@ fn repairs(state: &Value) -> Vec<String> {
         Some(other) => out.push(format!("pgpool is {other}: apply starts it")),
     }
     out
-}
-
-/// Ports from `base` that nothing listens on.
-fn ports_free(base: u16) -> Result<(), u16> {
-    // Checked: the last port of a group at the top of the range is 65535.
-    let last = base.checked_add(PORTS_PER_GROUP - 1).ok_or(base)?;
-    for port in base..=last {
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
-            return Err(port);
-        }
-    }
-    Ok(())
-}
-
-/// Where the kernel's ephemeral ports begin (the first field of
-/// `ip_local_port_range`).
-fn ephemeral_low() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768)
-}
-
-/// A block of free consecutive ports from 10000 up to where the kernel's
-/// ephemeral ports begin. Below it on purpose: a client connecting to a dead
-/// node's port inside the ephemeral range can be given that very port as
-/// its own and connect to itself (TCP simultaneous open), then wait for ever.
-/// The starting block is picked at random so concurrent groups rarely collide.
-fn choose_port_base() -> Option<u16> {
-    const LOW: u16 = 10000;
-    let high = ephemeral_low().max(LOW + PORTS_PER_GROUP);
-    let blocks = (high - LOW) / PORTS_PER_GROUP;
-    let seed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    (0..blocks)
-        .map(|i| LOW + ((seed % blocks + i) % blocks) * PORTS_PER_GROUP)
-        .find(|b| ports_free(*b).is_ok())
-}
-
-/// Plan-time checks of the base directory: creatable or empty, or already this group.
-fn check_base_dir(dir: &Path, diags: &mut Diagnostics) {
-    let path = AttrPath::root("base_dir");
-    if dir.exists() {
-        if !dir.is_dir() {
-            diags.error_at(
-                path,
-                "Base directory is not a directory",
-                format!("{} exists and is not a directory.", dir.display()),
-            );
-            return;
-        }
-        let empty = std::fs::read_dir(dir)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty && !dir.join(layout::MARKER).exists() {
-            diags.error_at(
-                path,
-                "Base directory in use",
-                format!(
-                    "{} is not empty and holds no pgpool_ha group.",
-                    dir.display()
-                ),
-            );
-            return;
-        }
-    }
-    let existing = dir
-        .ancestors()
-        .find(|a| a.exists())
-        .unwrap_or(Path::new("/"));
-    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    // SAFETY: `c` is a valid NUL-terminated path.
-    let writable =
-        existing.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
-    if !writable {
-        diags.error_at(
-            path,
-            "Base directory not writable",
-            format!(
-                "The provider cannot create {} because {} is not a directory it may write into.",
-                dir.display(),
-                existing.display()
-            ),
-        );
-    }
 }
 
 /// The one message for a destroy that deletion protection stops, at plan or apply.
@@ -276,15 +204,16 @@ impl HaResource {
         operation: &str,
         diags: &mut Diagnostics,
     ) -> Result<Value, (Failure, Option<Value>)> {
+        let target = group_target();
         let spec = GroupSpec::from_value(planned);
         let deadline = Deadline::new(timeout(planned, operation));
-        match converge::converge(ctx, &spec, &deadline).await {
-            Ok(live) => Ok(to_state(planned, &spec, &live)),
+        match target::apply(target, ctx, &spec, &deadline).await {
+            Ok(live) => Ok(to_state(target, planned, &spec, &live).await),
             Err(failure) => {
                 let slots: Vec<usize> = spec.slots().collect();
-                let live = observe::observe(&spec.layout(), &slots).await;
+                let live = target.observe(&spec, &slots).await;
                 let _ = diags;
-                Err((failure, Some(to_state(planned, &spec, &live))))
+                Err((failure, Some(to_state(target, planned, &spec, &live).await)))
             }
         }
     }
@@ -347,10 +276,10 @@ impl Resource for HaResource {
         let planned = &mut change.planned;
         if change.prior.is_null() {
             if let Some(dir) = planned.attr("base_dir").as_str() {
-                check_base_dir(Path::new(dir), diags);
+                plan::check_base_dir(Path::new(dir), diags);
             }
             if let Some(base) = planned.attr("port_base").as_i64().and_then(|b| u16::try_from(b).ok()) {
-                if let Err(port) = ports_free(base) {
+                if let Err(port) = plan::ports_free(base) {
                     diags.error_at(
                         AttrPath::root("port_base"),
                         "Port in use",
@@ -411,7 +340,7 @@ impl Resource for HaResource {
     async fn create(&self, ctx: &Context, planned: &Value, diags: &mut Diagnostics) -> Value {
         let mut planned = planned.clone();
         if planned.attr("port_base").as_i64().is_none() {
-            let Some(base) = choose_port_base() else {
+            let Some(base) = plan::choose_port_base() else {
                 diags.error_at(AttrPath::root("port_base"), "No free ports", format!("Found no {PORTS_PER_GROUP} consecutive free ports on {HOST}; set port_base."));
                 return Value::Null;
             };
@@ -450,7 +379,7 @@ impl Resource for HaResource {
                 // A failed create of a new group leaves nothing half-started behind.
                 let spec = GroupSpec::from_value(&planned);
                 let deadline = Deadline::new(std::time::Duration::from_secs(120));
-                if let Err(e) = converge::discard_created(&spec, base_existed, &deadline).await {
+                if let Err(e) = group_target().discard_created(&spec, base_existed, &deadline).await {
                     diags.warning(
                         e.summary,
                         format!("While cleaning up after the failed create: {}", e.detail),
@@ -463,20 +392,15 @@ impl Resource for HaResource {
     }
 
     async fn read(&self, _ctx: &Context, state: &Value, _diags: &mut Diagnostics) -> Option<Value> {
+        let target = group_target();
         let spec = GroupSpec::from_value(state);
         spec.port_base?;
-        let layout: Layout = spec.layout();
-        if !layout.marker().exists() {
+        if !target.holds_group(&spec).await {
             return None;
         }
-        let mut slots: Vec<usize> = spec.slots().collect();
-        for s in observe::slots_on_disk(&layout) {
-            if !slots.contains(&s) {
-                slots.push(s);
-            }
-        }
-        let live = observe::observe(&layout, &slots).await;
-        Some(to_state(state, &spec, &live))
+        let slots = target.slots(&spec).await;
+        let live = target.observe(&spec, &slots).await;
+        Some(to_state(target, state, &spec, &live).await)
     }
 
     async fn update(
@@ -490,15 +414,11 @@ impl Resource for HaResource {
         // worker were planned with it). A failover since then would make
         // apply's result differ from the plan: stop before changing anything.
         if let Some(planned_port) = planned.attr("primary_port").as_i64() {
+            let target = group_target();
             let spec = GroupSpec::from_value(prior);
             let layout = spec.layout();
-            let mut slots: Vec<usize> = spec.slots().collect();
-            for s in observe::slots_on_disk(&layout) {
-                if !slots.contains(&s) {
-                    slots.push(s);
-                }
-            }
-            let live = observe::observe(&layout, &slots).await;
+            let slots = target.slots(&spec).await;
+            let live = target.observe(&spec, &slots).await;
             if let Some(primary) = live.primary {
                 let port = layout.node(primary).port as i64;
                 if port != planned_port {
@@ -512,7 +432,7 @@ impl Resource for HaResource {
                             layout::node_name(primary)
                         ),
                     );
-                    return to_state(prior, &spec, &live);
+                    return to_state(target, prior, &spec, &live).await;
                 }
             }
         }
@@ -532,29 +452,18 @@ impl Resource for HaResource {
             return;
         }
         let deadline = Deadline::new(timeout(prior, "delete"));
-        if let Err(failure) = converge::destroy(&spec, &deadline).await {
+        if let Err(failure) = group_target().destroy(&spec, &deadline).await {
             failure.report(diags);
         }
     }
 
-    /// The ID is the base directory; see `import.rs` for what is restored.
+    /// The ID is the base directory; see `target/local/import.rs` for what is restored.
     async fn import(&self, ctx: &Context, id: &str, diags: &mut Diagnostics) -> Option<Value> {
-        let value = import::restore(id, diags)?;
+        let value = group_target().restore(id, diags).await?;
         let state = self.read(ctx, &value, diags).await;
         if state.is_none() {
             diags.error("No such group", format!("No pgpool_ha group could be read in {id}."));
         }
         state
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_highest_port_base_is_checked_without_overflow() {
-        let top = 65535 - super::PORTS_PER_GROUP + 1;
-        // Whatever is bound there, the check answers instead of overflowing.
-        let _ = super::ports_free(top);
-        assert_eq!(super::ports_free(65535), Err(65535));
     }
 }

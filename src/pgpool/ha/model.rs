@@ -8,16 +8,8 @@ use crate::cty::Value;
 use crate::framework::timeouts;
 use crate::sql::Secret;
 
-use super::layout::Layout;
-
-/// `disable_load_balance_on_write` values pgpool 4.3 accepts.
-pub const LB_ON_WRITE: &[&str] = &[
-    "off",
-    "transaction",
-    "trans_transaction",
-    "always",
-    "dml_adaptive",
-];
+use super::defaults;
+use super::layout::{Layout, MAX_STANDBYS};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgpoolSettings {
@@ -33,20 +25,21 @@ pub struct PgpoolSettings {
 
 impl PgpoolSettings {
     fn from_value(block: &Value) -> Self {
+        use defaults::pgpool as d;
         let int = |name: &str, default: i64| block.attr(name).as_i64().unwrap_or(default);
         PgpoolSettings {
-            load_balance_mode: block.attr("load_balance_mode").as_bool().unwrap_or(true),
+            load_balance_mode: block.attr("load_balance_mode").as_bool().unwrap_or(d::LOAD_BALANCE_MODE),
             disable_load_balance_on_write: block
                 .attr("disable_load_balance_on_write")
                 .as_str()
-                .unwrap_or("transaction")
+                .unwrap_or(d::DISABLE_LOAD_BALANCE_ON_WRITE)
                 .to_string(),
-            health_check_period: int("health_check_period", 5),
-            health_check_timeout: int("health_check_timeout", 10),
-            health_check_max_retries: int("health_check_max_retries", 1),
-            sr_check_period: int("sr_check_period", 5),
-            num_init_children: int("num_init_children", 16),
-            max_pool: int("max_pool", 2),
+            health_check_period: int("health_check_period", d::HEALTH_CHECK_PERIOD),
+            health_check_timeout: int("health_check_timeout", d::HEALTH_CHECK_TIMEOUT),
+            health_check_max_retries: int("health_check_max_retries", d::HEALTH_CHECK_MAX_RETRIES),
+            sr_check_period: int("sr_check_period", d::SR_CHECK_PERIOD),
+            num_init_children: int("num_init_children", d::NUM_INIT_CHILDREN),
+            max_pool: int("max_pool", d::MAX_POOL),
         }
     }
 }
@@ -63,15 +56,16 @@ pub struct FailoverSettings {
 
 impl FailoverSettings {
     fn from_value(block: &Value) -> Self {
+        use defaults::failover as d;
         let int = |name: &str, default: i64| block.attr(name).as_i64().unwrap_or(default);
         FailoverSettings {
-            monitor_interval_secs: int("monitor_interval_secs", 2),
-            reconnect_attempts: int("reconnect_attempts", 3),
-            reconnect_interval: int("reconnect_interval", 2),
+            monitor_interval_secs: int("monitor_interval_secs", d::MONITOR_INTERVAL_SECS),
+            reconnect_attempts: int("reconnect_attempts", d::RECONNECT_ATTEMPTS),
+            reconnect_interval: int("reconnect_interval", d::RECONNECT_INTERVAL),
             rejoin_failed_primary: block
                 .attr("rejoin_failed_primary")
                 .as_bool()
-                .unwrap_or(true),
+                .unwrap_or(d::REJOIN_FAILED_PRIMARY),
         }
     }
 }
@@ -100,6 +94,7 @@ impl CitusSpec {
         if block.is_null() || block.is_unknown() {
             return None;
         }
+        use defaults::citus as d;
         let text =
             |name: &str, default: &str| block.attr(name).as_str().unwrap_or(default).to_string();
         Some(CitusSpec {
@@ -107,10 +102,9 @@ impl CitusSpec {
             coordinator_port: block
                 .attr("coordinator_port")
                 .as_i64()
-                .map(|p| p as u16)
-                .unwrap_or(5432),
-            database: text("database", "postgres"),
-            username: text("username", "postgres"),
+                .unwrap_or(d::COORDINATOR_PORT) as u16,
+            database: text("database", d::DATABASE),
+            username: text("username", d::USERNAME),
             // The write-only form arrives here at apply (from configuration).
             password: secret_attr(block, "password").map(str::to_string),
         })
@@ -172,23 +166,22 @@ impl GroupSpec {
             name: value.attr("name").as_str().unwrap_or_default().to_string(),
             base_dir: PathBuf::from(value.attr("base_dir").as_str().unwrap_or_default()),
             port_base: value.attr("port_base").as_i64().map(|p| p as u16),
-            standbys: value
-                .attr("standbys")
-                .as_i64()
-                .unwrap_or(2)
-                .clamp(0, super::layout::MAX_STANDBYS as i64) as usize,
+            standbys: standbys(value),
             postgresql_settings: settings,
             preload_libraries: preload,
             synchronous_replication: value
                 .attr("synchronous_replication")
                 .as_bool()
-                .unwrap_or(false),
+                .unwrap_or(defaults::SYNCHRONOUS_REPLICATION),
             pgpool: PgpoolSettings::from_value(value.attr("pgpool_settings")),
             failover: FailoverSettings::from_value(value.attr("failover_settings")),
-            deletion_protection: value.attr("deletion_protection").as_bool().unwrap_or(true),
+            deletion_protection: value
+                .attr("deletion_protection")
+                .as_bool()
+                .unwrap_or(defaults::DELETION_PROTECTION),
             citus: CitusSpec::from_value(value.attr("citus")),
             superuser_password: secret_attr(value, "superuser_password").map(Secret::new),
-            configuration: super::import::configuration(value),
+            configuration: super::configuration::configuration(value),
         }
     }
 
@@ -224,8 +217,18 @@ impl GroupSpec {
     }
 }
 
+/// `standbys` of a resource value (the default when it has none), within
+/// what a group may have.
+pub fn standbys(value: &Value) -> usize {
+    value
+        .attr("standbys")
+        .as_i64()
+        .unwrap_or(defaults::STANDBYS)
+        .clamp(0, MAX_STANDBYS as i64) as usize
+}
+
 pub fn timeout(value: &Value, operation: &str) -> Duration {
-    timeouts::get(value, operation, Duration::from_secs(15 * 60))
+    timeouts::get(value, operation, defaults::TIMEOUT)
 }
 
 #[cfg(test)]

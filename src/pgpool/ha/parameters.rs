@@ -1,7 +1,7 @@
 //! What the installed PostgreSQL knows about its parameters, from
 //! `postgres --describe-config` (no server needed, allowed as root): which
 //! names exist, and which take effect only at a restart (apply restarts the
-//! nodes for those, see `restart::restart_pending`; the plan says so).
+//! nodes for those, see `target::local::restart`; the plan says so).
 
 use std::collections::HashMap;
 use std::process::Command;

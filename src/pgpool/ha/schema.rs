@@ -6,10 +6,19 @@ use crate::cty::{Type, Value};
 use crate::framework::validators::{int_between, one_of, port, NameLike, Validator};
 use crate::framework::{timeouts, AttrPath, Attribute, Block, Diagnostics, NestedBlock, Schema};
 
-use super::layout::{is_plain_path, MAX_BASE_DIR_LEN, MAX_STANDBYS};
-use super::model::LB_ON_WRITE;
+use super::defaults;
+use super::layout::{is_plain_path, MAX_BASE_DIR_LEN, MAX_PASSWORD_LEN, MAX_STANDBYS, PORTS_PER_GROUP};
 
 pub const TARGETS: &[&str] = &["local"];
+
+/// `disable_load_balance_on_write` values pgpool 4.3 accepts.
+pub const LB_ON_WRITE: &[&str] = &[
+    "off",
+    "transaction",
+    "trans_transaction",
+    "always",
+    "dml_adaptive",
+];
 
 /// Settings the group itself owns on every node; a user value would break
 /// the layout, replication or failover, so they have attributes of their own
@@ -146,43 +155,46 @@ fn seconds(name: &'static str, what: &str, default: i64, min: i64, max: i64) -> 
 }
 
 fn pgpool_block() -> NestedBlock {
+    use defaults::pgpool as d;
     let block = Block::new("Pgpool-II settings. Changing any of them restarts pgpool (a few seconds without the endpoint); the nodes keep running.")
         .attribute(
             Attribute::optional("load_balance_mode", Type::Bool)
-                .describe("Send read-only queries to standbys as well as the primary. Defaults to `true`.")
-                .default(true),
+                .describe(format!("Send read-only queries to standbys as well as the primary. Defaults to `{}`.", d::LOAD_BALANCE_MODE))
+                .default(d::LOAD_BALANCE_MODE),
         )
         .attribute(
             Attribute::optional("disable_load_balance_on_write", Type::String)
-                .describe("When reads stop being balanced after a write: `off`, `transaction`, `trans_transaction`, `always` or `dml_adaptive`. Defaults to `transaction`.")
+                .describe(format!("When reads stop being balanced after a write: `off`, `transaction`, `trans_transaction`, `always` or `dml_adaptive`. Defaults to `{}`.", d::DISABLE_LOAD_BALANCE_ON_WRITE))
                 .validate(one_of(LB_ON_WRITE))
-                .default("transaction"),
+                .default(d::DISABLE_LOAD_BALANCE_ON_WRITE),
         )
-        .attribute(seconds("health_check_period", "Seconds between pgpool's health checks of each node; `0` turns them off (a dead node is then only noticed by repmgr).", 5, 0, 3600))
-        .attribute(seconds("health_check_timeout", "Seconds a health check may take.", 10, 1, 3600))
-        .attribute(seconds("health_check_max_retries", "Failed health checks retried before pgpool detaches a node.", 1, 0, 100))
-        .attribute(seconds("sr_check_period", "Seconds between pgpool's streaming-replication delay checks.", 5, 0, 3600))
-        .attribute(seconds("num_init_children", "Pgpool child processes: the most concurrent client sessions.", 16, 1, 1000))
-        .attribute(seconds("max_pool", "Cached backend connections per pgpool child. Every node needs `num_init_children * max_pool` connections to spare.", 2, 1, 100));
+        .attribute(seconds("health_check_period", "Seconds between pgpool's health checks of each node; `0` turns them off (a dead node is then only noticed by repmgr).", d::HEALTH_CHECK_PERIOD, 0, 3600))
+        .attribute(seconds("health_check_timeout", "Seconds a health check may take.", d::HEALTH_CHECK_TIMEOUT, 1, 3600))
+        .attribute(seconds("health_check_max_retries", "Failed health checks retried before pgpool detaches a node.", d::HEALTH_CHECK_MAX_RETRIES, 0, 100))
+        .attribute(seconds("sr_check_period", "Seconds between pgpool's streaming-replication delay checks.", d::SR_CHECK_PERIOD, 0, 3600))
+        .attribute(seconds("num_init_children", "Pgpool child processes: the most concurrent client sessions.", d::NUM_INIT_CHILDREN, 1, 1000))
+        .attribute(seconds("max_pool", "Cached backend connections per pgpool child. Every node needs `num_init_children * max_pool` connections to spare.", d::MAX_POOL, 1, 100));
     NestedBlock::single("pgpool_settings", block)
 }
 
 fn failover_block() -> NestedBlock {
+    use defaults::failover as d;
     let block = Block::new("How quickly repmgrd declares the primary dead and promotes a standby: about `monitor_interval_secs + reconnect_attempts * reconnect_interval` seconds.")
-        .attribute(seconds("monitor_interval_secs", "Seconds between repmgrd's checks of its upstream.", 2, 1, 600))
-        .attribute(seconds("reconnect_attempts", "Reconnection attempts before the primary is considered dead.", 3, 0, 100))
-        .attribute(seconds("reconnect_interval", "Seconds between those attempts.", 2, 1, 600))
+        .attribute(seconds("monitor_interval_secs", "Seconds between repmgrd's checks of its upstream.", d::MONITOR_INTERVAL_SECS, 1, 600))
+        .attribute(seconds("reconnect_attempts", "Reconnection attempts before the primary is considered dead.", d::RECONNECT_ATTEMPTS, 0, 100))
+        .attribute(seconds("reconnect_interval", "Seconds between those attempts.", d::RECONNECT_INTERVAL, 1, 600))
         .attribute(
             Attribute::optional("rejoin_failed_primary", Type::Bool)
-                .describe(
+                .describe(format!(
                     "After a promotion the failed primary is always fenced: a `standby.signal` in its data directory \
                      makes any restart (by hand, or of the whole group) come up read-only, and a postmaster of it that \
                      still runs is stopped. With this on, the event hook then rewinds it (`repmgr node rejoin \
                      --force-rewind`) and rejoins it as a standby in the background, attached in pgpool once it streams, \
                      so a failover leaves a whole group and the next plan is empty. Off: it stays fenced and down for \
-                     inspection, and the next plan shows its repair. Defaults to `true`.",
-                )
-                .default(true),
+                     inspection, and the next plan shows its repair. Defaults to `{}`.",
+                    d::REJOIN_FAILED_PRIMARY
+                ))
+                .default(d::REJOIN_FAILED_PRIMARY),
         );
     NestedBlock::single("failover_settings", block)
 }
@@ -210,7 +222,7 @@ struct SuperuserPassword;
 impl Validator for SuperuserPassword {
     fn validate(&self, value: &Value, path: &AttrPath, diags: &mut Diagnostics) {
         let Some(s) = value.as_str() else { return };
-        let max = super::render::MAX_PASSWORD_LEN;
+        let max = MAX_PASSWORD_LEN;
         if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
             // Never echo the value: it is a secret.
             diags.error_at(
@@ -223,11 +235,12 @@ impl Validator for SuperuserPassword {
 }
 
 fn citus_block() -> NestedBlock {
-    let text = |name: &'static str, what: &str| {
+    use defaults::citus as d;
+    let text = |name: &'static str, what: &str, default: &'static str| {
         Attribute::optional(name, Type::String)
-            .describe(format!("{what} Defaults to `postgres`."))
+            .describe(format!("{what} Defaults to `{default}`."))
             .validate(ConnectionText)
-            .default("postgres")
+            .default(default)
     };
     let block = Block::new(
         "The group backs a Citus node (a worker). Citus is preloaded on every node (first in \
@@ -247,12 +260,12 @@ fn citus_block() -> NestedBlock {
     )
     .attribute(
         Attribute::optional("coordinator_port", Type::Number)
-            .describe("Port of the Citus coordinator. Defaults to `5432`.")
+            .describe(format!("Port of the Citus coordinator. Defaults to `{}`.", d::COORDINATOR_PORT))
             .validate(port())
-            .default(Value::int(5432)),
+            .default(Value::int(d::COORDINATOR_PORT)),
     )
-    .attribute(text("database", "Database on the coordinator that holds the Citus metadata."))
-    .attribute(text("username", "Superuser on the coordinator that may call `citus_update_node`."))
+    .attribute(text("database", "Database on the coordinator that holds the Citus metadata.", d::DATABASE))
+    .attribute(text("username", "Superuser on the coordinator that may call `citus_update_node`.", d::USERNAME))
     .attribute(
         Attribute::optional("password", Type::String)
             .describe("Password of `username`, when the coordinator asks for one. Kept in a password file (mode 0600) under `base_dir`, never on a command line.")
@@ -308,9 +321,9 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("target", Type::String)
-            .describe("Where the group runs. Only `local` (processes on this machine) is available yet. Defaults to `local`.")
+            .describe(format!("Where the group runs. Only `local` (processes on this machine) is available yet. Defaults to `{}`.", defaults::TARGET))
             .validate(one_of(TARGETS))
-            .default("local")
+            .default(defaults::TARGET)
             .requires_replace(),
     )
     .attribute(
@@ -321,17 +334,17 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("standbys", Type::Number)
-            .describe(format!("Number of standbys besides the primary, 0 to {MAX_STANDBYS}. Defaults to `2`."))
+            .describe(format!("Number of standbys besides the primary, 0 to {MAX_STANDBYS}. Defaults to `{}`.", defaults::STANDBYS))
             .validate(int_between(0, MAX_STANDBYS as i64))
-            .default(Value::int(2)),
+            .default(Value::int(defaults::STANDBYS)),
     )
     .attribute(
         Attribute::optional_computed("port_base", Type::Number)
             .describe(format!(
                 "First of {} consecutive loopback ports: pgpool, pcp, then one per node slot. Chosen among free ports when omitted, and kept.",
-                super::layout::PORTS_PER_GROUP
+                PORTS_PER_GROUP
             ))
-            .validate(int_between(1024, 65535 - super::layout::PORTS_PER_GROUP as i64 + 1))
+            .validate(int_between(1024, 65535 - PORTS_PER_GROUP as i64 + 1))
             .use_state_for_unknown()
             .requires_replace(),
     )
@@ -347,8 +360,8 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("synchronous_replication", Type::Bool)
-            .describe("Acknowledge a commit only once a standby has it (`synchronous_standby_names = 'ANY 1 (...)'`), so no acknowledged write is lost on failover. Needs at least one standby. Defaults to `false`.")
-            .default(false),
+            .describe(format!("Acknowledge a commit only once a standby has it (`synchronous_standby_names = 'ANY 1 (...)'`), so no acknowledged write is lost on failover. Needs at least one standby. Defaults to `{}`.", defaults::SYNCHRONOUS_REPLICATION))
+            .default(defaults::SYNCHRONOUS_REPLICATION),
     )
     .attribute(
         Attribute::optional("superuser_password", Type::String)
@@ -380,8 +393,8 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("deletion_protection", Type::Bool)
-            .describe("Refuse to destroy the group (and delete its data). Defaults to `true`.")
-            .default(true),
+            .describe(format!("Refuse to destroy the group (and delete its data). Defaults to `{}`.", defaults::DELETION_PROTECTION))
+            .default(defaults::DELETION_PROTECTION),
     )
     .attribute(Attribute::computed("endpoint_host", Type::String).describe("Host of the pgpool endpoint applications connect to.").use_state_for_unknown())
     .attribute(Attribute::computed("endpoint_port", Type::Number).describe("Port of the pgpool endpoint.").use_state_for_unknown())

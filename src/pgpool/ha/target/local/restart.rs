@@ -9,12 +9,16 @@ use std::time::{Duration, Instant};
 
 use crate::framework::{poll_until, Context};
 
-use super::converge::{check_stop, os, pg_ctl, pgpool_cmd, repmgr, step, streams_from, wait_failure, Deadline, Failure};
-use super::layout::{node_name, Layout, NodeLayout};
-use super::local::{io_error, live_pid, write_file};
-use super::model::GroupSpec;
+use crate::pgpool::ha::layout::{node_name, Layout, NodeLayout};
+use crate::pgpool::ha::model::GroupSpec;
+use crate::pgpool::ha::render::{self, REPMGR_DB};
+use crate::pgpool::ha::target::{check_stop, wait_failure, Deadline, Failure};
+
+use super::failure::step;
+use super::host::{io_error, live_pid, write_file};
 use super::observe::{self, connect_node};
-use super::render::{self, REPMGR_DB};
+use super::replication::streams_from;
+use super::tools::{os, pg_ctl, pgpool_cmd, repmgr};
 
 /// A parameter a node has read from its file but uses only after a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
