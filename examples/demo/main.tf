@@ -1,7 +1,8 @@
-# The README demo: a Citus coordinator and two workers, each a highly
-# available node group (a primary and a standby under repmgr, Pgpool-II in
-# front) running as local processes, with Citus membership converged by
-# citus_cluster. examples/demo/run.sh applies it.
+# The README demo: the seed's layout from one module. A Citus coordinator
+# and two workers, each a highly available node group (a primary and a
+# standby under repmgr, Pgpool-II in front) running as local processes,
+# Citus membership over their primaries, and Sentry's nodestore_node in 64
+# shards balanced over the workers. examples/demo/run.sh applies it.
 terraform {
   required_providers {
     citus = {
@@ -20,69 +21,43 @@ variable "base_dir" {
   type        = string
 }
 
-resource "pgpool_ha" "coordinator" {
-  name              = "coordinator"
-  base_dir          = "${var.base_dir}/coordinator"
-  standbys          = 1
-  preload_libraries = ["citus"]
+module "citus" {
+  source = "../modules/citus-ha-stack"
 
-  deletion_protection = false
-}
-
-resource "pgpool_ha" "worker" {
-  for_each = toset(["w1", "w2"])
-
-  name     = each.key
-  base_dir = "${var.base_dir}/${each.key}"
+  name     = "demo"
+  base_dir = var.base_dir
+  workers  = ["worker-1", "worker-2"]
   standbys = 1
 
-  # A failover of this group repoints the coordinator's pg_dist_node by itself.
-  citus {
-    coordinator_host = pgpool_ha.coordinator.primary_host
-    coordinator_port = pgpool_ha.coordinator.primary_port
-  }
-
+  # Fast moves for a demo; `auto` (logical replication) keeps writes flowing.
+  shard_transfer_mode = "block_writes"
   deletion_protection = false
 }
 
-# The provider's own SQL goes to the coordinator's primary, not through pgpool.
+# The provider's own SQL goes to the coordinator group's current primary.
 provider "citus" {
-  host     = pgpool_ha.coordinator.primary_host
-  port     = pgpool_ha.coordinator.primary_port
+  host     = module.citus.coordinator.host
+  port     = module.citus.coordinator.port
   username = "postgres"
 }
 
-resource "citus_cluster" "demo" {
-  coordinator {
-    host = pgpool_ha.coordinator.primary_host
-    port = pgpool_ha.coordinator.primary_port
-  }
-
-  # Citus registers each group's current primary by its direct address.
-  worker "w1" {
-    host = pgpool_ha.worker["w1"].primary_host
-    port = pgpool_ha.worker["w1"].primary_port
-  }
-
-  worker "w2" {
-    host = pgpool_ha.worker["w2"].primary_host
-    port = pgpool_ha.worker["w2"].primary_port
-  }
-
-  rebalance {
-    shard_transfer_mode = "block_writes"
-  }
-}
-
-output "coordinator_primary_port" {
-  value = pgpool_ha.coordinator.primary_port
-}
-
-output "application_endpoint" {
+output "endpoint" {
   description = "Where applications connect: the coordinator group's pgpool."
-  value       = "${pgpool_ha.coordinator.endpoint_host}:${pgpool_ha.coordinator.endpoint_port}"
+  value       = module.citus.endpoint
+}
+
+output "coordinator_port" {
+  value = module.citus.coordinator.port
 }
 
 output "workers" {
-  value = { for name, w in citus_cluster.demo.worker : name => { node_id = w.node_id, address = "${w.host}:${w.port}" } }
+  value = module.citus.workers
+}
+
+output "nodestore_node" {
+  value = module.citus.distributed_tables["public.nodestore_node"]
+}
+
+output "pgadmin_servers_json" {
+  value = module.citus.pgadmin_servers_json
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The README demo: a Citus coordinator and two workers, each a local
-# repmgr + Pgpool-II group, made a Citus cluster by `terraform apply` of main.tf.
+# The README demo: examples/modules/citus-ha-stack applied by main.tf: a
+# Citus coordinator and two workers, each a local repmgr + Pgpool-II group,
+# and Sentry's nodestore_node in 64 shards over them. KEEP=1 leaves it
+# running and prints the command that tears it down.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -44,11 +46,20 @@ provider_installation {
 CLI
 export TF_CLI_CONFIG_FILE="$DEMO/cli.tfrc" CHECKPOINT_DISABLE=1
 
-mkdir -p "$DEMO/tf"
-cp examples/demo/main.tf "$DEMO/tf/"
-cd "$DEMO/tf"
-# Whatever happens, the groups' processes are stopped and their files removed.
+mkdir -p "$DEMO/tf/demo" "$DEMO/tf/modules"
+cp examples/demo/main.tf "$DEMO/tf/demo/"
+cp -r examples/modules/citus-ha-stack "$DEMO/tf/modules/"
+cd "$DEMO/tf/demo"
+# Whatever happens, the groups' processes are stopped and their files
+# removed, unless KEEP=1 asks to leave a successful demo running.
 cleanup() {
+  status=$?
+  if [ "${KEEP:-0}" = 1 ] && [ "$status" = 0 ]; then
+    echo
+    echo "KEEP=1: the demo keeps running. Tear it down with:"
+    echo "  cd $DEMO/tf/demo && TF_CLI_CONFIG_FILE=$TF_CLI_CONFIG_FILE TF_VAR_base_dir=$TF_VAR_base_dir $TERRAFORM destroy -auto-approve && rm -rf $DEMO"
+    return
+  fi
   "$TERRAFORM" destroy -input=false -no-color -auto-approve >/dev/null 2>&1 || true
   rm -rf "$DEMO"
 }
@@ -57,12 +68,19 @@ trap cleanup EXIT
 "$TERRAFORM" init -input=false -no-color >/dev/null
 "$TERRAFORM" apply -input=false -no-color -auto-approve
 
-COORD_PORT=$("$TERRAFORM" output -raw coordinator_primary_port)
+COORD_PORT=$("$TERRAFORM" output -raw coordinator_port)
 echo
 echo "pg_dist_node on the coordinator's primary:"
 psql -h 127.0.0.1 -p "$COORD_PORT" -U postgres -c \
   "SELECT nodeid, groupid, nodename, nodeport, noderole, shouldhaveshards FROM pg_dist_node ORDER BY nodeid"
+echo "nodestore_node's shards per worker (citus_shards):"
+psql -h 127.0.0.1 -p "$COORD_PORT" -U postgres -c \
+  "SELECT nodename, nodeport, count(*) AS shards FROM citus_shards WHERE table_name = 'nodestore_node'::regclass GROUP BY 1, 2 ORDER BY 2"
+"$TERRAFORM" output -raw pgadmin_servers_json > "$DEMO/servers.json"
+echo "pgAdmin's server list for the stack, $DEMO/servers.json (setup.py load-servers):"
+python3 -c 'import json, sys
+for s in json.load(open(sys.argv[1]))["Servers"].values(): print("  %-24s %-34s %s:%s" % (s["Group"], s["Name"], s["Host"], s["Port"]))' "$DEMO/servers.json"
 
 echo "A second plan is empty (exit code 0 from -detailed-exitcode):"
 "$TERRAFORM" plan -input=false -no-color -detailed-exitcode >/dev/null && echo "plan: no changes"
-echo "Destroying the demo groups."
+[ "${KEEP:-0}" = 1 ] || echo "Destroying the demo groups."

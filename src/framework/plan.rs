@@ -48,7 +48,7 @@ pub fn plan_resource_change(
             requires_replace: Vec::new(),
         };
     }
-    let mut planned = apply_defaults(&schema.block, &config, proposed);
+    let mut planned = apply_defaults(&schema.block, &config, drop_unconfigured_single_blocks(&schema.block, &config, proposed));
     let user_changed = !prior.is_null() && differs_in_configurable(&schema.block, &prior, &planned);
     planned = unknown_computed(
         &schema.block,
@@ -94,6 +94,33 @@ fn apply_defaults(block: &Block, config: &Value, proposed: Value) -> Value {
             });
             fields.insert(nested.name.to_string(), value);
         }
+    }
+    Value::Object(fields)
+}
+
+/// A single nested block the configuration leaves out is null in the plan.
+/// Terraform 1.0 proposes the prior block instead (its ProposedNew keeps
+/// the prior object for a null configuration) and then rejects that very
+/// plan: "planned for existence but config wants absence".
+fn drop_unconfigured_single_blocks(block: &Block, config: &Value, proposed: Value) -> Value {
+    let Value::Object(mut fields) = proposed else {
+        return proposed;
+    };
+    if config.is_unknown() {
+        return Value::Object(fields);
+    }
+    for nested in &block.blocks {
+        let config_value = config.attr(nested.name);
+        let Some(value) = fields.remove(nested.name) else {
+            continue;
+        };
+        let value = match nested.nesting {
+            Nesting::Single if config_value.is_null() => Value::Null,
+            _ => map_nested(nested.nesting, value, config_value, |cfg, v| {
+                drop_unconfigured_single_blocks(&nested.block, cfg, v)
+            }),
+        };
+        fields.insert(nested.name.to_string(), value);
     }
     Value::Object(fields)
 }
@@ -314,6 +341,24 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn a_single_block_left_out_of_the_configuration_plans_null_even_if_proposed() {
+        let schema = Schema::new(
+            0,
+            Block::new("t")
+                .attribute(Attribute::optional("name", Type::String))
+                .block(crate::framework::NestedBlock::single(
+                    "connection",
+                    Block::new("c").attribute(Attribute::optional("host", Type::String)),
+                )),
+        );
+        let prior = obj(&[("name", Value::string("a")), ("connection", obj(&[("host", Value::string("h"))]))]);
+        let config = obj(&[("name", Value::string("a")), ("connection", Value::Null)]);
+        // Terraform 1.0 proposes the prior block for a null configuration.
+        let change = plan_resource_change(&schema, prior.clone(), config, prior);
+        assert!(change.planned.attr("connection").is_null(), "{:?}", change.planned);
     }
 
     #[test]
