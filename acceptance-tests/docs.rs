@@ -705,3 +705,66 @@ fn no_resource_uses_a_name_terraform_keeps() {
     }
     assert!(clashes.is_empty(), "names Terraform keeps for itself: {clashes:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Modules
+// ---------------------------------------------------------------------------
+
+/// The names of the `kind` blocks (`variable`, `output`) of a module's files.
+fn module_names(module: &Path, kind: &str) -> BTreeSet<String> {
+    let prefix = format!("{kind} \"");
+    let mut names = BTreeSet::new();
+    for entry in fs::read_dir(module).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "tf") {
+            continue;
+        }
+        for line in fs::read_to_string(&path).unwrap().lines() {
+            if let Some(rest) = line.strip_prefix(&prefix) {
+                names.insert(rest.split('"').next().unwrap().to_string());
+            }
+        }
+    }
+    names
+}
+
+/// The first-column names of the table under `## heading` in a README.
+fn readme_table_names(readme: &str, heading: &str) -> BTreeSet<String> {
+    readme
+        .lines()
+        .skip_while(|l| l.trim_end() != heading)
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every module under examples/modules has the registry's layout, and its
+/// README lists exactly the variables and outputs its files declare.
+#[test]
+fn module_readmes_list_every_input_and_output() {
+    let modules = subdirectories(&examples_dir().join("modules"));
+    assert!(!modules.is_empty(), "no modules under examples/modules");
+    let mut complaints = Vec::new();
+    for module in modules {
+        for file in ["main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"] {
+            if !module.join(file).is_file() {
+                complaints.push(format!("{} has no {file}", relative(&module)));
+            }
+        }
+        let readme = fs::read_to_string(module.join("README.md")).unwrap_or_default();
+        for (kind, heading) in [("variable", "## Inputs"), ("output", "## Outputs")] {
+            let declared = module_names(&module, kind);
+            let listed = readme_table_names(&readme, heading);
+            for missing in declared.difference(&listed) {
+                complaints.push(format!("{}: {kind} `{missing}` is not in the README's {heading} table", relative(&module)));
+            }
+            for stale in listed.difference(&declared) {
+                complaints.push(format!("{}: the README's {heading} table lists `{stale}`, which is no {kind} of the module", relative(&module)));
+            }
+        }
+    }
+    assert!(complaints.is_empty(), "module READMEs out of date:\n- {}", complaints.join("\n- "));
+}

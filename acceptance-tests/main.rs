@@ -8,6 +8,7 @@ mod wire_fixtures;
 
 mod citus_cluster;
 mod citus_cluster_auth;
+mod citus_ha_stack;
 mod citus_distributed_table;
 mod docs;
 mod longhorn_volume;

@@ -16,8 +16,8 @@ const PG_CTL: &str = "/usr/lib/postgresql/15/bin/pg_ctl";
 
 /// Stops every process of the group when the test ends, pass or fail, so
 /// a failed test never leaves PostgreSQL or pgpool running.
-struct GroupGuard {
-    base: PathBuf,
+pub(crate) struct GroupGuard {
+    pub(crate) base: PathBuf,
 }
 
 impl Drop for GroupGuard {
@@ -37,7 +37,7 @@ impl Drop for GroupGuard {
 
 /// Processes whose command line names the base directory (postmasters,
 /// repmgrd, pgpool), plus the children of those postmasters and pgpools.
-fn group_pids(base: &Path) -> Vec<i32> {
+pub(crate) fn group_pids(base: &Path) -> Vec<i32> {
     let needle = format!("{}/", base.display());
     let mut roots = Vec::new();
     let mut all = Vec::new();
