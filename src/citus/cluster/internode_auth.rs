@@ -329,7 +329,7 @@ mod tests {
     fn a_write_only_password_shows_drift_only_for_missing_rows() {
         let prior = state("app", entry(None, Some(1)));
         let any = rows("app", "password='whatever'");
-        assert_eq!(role_of(&merge(&prior, &[any.clone()]), "app").attr("password_wo_version"), &Value::int(1));
+        assert_eq!(role_of(&merge(&prior, std::slice::from_ref(&any)), "app").attr("password_wo_version"), &Value::int(1));
         let mut half = any;
         half.remove(&("app".to_string(), -1));
         assert!(role_of(&merge(&prior, &[half]), "app").attr("password_wo_version").is_null());
