@@ -1,6 +1,7 @@
-//! `examples/modules/citus-ha-stack` applied by real Terraform: HA groups,
-//! Citus membership over their primaries, Sentry's nodestore_node in 64
-//! shards, and the pgAdmin server list in pgAdmin's import format.
+//! `examples/modules/citus-ha-stack` applied by real Terraform: HA groups
+//! that require passwords, Citus membership over their primaries with
+//! internode authentication, Sentry's nodestore_node in 64 shards, and the
+//! pgAdmin server list in pgAdmin's import format.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -8,7 +9,34 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use crate::harness::{require_citus, Workdir};
-use crate::pgpool_ha::{group_pids, sql_ok, GroupGuard};
+use crate::pgpool_ha::{group_pids, GroupGuard};
+
+/// Every TCP connection to the nodes needs it (SCRAM); Citus gets it
+/// through `internode_auth`.
+const PASSWORD: &str = "S3cret stack pw";
+
+/// psql as the superuser through the primary's Unix socket (trusted), so
+/// the test needs no password.
+fn psql(base: &Path, group: &str, node: &Json, query: &str) -> Vec<String> {
+    let socket = base.join(group).join(node["name"].as_str().unwrap()).join("run");
+    let out = std::process::Command::new("psql")
+        .arg("-h")
+        .arg(&socket)
+        .args(["-p", &node["port"].to_string(), "-U", "postgres", "-d", "postgres", "-Atc", query])
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "{query} on {group}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// The group's primary as pgpool_ha reports it.
+fn primary<'a>(groups: &'a Json, group: &str) -> &'a Json {
+    let nodes = groups[group].as_array().unwrap();
+    let primaries: Vec<&Json> = nodes.iter().filter(|n| n["role"] == "primary").collect();
+    assert_eq!(primaries.len(), 1, "{group}: {nodes:?}");
+    primaries[0]
+}
 
 fn module_dir() -> String {
     format!("{}/examples/modules/citus-ha-stack", env!("CARGO_MANIFEST_DIR"))
@@ -32,12 +60,14 @@ module "citus" {{
   shard_transfer_mode = "block_writes"
   deletion_protection = false
   postgresql_settings = {{ fsync = "off" }}
+  superuser_password  = "{password}"
 }}
 
 provider "citus" {{
   host     = module.citus.coordinator.host
   port     = module.citus.coordinator.port
   username = "postgres"
+  password = "{password}"
 }}
 
 output "coordinator" {{ value = module.citus.coordinator }}
@@ -47,7 +77,8 @@ output "tables" {{ value = module.citus.distributed_tables }}
 output "servers" {{ value = module.citus.pgadmin_servers_json }}
 "#,
         module = module_dir(),
-        base = base.display()
+        base = base.display(),
+        password = PASSWORD
     )
 }
 
@@ -95,36 +126,50 @@ fn citus_ha_stack_module_builds_the_seed_layout_with_an_empty_second_plan() {
     tf.apply_and_assert_idempotent();
 
     let out = outputs(&tf);
-    let coordinator_port = out["coordinator"]["value"]["port"].as_u64().unwrap() as u16;
-    let coordinator = sql_ok(
-        coordinator_port,
-        "SELECT nodeport::text FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' ORDER BY nodeport",
-    );
-    let registered: BTreeSet<String> = coordinator.iter().map(|r| r[0].clone().unwrap()).collect();
-    // Each worker group's current primary is what Citus registered.
     let groups = &out["groups"]["value"];
-    let primaries: BTreeSet<String> = ["worker-1", "worker-2"]
-        .iter()
-        .map(|w| {
-            let nodes = groups[*w].as_array().unwrap();
-            let primary: Vec<&Json> = nodes.iter().filter(|n| n["role"] == "primary").collect();
-            assert_eq!(primary.len(), 1, "{w}: {nodes:?}");
-            primary[0]["port"].as_u64().unwrap().to_string()
-        })
-        .collect();
+    let coordinator = primary(groups, "coordinator");
+    assert_eq!(out["coordinator"]["value"]["port"], coordinator["port"]);
+    // Each worker group's current primary is what Citus registered.
+    let registered: BTreeSet<String> = psql(
+        &base,
+        "coordinator",
+        coordinator,
+        "SELECT nodeport FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary'",
+    )
+    .into_iter()
+    .collect();
+    let primaries: BTreeSet<String> = ["worker-1", "worker-2"].iter().map(|w| primary(groups, w)["port"].to_string()).collect();
     assert_eq!(registered, primaries);
 
     // nodestore_node in 64 shards, balanced 32/32, seen by Citus itself.
-    let shards = sql_ok(
-        coordinator_port,
-        "SELECT count(*)::text FROM citus_shards WHERE table_name = 'nodestore_node'::regclass GROUP BY nodeport ORDER BY 1",
+    let per_worker = psql(
+        &base,
+        "coordinator",
+        coordinator,
+        "SELECT count(*) FROM citus_shards WHERE table_name = 'nodestore_node'::regclass GROUP BY nodeport ORDER BY 1",
     );
-    let per_worker: Vec<String> = shards.iter().map(|r| r[0].clone().unwrap()).collect();
     assert_eq!(per_worker, ["32", "32"]);
     let table = &out["tables"]["value"]["public.nodestore_node"];
     assert_eq!(table["shard_count"], 64, "{table}");
     for (_, worker) in out["workers"]["value"].as_object().unwrap() {
         assert_eq!(worker["shard_placements"], 32, "{worker}");
+    }
+
+    // SCRAM on TCP: no password, no connection; Citus has its internode
+    // password on every group's primary.
+    let refused = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &coordinator["port"].to_string(), "-U", "postgres", "-w", "-c", "SELECT 1"])
+        .env_remove("PGPASSWORD")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a TCP connection without a password was accepted");
+    for group in ["coordinator", "worker-1", "worker-2"] {
+        let rows = psql(&base, group, primary(groups, group), "SELECT nodeid || ':' || rolename FROM pg_dist_authinfo ORDER BY nodeid");
+        assert_eq!(rows, ["-1:postgres", "0:postgres"], "{group}");
+    }
+    for log in ["coordinator", "worker-1", "worker-2"].map(|g| base.join(g).join("node0/postgres.log")) {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!text.contains(PASSWORD), "the password is in {}", log.display());
     }
 
     // The pgAdmin list: a server group per Citus group, every node with its
