@@ -888,3 +888,97 @@ fn citus_provider_takes_libpq_environment_variables() {
     assert_eq!(code, 1, "{refused}");
     assert!(refused.stderr.contains("sslcert without sslkey"), "{refused}");
 }
+
+/// Workers made by a `dynamic "worker_node"` block from a map, as a module
+/// does: removing the middle one drains and removes it alone; the others
+/// keep their node ids, and the plans stay empty.
+#[test]
+fn citus_cluster_worker_nodes_from_a_dynamic_block_scale_in_by_name() {
+    if !require_citus("citus_cluster_worker_nodes_from_a_dynamic_block_scale_in_by_name") {
+        return;
+    }
+    let cluster = CitusCluster::start(3);
+    let (coord, w) = (&cluster.coordinator, &cluster.workers);
+    let tf = Workdir::new("citus_cluster_worker_node");
+    let write = |names: &[(&str, &PgInstance)]| {
+        let entries: String = names
+            .iter()
+            .map(|(name, node)| format!("    \"{name}\" = {{ port = {} }}\n", node.port()))
+            .collect();
+        let mut hcl = required_providers_hcl(&["citus"]);
+        hcl.push_str(&format!(
+            r#"
+provider "citus" {{
+  host     = "127.0.0.1"
+  port     = {coordinator}
+  username = "postgres"
+}}
+
+variable "workers" {{
+  type    = map(object({{ port = number }}))
+  default = {{
+{entries}  }}
+}}
+
+resource "citus_cluster" "this" {{
+  coordinator {{
+    host = "127.0.0.1"
+    port = {coordinator}
+  }}
+  dynamic "worker_node" {{
+    for_each = var.workers
+    content {{
+      name = worker_node.key
+      host = "127.0.0.1"
+      port = worker_node.value.port
+    }}
+  }}
+  rebalance {{
+    shard_transfer_mode = "block_writes"
+  }}
+}}
+
+output "node_ids" {{
+  value = {{ for n in citus_cluster.this.worker_node : n.name => n.node_id }}
+}}
+"#,
+            coordinator = coord.port()
+        ));
+        tf.write_config(&hcl);
+    };
+    let node_ids = || -> serde_json::Value {
+        let out = tf.expect_success(tf.run(&["output", "-json", "node_ids"]));
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+
+    write(&[("a", &w[0]), ("b", &w[1]), ("c", &w[2])]);
+    tf.init();
+    tf.apply_and_assert_idempotent();
+    assert_eq!(registered_worker_ports(coord).len(), 3);
+    let before = node_ids();
+    create_events_table(coord, 3_000, 12);
+    let rows = table_fingerprint(coord);
+    tf.assert_plan_empty();
+
+    // "b" leaves from the middle of the list: drained, removed; "a" and "c"
+    // are the same nodes as before.
+    write(&[("a", &w[0]), ("c", &w[2])]);
+    tf.apply_and_assert_idempotent();
+    let after = node_ids();
+    assert_eq!(after["a"], before["a"]);
+    assert_eq!(after["c"], before["c"]);
+    assert!(!registered_worker_ports(coord).contains(&w[1].port().to_string()), "b is still registered");
+    assert_eq!(table_fingerprint(coord), rows);
+
+    // Two workers named alike are refused at plan time, with the path.
+    write(&[("a", &w[0]), ("c", &w[2])]);
+    let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
+    tf.write_config(&hcl.replace(
+        "  rebalance {\n",
+        "  worker \"a\" {\n    host = \"127.0.0.1\"\n    port = 1\n  }\n  rebalance {\n",
+    ));
+    let plan = tf.run(&["plan", "-input=false"]);
+    let flat = format!("{}{}", plan.stdout, plan.stderr).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!plan.success() && flat.contains("Duplicate worker name"), "{plan}");
+    assert!(flat.contains("worker_node[0].name"), "{plan}");
+}
