@@ -970,6 +970,14 @@ output "node_ids" {{
     assert!(!registered_worker_ports(coord).contains(&w[1].port().to_string()), "b is still registered");
     assert_eq!(table_fingerprint(coord), rows);
 
+    // Import reads workers as `worker` blocks; the next apply only moves
+    // them to the configuration's form, with no membership change.
+    tf.expect_success(tf.run(&["state", "rm", "citus_cluster.this"]));
+    tf.expect_success(tf.run(&["import", "citus_cluster.this", &format!("127.0.0.1:{}", coord.port())]));
+    tf.apply_and_assert_idempotent();
+    assert_eq!(node_ids(), after);
+    assert_eq!(table_fingerprint(coord), rows);
+
     // Two workers named alike are refused at plan time, with the path.
     write(&[("a", &w[0]), ("c", &w[2])]);
     let hcl = std::fs::read_to_string(tf.path().join("main.tf")).unwrap();
