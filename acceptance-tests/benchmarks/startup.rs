@@ -1,0 +1,71 @@
+//! Case 1, start-up: `terraform providers schema -json` with each provider,
+//! beside Terraform with no provider at all. A provider's share is its
+//! median minus Terraform's; ours is set beside HashiCorp's Go null provider.
+
+use crate::common::{null_provider, providers, tf_secs};
+use crate::harness::{required_providers_hcl, Workdir};
+use crate::measure::{progress, record, stats, Row};
+
+const TARGET_SHARE_VS_NULL: f64 = 0.5;
+
+pub fn run(rounds: usize) {
+    let mut subjects: Vec<(String, Workdir)> = Vec::new();
+    let alone = Workdir::with_providers("bench-startup-none", Vec::new());
+    alone.write_config("terraform {}\n");
+    alone.init();
+    subjects.push(("terraform alone".into(), alone));
+    for name in ["citus", "pgpool", "longhorn"] {
+        let tf = Workdir::with_providers(&format!("bench-startup-{name}"), providers(&[name]));
+        tf.write_config(&required_providers_hcl(&[name]));
+        tf.init();
+        subjects.push((format!("shardform/{name}"), tf));
+    }
+    match null_provider() {
+        Some(null) => {
+            let tf = Workdir::with_providers("bench-startup-null", vec![null]);
+            tf.write_config(&required_providers_hcl(&["null"]));
+            tf.init();
+            subjects.push(("hashicorp null 2.1.2 (Go)".into(), tf));
+        }
+        None => progress("the null provider is not at hand (SHARDFORM_NULL_PROVIDER): shares are set beside Terraform alone"),
+    }
+    // Warm the page cache once; then every round runs each subject once,
+    // starting one later each round.
+    for (_, tf) in &subjects {
+        tf_secs(tf, &["providers", "schema", "-json"]);
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); subjects.len()];
+    for round in 0..rounds {
+        for k in 0..subjects.len() {
+            let i = (k + round) % subjects.len();
+            times[i].push(tf_secs(&subjects[i].1, &["providers", "schema", "-json"]));
+        }
+        progress(&format!("startup: round {}/{rounds}", round + 1));
+    }
+    let base = stats(&times[0]);
+    let null_share = subjects
+        .iter()
+        .position(|(l, _)| l.starts_with("hashicorp null"))
+        .map(|i| stats(&times[i]).median - base.median);
+    for (i, (label, _)) in subjects.iter().enumerate().skip(1) {
+        let s = stats(&times[i]);
+        let share = s.median - base.median;
+        let ours = label.starts_with("shardform/");
+        let (ratio, ratio_label, target) = match (ours, null_share) {
+            (true, Some(null)) if null > 0.0 => (Some(share / null), "provider share / null provider's share".to_string(), Some(TARGET_SHARE_VS_NULL)),
+            (true, _) => (Some(s.median / base.median), "median / Terraform alone".to_string(), None),
+            (false, _) => (Some(s.median / base.median), "median / Terraform alone".to_string(), None),
+        };
+        record(Row {
+            case: format!("1 start-up: terraform providers schema -json, {label}"),
+            subject: format!("with {label}"),
+            subject_stats: s,
+            baseline: "terraform alone (no provider)".into(),
+            baseline_stats: Some(base),
+            ratio,
+            ratio_label,
+            target,
+            notes: vec![format!("provider's share (median - Terraform alone's): {:.1} ms", share * 1000.0)],
+        });
+    }
+}
