@@ -84,20 +84,20 @@ pub fn start_cluster(workers: usize) -> CitusCluster {
 /// Counts the provider's statements (lines `shardform|LOG:  statement:` or
 /// `execute`) that `f` causes on `nodes`, with `log_statement = all` on for
 /// its duration only (the timed runs never log statements).
-pub fn count_statements<'a>(nodes: impl Iterator<Item = &'a PgInstance> + Clone, f: impl FnOnce()) -> (usize, usize) {
+pub fn count_statements(nodes: &[&PgInstance], f: impl FnOnce()) -> (usize, usize) {
     let set = |value: &str| {
-        for n in nodes.clone() {
+        for n in nodes {
             n.sql(&format!("ALTER SYSTEM SET log_statement = '{value}'"));
             n.sql("SELECT pg_reload_conf()");
         }
         std::thread::sleep(Duration::from_millis(300));
     };
-    let offsets: Vec<u64> = nodes.clone().map(|n| fs::metadata(n.log_path()).map_or(0, |m| m.len())).collect();
+    let offsets: Vec<u64> = nodes.iter().map(|n| fs::metadata(n.log_path()).map_or(0, |m| m.len())).collect();
     set("all");
     f();
     set("none");
     let mut counts = Vec::new();
-    for (n, offset) in nodes.zip(offsets) {
+    for (n, offset) in nodes.iter().zip(offsets) {
         let log = fs::read(n.log_path()).unwrap_or_default();
         let text = String::from_utf8_lossy(&log[(offset as usize).min(log.len())..]).into_owned();
         counts.push(

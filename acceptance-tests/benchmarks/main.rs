@@ -10,6 +10,8 @@
 //! Arguments select cases by name (`startup seed plan scale failover`; none
 //! means all). `SHARDFORM_BENCH_ROUNDS` sets the rounds per case (default 5).
 
+// The harness' own unit tests come along (cargo builds benches with cfg(test)).
+#[allow(unused_imports)]
 #[path = "../harness/mod.rs"]
 mod harness;
 #[allow(dead_code, unused_imports)]

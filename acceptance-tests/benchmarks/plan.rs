@@ -63,7 +63,7 @@ pub fn run(rounds: usize) {
             |_| tf_secs(&tf, &["plan"]),
             |_| psql_script(dir.path(), "floor", &cluster.coordinator, &floor_script(&cluster.coordinator)),
         );
-        let (statements_coordinator, statements_workers) = count_statements(cluster.nodes(), || {
+        let (statements_coordinator, statements_workers) = count_statements(&cluster.nodes().collect::<Vec<_>>(), || {
             tf_secs(&tf, &["plan"]);
         });
         let memory = peak_memory(&tf, &["plan"]);
