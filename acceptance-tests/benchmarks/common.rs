@@ -81,33 +81,62 @@ pub fn start_cluster(workers: usize) -> CitusCluster {
     CitusCluster { coordinator, workers: nodes }
 }
 
-/// Counts the provider's statements (lines `shardform|LOG:  statement:` or
-/// `execute`) that `f` causes on `nodes`, with `log_statement = all` on for
-/// its duration only (the timed runs never log statements).
-pub fn count_statements(nodes: &[&PgInstance], f: impl FnOnce()) -> (usize, usize) {
+/// What one client application sent while `f` ran, from the server logs.
+pub struct StatementLog {
+    /// Statements (`statement:` or `execute` lines) on the first node.
+    pub coordinator: usize,
+    /// Statements on the other nodes.
+    pub others: usize,
+    /// Server time of those statements, parse and bind included (ms).
+    pub millis: f64,
+    /// The slowest statements: (ms, first 90 characters).
+    pub slowest: Vec<(f64, String)>,
+}
+
+impl StatementLog {
+    pub fn slowest_note(&self, n: usize) -> String {
+        self.slowest
+            .iter()
+            .take(n)
+            .map(|(ms, text)| format!("{ms:.0} ms {text}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+}
+
+/// The statements application `app` (the provider says `shardform`, psql
+/// `psql`) runs on `nodes` during `f`, with `log_min_duration_statement = 0`
+/// for its duration only (the timed runs never log statements).
+pub fn statement_log(nodes: &[&PgInstance], app: &str, f: impl FnOnce()) -> StatementLog {
     let set = |value: &str| {
         for n in nodes {
-            n.sql(&format!("ALTER SYSTEM SET log_statement = '{value}'"));
+            n.sql(&format!("ALTER SYSTEM SET log_min_duration_statement = '{value}'"));
             n.sql("SELECT pg_reload_conf()");
         }
         std::thread::sleep(Duration::from_millis(300));
     };
     let offsets: Vec<u64> = nodes.iter().map(|n| fs::metadata(n.log_path()).map_or(0, |m| m.len())).collect();
-    set("all");
+    set("0");
     f();
-    set("none");
-    let mut counts = Vec::new();
-    for (n, offset) in nodes.iter().zip(offsets) {
-        let log = fs::read(n.log_path()).unwrap_or_default();
-        let text = String::from_utf8_lossy(&log[(offset as usize).min(log.len())..]).into_owned();
-        counts.push(
-            text.lines()
-                .filter(|l| l.starts_with("shardform|") && (l.contains("LOG:  statement: ") || l.contains("LOG:  execute ")))
-                .count(),
-        );
+    set("-1");
+    let prefix = format!("{app}|LOG:  duration: ");
+    let mut log = StatementLog { coordinator: 0, others: 0, millis: 0.0, slowest: Vec::new() };
+    for (i, (n, offset)) in nodes.iter().zip(offsets).enumerate() {
+        let bytes = fs::read(n.log_path()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes[(offset as usize).min(bytes.len())..]).into_owned();
+        for line in text.lines().filter_map(|l| l.strip_prefix(&prefix)) {
+            let Some((ms, rest)) = line.split_once(" ms  ") else { continue };
+            let ms: f64 = ms.trim().parse().unwrap_or(0.0);
+            log.millis += ms;
+            if rest.starts_with("statement: ") || rest.starts_with("execute ") {
+                if i == 0 { log.coordinator += 1 } else { log.others += 1 }
+                let text = rest.split_once(": ").map_or(rest, |(_, t)| t);
+                log.slowest.push((ms, text.chars().take(90).collect()));
+            }
+        }
     }
-    let coordinator = counts.first().copied().unwrap_or(0);
-    (coordinator, counts.iter().skip(1).sum())
+    log.slowest.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
+    log
 }
 
 /// The seed layout as `examples/sentry-nodestore` declares it, for any
@@ -259,6 +288,7 @@ pub fn progress_rows(rows: u32, moved: &[i64]) -> String {
 pub fn peak_memory(tf: &Workdir, args: &[&str]) -> Vec<(String, u64)> {
     let mut child = tf.spawn(args);
     let root = child.id() as i32;
+    // Terraform 1.0.3 runs itself again under panicwrap: providers are grandchildren.
     let mut peaks: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     loop {
         let done = child.try_wait().expect("terraform's status").is_some();
@@ -266,7 +296,7 @@ pub fn peak_memory(tf: &Workdir, args: &[&str]) -> Vec<(String, u64)> {
             let e = peaks.entry("terraform".into()).or_default();
             *e = (*e).max(kb);
         }
-        for pid in children_of(root) {
+        for pid in descendants_of(root) {
             if let (Some(kb), Some(name)) = (vm_hwm(pid), comm(pid)) {
                 let e = peaks.entry(name).or_default();
                 *e = (*e).max(kb);
@@ -278,6 +308,18 @@ pub fn peak_memory(tf: &Workdir, args: &[&str]) -> Vec<(String, u64)> {
         std::thread::sleep(Duration::from_millis(5));
     }
     peaks.into_iter().collect()
+}
+
+fn descendants_of(root: i32) -> Vec<i32> {
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let more = children_of(found[i]);
+        found.extend(more);
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
 
 fn children_of(parent: i32) -> Vec<i32> {

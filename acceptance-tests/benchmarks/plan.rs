@@ -4,11 +4,20 @@
 //! statements per plan, and the providers' peak memory during it.
 
 use crate::apply::tempdir;
-use crate::common::{citus_workdir, count_statements, layout_config, peak_memory, psql_connect, psql_script, start_cluster, tf_secs, TerraformFloor};
+use crate::common::{citus_workdir, statement_log, layout_config, peak_memory, psql_connect, psql_script, start_cluster, tf_secs, TerraformFloor};
 use crate::harness::PgInstance;
 use crate::measure::{alternate, record, stats, Row};
 
 const SHARD_COUNTS: &[u32] = &[64, 1024, 4096];
+/// Another list of shard counts, say `4096` alone while looking into it.
+const SHARDS_VAR: &str = "SHARDFORM_BENCH_SHARDS";
+
+fn shard_counts() -> Vec<u32> {
+    match std::env::var(SHARDS_VAR) {
+        Ok(list) => list.split([',', ' ']).filter(|s| !s.is_empty()).map(|s| s.parse().expect("a shard count")).collect(),
+        Err(_) => SHARD_COUNTS.to_vec(),
+    }
+}
 const WORKERS: usize = 6;
 /// The target holds at 4096 shards.
 const TARGET_AT_4096: f64 = 1.2;
@@ -47,7 +56,8 @@ pub fn run(rounds: usize) {
     let tf_plan: Vec<f64> = (0..rounds.max(3)).map(|_| floor.plan_secs()).collect();
     let tf_plan = stats(&tf_plan);
     let mut plan_medians = Vec::new();
-    for &shards in SHARD_COUNTS {
+    let counts = shard_counts();
+    for &shards in &counts {
         let cluster = start_cluster(WORKERS);
         let tf = citus_workdir(&format!("bench-plan-{shards}"));
         let workers: Vec<&PgInstance> = cluster.workers.iter().collect();
@@ -63,8 +73,12 @@ pub fn run(rounds: usize) {
             |_| tf_secs(&tf, &["plan"]),
             |_| psql_script(dir.path(), "floor", &cluster.coordinator, &floor_script(&cluster.coordinator)),
         );
-        let (statements_coordinator, statements_workers) = count_statements(&cluster.nodes().collect::<Vec<_>>(), || {
+        let nodes: Vec<&PgInstance> = cluster.nodes().collect();
+        let provider_sql = statement_log(&nodes, "shardform", || {
             tf_secs(&tf, &["plan"]);
+        });
+        let floor_sql = statement_log(&nodes, "psql", || {
+            psql_script(dir.path(), "floor", &cluster.coordinator, &floor_script(&cluster.coordinator));
         });
         let memory = peak_memory(&tf, &["plan"]);
         let (p, f) = (stats(&plans), stats(&floors));
@@ -79,14 +93,16 @@ pub fn run(rounds: usize) {
             format!("Terraform's fixed cost, plan of {}: {tf_plan} s", floor.label),
             format!("raw ratio of medians (Terraform included): {:.2}x", p.median / f.median),
             format!(
-                "statements per plan (refresh + plan-time checks): {statements_coordinator} on the coordinator, {statements_workers} on workers; the floor runs 7"
+                "statements per plan (refresh + plan-time checks): {} on the coordinator, {} on workers, {:.0} ms of server time; the floor: {} statements, {:.0} ms",
+                provider_sql.coordinator, provider_sql.others, provider_sql.millis, floor_sql.coordinator, floor_sql.millis
             ),
+            format!("the provider's slowest statements: {}", provider_sql.slowest_note(3)),
             format!("peak memory (VmHWM) during the plan: {memory_note}"),
         ];
-        if shards == *SHARD_COUNTS.last().unwrap() {
+        if shards == *counts.last().unwrap() && counts.len() > 1 {
             notes.push(format!(
                 "plan at {shards} shards / plan at {} shards: {:.2}x",
-                SHARD_COUNTS[0],
+                counts[0],
                 p.median / plan_medians[0]
             ));
         }
