@@ -144,12 +144,16 @@ impl Seeded {
     }
 
     fn scale_out_by_hand(&self, mode: &str) -> f64 {
+        // A new node needs the extension first, as the provider creates it.
         self.by_hand(
             "scale-out",
             &format!(
-                "SELECT citus_add_node('127.0.0.1', {});\n\
+                "{}CREATE EXTENSION IF NOT EXISTS citus;\n{}\
+                 SELECT citus_add_node('127.0.0.1', {});\n\
                  SELECT citus_rebalance_start(shard_transfer_mode := '{mode}');\n\
                  SELECT citus_rebalance_wait();\n",
+                psql_connect(self.seventh()),
+                psql_connect(&self.cluster.coordinator),
                 self.seventh().port()
             ),
         )
@@ -168,6 +172,25 @@ impl Seeded {
         )
     }
 
+    fn scalar(&self, query: &str) -> i64 {
+        let rows = self.cluster.coordinator.sql(query);
+        rows[0][0].as_deref().unwrap_or("0").parse().unwrap()
+    }
+
+    fn last_job(&self) -> i64 {
+        self.scalar("SELECT coalesce(max(job_id), 0) FROM pg_dist_background_job")
+    }
+
+    /// Rebalance jobs and shard moves since job `after`, and the moves the
+    /// rebalancer would still make.
+    fn moves_since(&self, after: i64) -> Moves {
+        Moves {
+            jobs: self.scalar(&format!("SELECT count(*) FROM pg_dist_background_job WHERE job_id > {after}")),
+            moves: self.scalar(&format!("SELECT count(*) FROM pg_dist_background_task WHERE job_id > {after}")),
+            pending: self.scalar("SELECT count(*) FROM get_rebalance_table_shards_plan()"),
+        }
+    }
+
     fn placements_on_seventh(&self) -> i64 {
         let port = self.seventh().port();
         let rows = self.cluster.coordinator.sql(&format!(
@@ -178,6 +201,19 @@ impl Seeded {
     }
 }
 
+/// What a scale step made Citus do.
+#[derive(Debug, Clone, Copy)]
+struct Moves {
+    jobs: i64,
+    moves: i64,
+    pending: i64,
+}
+
+fn moves_note(who: &str, moves: &[Moves]) -> String {
+    let list: Vec<String> = moves.iter().map(|m| format!("{} moves in {} jobs, {} pending after", m.moves, m.jobs, m.pending)).collect();
+    format!("{who}: {}", list.join("; "))
+}
+
 /// Cases 4 and 5: a 7th worker with a rebalance, then its removal by drain,
 /// by `terraform apply` and by hand; block_writes for both, then auto
 /// (logical replication) for the scale-out.
@@ -185,26 +221,35 @@ pub fn scale(rounds: usize) {
     let mode = "block_writes";
     let (mut out_p, mut out_h, mut in_p, mut in_h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut moved = Vec::new();
+    let (mut moves_p, mut moves_h) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let provider = |out: &mut Vec<f64>, inn: &mut Vec<f64>, moved: &mut Vec<i64>| {
+        let provider = |out: &mut Vec<f64>, inn: &mut Vec<f64>, moved: &mut Vec<i64>, log: &mut Vec<[Moves; 2]>| {
             let s = Seeded::new(mode);
+            let job = s.last_job();
             out.push(s.apply_workers(SEED_WORKERS + 1, mode));
+            let after_out = s.moves_since(job);
             moved.push(s.placements_on_seventh());
+            let job = s.last_job();
             inn.push(s.apply_workers(SEED_WORKERS, mode));
+            log.push([after_out, s.moves_since(job)]);
             assert_eq!(s.placements_on_seventh(), 0);
         };
-        let by_hand = |out: &mut Vec<f64>, inn: &mut Vec<f64>| {
+        let by_hand = |out: &mut Vec<f64>, inn: &mut Vec<f64>, log: &mut Vec<[Moves; 2]>| {
             let s = Seeded::new(mode);
+            let job = s.last_job();
             out.push(s.scale_out_by_hand(mode));
+            let after_out = s.moves_since(job);
             assert!(s.placements_on_seventh() > 0, "the rebalance by hand moved nothing");
+            let job = s.last_job();
             inn.push(s.scale_in_by_hand(mode));
+            log.push([after_out, s.moves_since(job)]);
         };
         if round % 2 == 0 {
-            provider(&mut out_p, &mut in_p, &mut moved);
-            by_hand(&mut out_h, &mut in_h);
+            provider(&mut out_p, &mut in_p, &mut moved, &mut moves_p);
+            by_hand(&mut out_h, &mut in_h, &mut moves_h);
         } else {
-            by_hand(&mut out_h, &mut in_h);
-            provider(&mut out_p, &mut in_p, &mut moved);
+            by_hand(&mut out_h, &mut in_h, &mut moves_h);
+            provider(&mut out_p, &mut in_p, &mut moved, &mut moves_p);
         }
         progress(&format!(
             "scale ({mode}): round {}/{rounds}: out {:.3}s vs {:.3}s by hand, in {:.3}s vs {:.3}s by hand",
@@ -227,11 +272,18 @@ pub fn scale(rounds: usize) {
     let rows_note = progress_rows(rows(), &moved);
     record_pair("4 scale-out to a 7th worker + rebalance (block_writes)", &out_p, &out_h,
         "citus_add_node + citus_rebalance_start + citus_rebalance_wait", TARGET_SCALE_OUT,
-        vec![net(&out_p, &out_h), rows_note.clone()]);
+        vec![net(&out_p, &out_h), rows_note.clone(),
+             moves_note("provider", &moves_p.iter().map(|m| m[0]).collect::<Vec<_>>()),
+             moves_note("by hand", &moves_h.iter().map(|m| m[0]).collect::<Vec<_>>())]);
     record_pair("5 scale-in of the 7th worker: drain, then remove (block_writes)", &in_p, &in_h,
         "set shouldhaveshards false + drain-only rebalance + wait + citus_remove_node", TARGET_SCALE_IN,
-        vec![net(&in_p, &in_h), rows_note]);
+        vec![net(&in_p, &in_h), rows_note,
+             moves_note("provider", &moves_p.iter().map(|m| m[1]).collect::<Vec<_>>()),
+             moves_note("by hand", &moves_h.iter().map(|m| m[1]).collect::<Vec<_>>())]);
 
+    if std::env::var_os("SHARDFORM_BENCH_SKIP_AUTO").is_some() {
+        return;
+    }
     let auto_rounds = std::env::var(AUTO_ROUNDS_VAR).ok().and_then(|v| v.parse().ok()).unwrap_or(rounds.min(3)).max(1);
     let (out_p, out_h) = alternate(
         auto_rounds,
