@@ -7,8 +7,11 @@ use crate::harness::{required_providers_hcl, Workdir};
 use crate::measure::{progress, record, stats, Row};
 
 const TARGET_SHARE_VS_NULL: f64 = 0.5;
+/// Start-ups are short and noisy: three times the rounds unless set.
+const STARTUP_ROUNDS_VAR: &str = "SHARDFORM_BENCH_STARTUP_ROUNDS";
 
 pub fn run(rounds: usize) {
+    let rounds = std::env::var(STARTUP_ROUNDS_VAR).ok().and_then(|v| v.parse().ok()).unwrap_or(rounds * 3).max(1);
     let mut subjects: Vec<(String, Workdir)> = Vec::new();
     let alone = Workdir::with_providers("bench-startup-none", Vec::new());
     alone.write_config("terraform {}\n");
@@ -40,7 +43,9 @@ pub fn run(rounds: usize) {
             let i = (k + round) % subjects.len();
             times[i].push(tf_secs(&subjects[i].1, &["providers", "schema", "-json"]));
         }
-        progress(&format!("startup: round {}/{rounds}", round + 1));
+        if (round + 1) % 5 == 0 || round + 1 == rounds {
+            progress(&format!("startup: round {}/{rounds} ({STARTUP_ROUNDS_VAR})", round + 1));
+        }
     }
     let base = stats(&times[0]);
     let null_share = subjects
