@@ -10,9 +10,37 @@ const TARGET_SHARE_VS_NULL: f64 = 0.5;
 /// Start-ups are short and noisy: three times the rounds unless set.
 const STARTUP_ROUNDS_VAR: &str = "SHARDFORM_BENCH_STARTUP_ROUNDS";
 
+/// Seconds from exec to the go-plugin handshake line on stdout, the
+/// executable alone (no Terraform; plain gRPC, no AutoMTLS).
+fn handshake_secs(executable: &std::path::Path) -> f64 {
+    use std::io::BufRead;
+    let (secs, ()) = crate::measure::timed(|| {
+        let mut child = std::process::Command::new(executable)
+            .env("TF_PLUGIN_MAGIC_COOKIE", "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2")
+            .env("PLUGIN_PROTOCOL_VERSIONS", "5")
+            .env("PLUGIN_MIN_PORT", "10000")
+            .env("PLUGIN_MAX_PORT", "25000")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the provider starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("1|5|"), "no handshake from {}: {line:?}", executable.display());
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+    secs
+}
+
 pub fn run(rounds: usize) {
     let rounds = std::env::var(STARTUP_ROUNDS_VAR).ok().and_then(|v| v.parse().ok()).unwrap_or(rounds * 3).max(1);
     let mut subjects: Vec<(String, Workdir)> = Vec::new();
+    let mut executables: Vec<(String, std::path::PathBuf)> =
+        providers(&["citus", "pgpool", "longhorn"]).into_iter().map(|p| (format!("shardform/{}", p.type_name), p.executable)).collect();
+    if let Some(null) = null_provider() {
+        executables.push(("hashicorp null 2.1.2 (Go)".into(), null.executable));
+    }
     let alone = Workdir::with_providers("bench-startup-none", Vec::new());
     alone.write_config("terraform {}\n");
     alone.init();
@@ -47,6 +75,10 @@ pub fn run(rounds: usize) {
             progress(&format!("startup: round {}/{rounds} ({STARTUP_ROUNDS_VAR})", round + 1));
         }
     }
+    let handshake: std::collections::BTreeMap<String, crate::measure::Stats> = executables
+        .iter()
+        .map(|(label, exe)| (label.clone(), stats(&(0..rounds).map(|_| handshake_secs(exe)).collect::<Vec<_>>())))
+        .collect();
     let base = stats(&times[0]);
     let null_share = subjects
         .iter()
@@ -70,7 +102,10 @@ pub fn run(rounds: usize) {
             ratio,
             ratio_label,
             target,
-            notes: vec![format!("provider's share (median - Terraform alone's): {:.1} ms", share * 1000.0)],
+            notes: vec![
+                format!("provider's share (median - Terraform alone's): {:.1} ms", share * 1000.0),
+                handshake.get(label).map(|h| format!("the executable alone, exec to handshake line: {h} s")).unwrap_or_default(),
+            ],
         });
     }
 }
