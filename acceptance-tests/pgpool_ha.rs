@@ -243,7 +243,7 @@ fn pool_nodes_once_answering(endpoint: u16) -> Vec<(String, String, String, i64)
 }
 
 /// For waits: pgpool drops sessions while it handles a failover.
-fn try_pool_nodes(endpoint: u16) -> Result<Vec<(String, String, String, i64)>, String> {
+pub(crate) fn try_pool_nodes(endpoint: u16) -> Result<Vec<(String, String, String, i64)>, String> {
     sql(endpoint, "SHOW POOL_NODES").map(pool_node_rows)
 }
 
