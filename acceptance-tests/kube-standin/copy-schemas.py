@@ -10,7 +10,8 @@ import kubernetes_validate
 VERSION = "v1.32.0-local-strict"
 KINDS = ["persistentvolume-v1", "persistentvolumeclaim-v1", "service-v1", "configmap-v1",
          "secret-v1", "statefulset-apps-v1", "deployment-apps-v1",
-         "poddisruptionbudget-policy-v1", "pod-v1", "namespace-v1"]
+         "poddisruptionbudget-policy-v1", "pod-v1", "namespace-v1", "node-v1",
+         "replicaset-apps-v1", "storageclass-storage-v1"]
 src = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema", VERSION)
 dst = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas", "k8s-v1.32.0")
 os.makedirs(dst, exist_ok=True)

@@ -35,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import fieldsets as fs  # noqa: E402
 import schema_validation as sv  # noqa: E402
+import workloads as wl  # noqa: E402
 
 log = logging.getLogger("kube-standin")
 
@@ -148,6 +149,11 @@ RESOURCES = [
              "statefulset-apps-v1", categories=["all"]),
     Resource("apps", "v1", "deployments", "deployment", "Deployment", True, ["deploy"], True,
              "deployment-apps-v1", categories=["all"]),
+    Resource("apps", "v1", "replicasets", "replicaset", "ReplicaSet", True, ["rs"], True,
+             "replicaset-apps-v1", categories=["all"]),
+    Resource("", "v1", "nodes", "node", "Node", False, ["no"], True, "node-v1"),
+    Resource("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", False, ["sc"], False,
+             "storageclass-storage-v1"),
     Resource("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", True,
              ["pdb"], True, "poddisruptionbudget-policy-v1"),
     Resource("longhorn.io", "v1beta2", "volumes", "volume", "Volume", True, ["lhv"], True, None, crd=True,
@@ -436,6 +442,7 @@ class Api:
         self.longhorn_enabled = longhorn_enabled
         self.lh = lh  # LonghornSettings
         self.nav = store.nav
+        self.on_orphan = None  # the garbage collector's orphaning (workloads.py), set by Controllers
 
     # ------------------------------------------------------------ decoding
     def decode(self, res, obj, params, name_hint=""):
@@ -640,7 +647,7 @@ class Api:
             b = {k: v for k, v in new.items() if k not in ("metadata", "status")}
             md["generation"] = og + 1 if a != b else og
         if res.plural in ("configmaps", "secrets", "namespaces", "persistentvolumes",
-                          "persistentvolumeclaims", "pods", "services"):
+                          "persistentvolumeclaims", "pods", "services", "nodes", "storageclasses"):
             md.pop("generation", None)  # built-in kinds without generation
         # validation
         errs = self.validate(res, old, new, sub)
@@ -1096,6 +1103,8 @@ class Api:
                                {"name": name, "group": res.group, "kind": res.plural})
             if params.get("dryRun") == "All":
                 return 200, old
+            if pp == "Orphan" and self.on_orphan is not None:
+                self.on_orphan(old)
             fins = list(old["metadata"].get("finalizers") or [])
             if res.plural == "namespaces":
                 if old.get("status", {}).get("phase") == "Terminating":
@@ -1107,14 +1116,14 @@ class Api:
                 new["metadata"]["resourceVersion"] = str(self.store.next_rv())
                 self.store.commit(res, new, old, "MODIFIED")
                 return 200, new
-            if fins:
+            if fins or (pp == "Foreground" and res.plural != "pods"):
                 if old["metadata"].get("deletionTimestamp"):
                     return 200, old
                 new = copy.deepcopy(old)
                 new["metadata"]["deletionTimestamp"] = now_ts()
                 new["metadata"]["deletionGracePeriodSeconds"] = 0
                 if pp == "Foreground" and "foregroundDeletion" not in fins:
-                    new["metadata"]["finalizers"].append("foregroundDeletion")
+                    new["metadata"]["finalizers"] = fins + ["foregroundDeletion"]
                 new["metadata"]["resourceVersion"] = str(self.store.next_rv())
                 if res.crd or res.group:
                     new["metadata"]["generation"] = new["metadata"].get("generation", 1) + 1
@@ -1175,6 +1184,9 @@ def builtin_defaults(res, old, obj, store):
     spec = obj.get("spec")
     if res.plural == "secrets":
         obj.setdefault("type", "Opaque")
+    if res.plural == "storageclasses":
+        obj.setdefault("reclaimPolicy", "Delete")
+        obj.setdefault("volumeBindingMode", "Immediate")
     if not isinstance(spec, dict):
         return
     if res.plural == "persistentvolumeclaims":
@@ -1213,6 +1225,9 @@ def builtin_defaults(res, old, obj, store):
                 t["spec"].setdefault("volumeMode", "Filesystem")
                 t.setdefault("apiVersion", "v1")
                 t.setdefault("kind", "PersistentVolumeClaim")
+    elif res.plural == "replicasets":
+        spec.setdefault("replicas", 1)
+        _pod_template_defaults(spec.get("template"))
     elif res.plural == "deployments":
         spec.setdefault("replicas", 1)
         spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
@@ -1271,6 +1286,8 @@ class Controllers(threading.Thread):
         self.timers = {}  # (kind, uid) -> time first seen in a state
         self.stop = False
         self.R = {r.plural: r for r in self.store.resources}
+        self.workloads = wl.Workloads(api, self.R, longhorn_enabled)
+        api.on_orphan = self.workloads.orphan_dependents
 
     def timer(self, key):
         return self.timers.setdefault(key, time.monotonic())
@@ -1295,6 +1312,7 @@ class Controllers(threading.Thread):
             self.resizer()
         self.protection()
         self.namespaces()
+        self.workloads.tick()
 
     # ---- PV binder
     def pv_controller(self):
@@ -1316,7 +1334,7 @@ class Controllers(threading.Thread):
                             n["status"] = {"phase": "Released", "lastPhaseTransitionTime": now_ts()}
                             self.api.internal_update(PV, n, MANAGER_KCM, "status")
                     continue
-            elif phase in (None, "Pending"):
+            if phase in (None, "Pending"):  # unclaimed, or pre-bound to a claim that exists
                 n = copy.deepcopy(pv)
                 n["status"] = {"phase": "Available", "lastPhaseTransitionTime": now_ts()}
                 self.api.internal_update(PV, n, MANAGER_KCM, "status")
@@ -1331,6 +1349,11 @@ class Controllers(threading.Thread):
                 c["status"] = {"phase": "Lost"}
                 self.api.internal_update(PVC, c, MANAGER_KCM, "status")
                 continue
+            if st.get("phase") == "Pending" and not vn:
+                # a PV made for this claim (dynamic provisioning) names it in its claimRef
+                vn = next((pv["metadata"]["name"] for pv in self.store.list(PV)
+                           if ((pv.get("spec") or {}).get("claimRef") or {}).get("uid") == pvc["metadata"]["uid"]
+                           and (pv.get("status") or {}).get("phase") == "Available"), None)
             if st.get("phase") != "Pending" or not vn:
                 continue
             if not self.elapsed(("bind", pvc["metadata"]["uid"]), min(self.lh.delay, 0.2)):
@@ -1371,6 +1394,9 @@ class Controllers(threading.Thread):
             self.api.internal_update(PV, n, MANAGER_KCM, "status")
             c = copy.deepcopy(pvc)
             c["metadata"].setdefault("annotations", {})["pv.kubernetes.io/bind-completed"] = "yes"
+            if not spec.get("volumeName"):
+                c["spec"]["volumeName"] = vn
+                c["metadata"]["annotations"]["pv.kubernetes.io/bound-by-controller"] = "yes"
             c = self.api.internal_update(PVC, c, MANAGER_KCM)
             if c is None:
                 continue
@@ -1384,7 +1410,8 @@ class Controllers(threading.Thread):
         PV, PVC = self.R["persistentvolumes"], self.R["persistentvolumeclaims"]
         for pvc in self.store.list(PVC):
             if pvc["metadata"].get("deletionTimestamp") and "kubernetes.io/pvc-protection" in (pvc["metadata"].get("finalizers") or []):
-                # no pod uses it (pods are not run by the stand-in)
+                if self.claim_in_use(pvc):
+                    continue
                 c = copy.deepcopy(pvc)
                 c["metadata"]["finalizers"] = [f for f in c["metadata"]["finalizers"] if f != "kubernetes.io/pvc-protection"]
                 self.api.internal_update(PVC, c, MANAGER_KCM)
@@ -1397,6 +1424,17 @@ class Controllers(threading.Thread):
                 c = copy.deepcopy(pv)
                 c["metadata"]["finalizers"] = [f for f in c["metadata"]["finalizers"] if f != "kubernetes.io/pv-protection"]
                 self.api.internal_update(PV, c, MANAGER_KCM)
+
+    def claim_in_use(self, pvc):
+        """A pod that has not terminated names the claim (the PVC protection controller keeps
+        the claim until such pods are gone)."""
+        for pod in self.store.list(self.R["pods"], pvc["metadata"]["namespace"]):
+            if wl.pod_terminated(pod):
+                continue
+            for v in (pod.get("spec") or {}).get("volumes") or []:
+                if (v.get("persistentVolumeClaim") or {}).get("claimName") == pvc["metadata"]["name"]:
+                    return True
+        return False
 
     # ---- namespace deletion
     def namespaces(self):
@@ -2356,9 +2394,43 @@ class App:
         for n in ("default", "kube-system", "kube-public", "longhorn-system"):
             self.api.do_create(NS, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}, {},
                                "kube-apiserver")
+        for i in range(1, args.nodes + 1):
+            self.register_node("standin-node-%d" % i, i)
+        if self.longhorn_enabled:
+            # What Longhorn's chart installs (its ConfigMap longhorn-storageclass), default class
+            # annotation left out: the DefaultStorageClass admission plugin is not emulated.
+            SC = self.store.by_key[("storage.k8s.io", "storageclasses")]
+            self.api.do_create(SC, "", {
+                "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "longhorn"},
+                "provisioner": LONGHORN_CSI_DRIVER, "allowVolumeExpansion": True, "reclaimPolicy": "Delete",
+                "volumeBindingMode": "Immediate",
+                "parameters": {"numberOfReplicas": "3", "staleReplicaTimeout": "30", "fromBackup": "",
+                               "fsType": "ext4", "dataLocality": "disabled", "unmapMarkSnapChainRemoved": "ignored",
+                               "disableRevisionCounter": "true", "dataEngine": "v1"}}, {}, "helm")
+
+    def register_node(self, name, index):
+        """A Node as its kubelet registers it: labels, then a Ready status."""
+        NODES = self.store.by_key[("", "nodes")]
+        labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+                  "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}
+        _, node, _ = self.api.do_create(NODES, "", {"apiVersion": "v1", "kind": "Node",
+                                                    "metadata": {"name": name, "labels": labels}}, {}, "kubelet")
+        node = copy.deepcopy(node)
+        t = now_ts()
+        node["status"] = {
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.%d" % (10 + index)}, {"type": "Hostname", "address": name}],
+            "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"},
+            "allocatable": {"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status", "lastHeartbeatTime": t, "lastTransitionTime": t}],
+            "nodeInfo": {"architecture": "amd64", "bootID": str(uuid.uuid4()), "containerRuntimeVersion": "shardform-standin://1",
+                         "kernelVersion": os.uname().release, "kubeProxyVersion": "", "kubeletVersion": "v1.32.0-shardform-standin",
+                         "machineID": uuid.uuid4().hex, "operatingSystem": "linux", "osImage": "Debian GNU/Linux 12 (bookworm)",
+                         "systemUUID": str(uuid.uuid4())}}
+        self.api.internal_update(NODES, node, "kubelet", "status")
 
     def groups(self):
-        g = {"apps": "v1", "policy": "v1"}
+        g = {"apps": "v1", "policy": "v1", "storage.k8s.io": "v1"}
         if self.longhorn_enabled:
             g["longhorn.io"] = "v1beta2"
         return g
@@ -2396,6 +2468,7 @@ def main():
     ap.add_argument("--state-dir", required=True)
     ap.add_argument("--no-longhorn-crd", action="store_true")
     ap.add_argument("--longhorn-delay", type=float, default=0.3)
+    ap.add_argument("--nodes", type=int, default=3, help="Nodes registered at start (standin-node-1..N)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.state_dir, exist_ok=True)

@@ -114,6 +114,52 @@ spec:
 """
 
 
+NS_YAML = """apiVersion: v1
+kind: Namespace
+metadata: {name: %s}
+"""
+
+STS_YAML = """apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: g-nodes, namespace: %(ns)s}
+spec:
+  replicas: %(replicas)d
+  serviceName: g-nodes
+  podManagementPolicy: Parallel
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Retain, whenScaled: Delete}
+  selector: {matchLabels: {app: g}}
+  template:
+    metadata: {labels: {app: g}}
+    spec:
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - labelSelector: {matchLabels: {app: g}}
+            topologyKey: kubernetes.io/hostname
+      containers:
+      - {name: pg, image: "example.org/pg:15", command: [/bin/sleep, "3600"]}
+  volumeClaimTemplates:
+  - metadata: {name: data, labels: {tier: db}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      storageClassName: longhorn
+      resources: {requests: {storage: 64Mi}}
+"""
+
+DEPLOY_YAML = """apiVersion: apps/v1
+kind: Deployment
+metadata: {name: pp, namespace: %(ns)s}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: pp}}
+  template:
+    metadata: {labels: {app: pp}}
+    spec:
+      containers:
+      - {name: pgpool, image: "%(image)s", command: [/bin/sleep, "3600"]}
+"""
+
+
 class StandinTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -577,6 +623,99 @@ class StandinTest(unittest.TestCase):
         self.assertIn("insufficient storage on node-1", json.dumps(v["status"]["conditions"]))
         self.s.req("POST", "/_standin/longhorn", {"stuck_expansion": False})
         self.s.wait(LH + "/stuck1", lambda c, d: not d["status"]["expansionRequired"])
+
+    # ------------------------------------------------------------------ workload controllers
+    def test_statefulset_pods_claims_scheduling_and_scale_in(self):
+        s = self.s
+        ns = "wl1"
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=NS_YAML % ns)
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=STS_YAML % {"ns": ns, "replicas": 4})
+        pods = "/api/v1/namespaces/%s/pods" % ns
+        # Three nodes, required anti-affinity: three pods scheduled on distinct nodes, the fourth
+        # unschedulable with the scheduler's reasons.
+        doc = s.wait(pods, lambda c, d: len([p for p in d["items"] if (p.get("status") or {}).get("conditions")
+                                             and not p["status"]["conditions"][0].get("message", "").count("unbound")]) == 4)
+        placed = {p["metadata"]["name"]: p["spec"].get("nodeName") for p in doc["items"]}
+        self.assertEqual(sorted(placed), ["g-nodes-0", "g-nodes-1", "g-nodes-2", "g-nodes-3"])
+        on_nodes = [n for n in placed.values() if n]
+        self.assertEqual(len(on_nodes), 3)
+        self.assertEqual(len(set(on_nodes)), 3)
+        stuck = [p for p in doc["items"] if not p["spec"].get("nodeName")][0]
+        cond = stuck["status"]["conditions"][0]
+        self.assertEqual((cond["type"], cond["status"], cond["reason"]), ("PodScheduled", "False", "Unschedulable"))
+        self.assertIn("0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules", cond["message"])
+        p0 = [p for p in doc["items"] if p["metadata"]["name"] == "g-nodes-0"][0]
+        self.assertEqual((p0["spec"]["hostname"], p0["spec"]["subdomain"]), ("g-nodes-0", "g-nodes"))
+        self.assertEqual(p0["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], "g-nodes-0")
+        self.assertEqual(p0["metadata"]["ownerReferences"][0]["kind"], "StatefulSet")
+        self.assertIn({"name": "data", "persistentVolumeClaim": {"claimName": "data-g-nodes-0"}}, p0["spec"]["volumes"])
+        # Claims from the template, provisioned by the Longhorn class: a PV and a Volume each, bound.
+        claims = s.wait("/api/v1/namespaces/%s/persistentvolumeclaims" % ns,
+                        lambda c, d: len(d["items"]) == 4 and all(x["status"].get("phase") == "Bound" for x in d["items"]))
+        c0 = [c for c in claims["items"] if c["metadata"]["name"] == "data-g-nodes-0"][0]
+        self.assertEqual(c0["metadata"]["labels"], {"app": "g", "tier": "db"})
+        pv = c0["spec"]["volumeName"]
+        self.assertEqual(pv, "pvc-" + c0["metadata"]["uid"])
+        code, pvdoc, _ = s.req("GET", "/api/v1/persistentvolumes/" + pv)
+        self.assertEqual((pvdoc["spec"]["csi"]["driver"], pvdoc["spec"]["persistentVolumeReclaimPolicy"],
+                          pvdoc["spec"]["storageClassName"]), ("driver.longhorn.io", "Delete", "longhorn"))
+        code, vol, _ = s.req("GET", LH + "/" + pv)
+        self.assertEqual((code, vol["spec"]["size"]), (200, str(MIB * 64)))
+        sts_path = "/apis/apps/v1/namespaces/%s/statefulsets/g-nodes" % ns
+        st = s.wait(sts_path, lambda c, d: d["status"].get("replicas") == 4)["status"]
+        self.assertEqual(st["updatedReplicas"], 4)
+        self.assertNotIn("readyReplicas", st)  # no pod runs without the node agent
+        # Scale-in with whenScaled: Delete: the highest ordinal goes with its claim; PV and Volume follow.
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=STS_YAML % {"ns": ns, "replicas": 3})
+        s.wait(pods, lambda c, d: sorted(p["metadata"]["name"] for p in d["items"]) == ["g-nodes-0", "g-nodes-1", "g-nodes-2"])
+        s.wait("/api/v1/namespaces/%s/persistentvolumeclaims" % ns, lambda c, d: len(d["items"]) == 3)
+        # Deleting the set: the garbage collector deletes its pods; claims stay (whenDeleted: Retain).
+        s.kubectl("delete", "-n", ns, "statefulset", "g-nodes")
+        s.wait(pods, lambda c, d: d["items"] == [])
+        code, claims, _ = s.req("GET", "/api/v1/namespaces/%s/persistentvolumeclaims" % ns)
+        self.assertEqual(len(claims["items"]), 3)
+        s.kubectl("delete", "-n", ns, "pvc", "--all")
+        s.wait("/api/v1/persistentvolumes", lambda c, d: not [x for x in d["items"] if x["metadata"]["name"] == pv])
+        s.wait(LH + "/" + pv, lambda c, d: c == 404, timeout=8)
+
+    def test_deployment_replicaset_rollout_and_orphan(self):
+        s = self.s
+        ns = "wl2"
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=NS_YAML % ns)
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=DEPLOY_YAML % {"ns": ns, "image": "example.org/pgpool:1"})
+        rs_path = "/apis/apps/v1/namespaces/%s/replicasets" % ns
+        rs = s.wait(rs_path, lambda c, d: len(d["items"]) == 1)["items"][0]
+        h = rs["metadata"]["labels"]["pod-template-hash"]
+        self.assertEqual(rs["metadata"]["name"], "pp-" + h)
+        self.assertEqual(rs["spec"]["selector"]["matchLabels"], {"app": "pp", "pod-template-hash": h})
+        pods = s.wait("/api/v1/namespaces/%s/pods" % ns, lambda c, d: len(d["items"]) == 2)["items"]
+        self.assertTrue(all(p["metadata"]["name"].startswith("pp-%s-" % h) for p in pods))
+        self.assertTrue(all(p["metadata"]["labels"]["pod-template-hash"] == h for p in pods))
+        dep = s.wait("/apis/apps/v1/namespaces/%s/deployments/pp" % ns, lambda c, d: d["status"].get("updatedReplicas") == 2)
+        self.assertEqual({c["type"]: c["status"] for c in dep["status"]["conditions"]}, {"Available": "False", "Progressing": "True"})
+        # A new template: a second ReplicaSet; the old one keeps its pods while the new is unavailable.
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=DEPLOY_YAML % {"ns": ns, "image": "example.org/pgpool:2"})
+        sets = s.wait(rs_path, lambda c, d: len(d["items"]) == 2)["items"]
+        revisions = sorted(x["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for x in sets)
+        self.assertEqual(revisions, ["1", "2"])
+        # Orphan deletion keeps the ReplicaSets, without their owner reference.
+        s.kubectl("delete", "-n", ns, "deployment", "pp", "--cascade=orphan")
+        sets = s.wait(rs_path, lambda c, d: all(not x["metadata"].get("ownerReferences") for x in d["items"]))["items"]
+        self.assertEqual(len(sets), 2)
+        # Foreground deletion of a ReplicaSet: its pods first, then the set.
+        name = sets[0]["metadata"]["name"]
+        s.kubectl("delete", "-n", ns, "rs", name, "--cascade=foreground", "--wait=false")
+        s.wait(rs_path, lambda c, d: name not in [x["metadata"]["name"] for x in d["items"]])
+        code, pods, _ = s.req("GET", "/api/v1/namespaces/%s/pods" % ns)
+        self.assertFalse([p for p in pods["items"] if p["metadata"]["name"].startswith(name + "-")])
+
+    def test_nodes_and_storage_class_at_start(self):
+        p = self.s.kubectl("get", "nodes", "-o", "json")
+        nodes = json.loads(p.stdout)["items"]
+        self.assertEqual([n["metadata"]["name"] for n in nodes], ["standin-node-1", "standin-node-2", "standin-node-3"])
+        self.assertTrue(all(n["status"]["conditions"][0]["type"] == "Ready" for n in nodes))
+        sc = json.loads(self.s.kubectl("get", "storageclass", "longhorn", "-o", "json").stdout)
+        self.assertEqual((sc["provisioner"], sc["allowVolumeExpansion"]), ("driver.longhorn.io", True))
 
 
 class NoLonghornTest(unittest.TestCase):
