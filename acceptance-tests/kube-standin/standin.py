@@ -36,6 +36,7 @@ sys.path.insert(0, HERE)
 import fieldsets as fs  # noqa: E402
 import schema_validation as sv  # noqa: E402
 import workloads as wl  # noqa: E402
+import remotecommand  # noqa: E402
 
 log = logging.getLogger("kube-standin")
 
@@ -443,6 +444,7 @@ class Api:
         self.lh = lh  # LonghornSettings
         self.nav = store.nav
         self.on_orphan = None  # the garbage collector's orphaning (workloads.py), set by Controllers
+        self.runtime = None  # the node agent (pods.py) with --run-pods
 
     # ------------------------------------------------------------ decoding
     def decode(self, res, obj, params, name_hint=""):
@@ -1105,6 +1107,8 @@ class Api:
                 return 200, old
             if pp == "Orphan" and self.on_orphan is not None:
                 self.on_orphan(old)
+            if res.plural == "pods" and self.runtime is not None and self.runtime.running(old):
+                return self.delete_running_pod(old, opts, params)
             fins = list(old["metadata"].get("finalizers") or [])
             if res.plural == "namespaces":
                 if old.get("status", {}).get("phase") == "Terminating":
@@ -1137,6 +1141,35 @@ class Api:
             return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                          "details": {"name": name, "group": res.group, "kind": res.plural, "uid": old["metadata"]["uid"]}} \
                 if False else new
+
+    def delete_running_pod(self, old, opts, params):
+        """A pod whose containers run: graceful deletion as the real server and kubelet do it
+        (deletionTimestamp = now + grace; the node agent stops the containers, then removes it)."""
+        grace = params.get("gracePeriodSeconds", opts.get("gracePeriodSeconds"))
+        if grace is None:
+            grace = (old.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        grace = max(0, int(grace))
+        md = old["metadata"]
+        if md.get("deletionTimestamp") and int(md.get("deletionGracePeriodSeconds", 0)) <= grace:
+            return 200, old
+        new = copy.deepcopy(old)
+        at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=grace)
+        new["metadata"]["deletionTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        new["metadata"]["deletionGracePeriodSeconds"] = grace
+        new["metadata"]["resourceVersion"] = str(self.store.next_rv())
+        self.store.commit(self.store.by_key[("", "pods")], new, old, "MODIFIED")
+        return 200, new
+
+    def finish_pod_deletion(self, ns, name, uid):
+        """The kubelet's final delete once the containers are gone (finalizers still hold it)."""
+        PODS = self.store.by_key[("", "pods")]
+        with self.store.lock:
+            old = self.store.get(PODS, ns, name)
+            if old is None or old["metadata"]["uid"] != uid or old["metadata"].get("finalizers"):
+                return
+            new = copy.deepcopy(old)
+            new["metadata"]["resourceVersion"] = str(self.store.next_rv())
+            self.store.commit(PODS, new, old, "DELETED")
 
     def internal_update(self, res, obj, manager, sub=""):
         """Writes made by the emulated controllers (an Update for manager). Returns the new object
@@ -1976,9 +2009,48 @@ class Handler(BaseHTTPRequestHandler):
             raise NOT_FOUND_RESOURCE
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
+        if res.plural == "pods" and sub in ("exec", "log", "attach", "portforward") and len(rest) == 3:
+            return self.pod_subresource(method, ns, name, sub, params, user)
         if len(rest) > 3 or (sub and (sub != "status" or not res.status_sub)):
             raise NOT_FOUND_RESOURCE
         self.serve_resource(method, res, ns, name, sub, params, ctype, raw, user, watch_fault)
+
+    def pod_subresource(self, method, ns, name, sub, params, user):
+        """pods/exec (WebSocket) and pods/log, served by the node agent (--run-pods)."""
+        app = self.app
+        PODS = app.store.by_key[("", "pods")]
+        self.check_forbid("create" if sub != "log" else "get", PODS, ns, name + "/" + sub, user)
+        if app.store.get(PODS, ns, name) is None:
+            raise not_found(PODS, name)
+        agent = app.api.runtime
+        if sub in ("attach", "portforward") or agent is None:
+            raise bad_request("the stand-in serves pods/%s only with --run-pods, and never attach or portforward" % sub
+                              if agent is None else "pods/%s is not served by the stand-in" % sub)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query, keep_blank_values=True)
+        container = params.get("container", "")
+        if sub == "log":
+            path = agent.log_path(ns, name, container)
+            if path is None or not os.path.exists(path):
+                raise bad_request('container "%s" in pod "%s" is waiting to start: ContainerCreating' % (container or "", name))
+            data = open(path, "rb").read()
+            if params.get("tailLines"):
+                data = b"".join(data.splitlines(True)[-int(params["tailLines"]):])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.status_sent = 200
+            return
+        command = query.get("command") or []
+        if not command:
+            raise bad_request("you must specify at least 1 command")
+        argv, err = agent.exec_argv(ns, name, container, command)
+        if argv is None:
+            raise bad_request(err)
+        want = {k: params.get(k) in ("true", "1", "True") for k in ("stdin", "stdout", "stderr")}
+        if not remotecommand.serve_exec(self, argv, command, want):
+            raise bad_request("Upgrade request required")
 
     def openapi_v3(self, gvpath):
         """A minimal OpenAPI v3 document per group/version: only the operations with their
@@ -2469,6 +2541,8 @@ def main():
     ap.add_argument("--no-longhorn-crd", action="store_true")
     ap.add_argument("--longhorn-delay", type=float, default=0.3)
     ap.add_argument("--nodes", type=int, default=3, help="Nodes registered at start (standin-node-1..N)")
+    ap.add_argument("--run-pods", action="store_true",
+                    help="Run scheduled pods' containers as local processes (the test node agent; root)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.state_dir, exist_ok=True)
@@ -2506,6 +2580,12 @@ def main():
     url = "https://127.0.0.1:%d" % app.port
     write_state(d, certs, url, app.token)
     ctl = Controllers(app.api, app.lh, app.longhorn_enabled)
+    agent = None
+    if args.run_pods:
+        import pods
+        agent = pods.NodeAgent(app.api, ctl.R)
+        app.api.runtime = agent
+        agent.start()
     ctl.start()
 
     def stop(signum, frame):
@@ -2531,6 +2611,8 @@ def main():
         httpd.serve_forever(poll_interval=0.2)
     finally:
         ctl.stop = True
+        if agent is not None:
+            agent.shutdown()
         httpd.server_close()
         log.info("stopped")
 

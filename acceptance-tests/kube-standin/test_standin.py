@@ -718,6 +718,137 @@ class StandinTest(unittest.TestCase):
         self.assertEqual((sc["provisioner"], sc["allowVolumeExpansion"]), ("driver.longhorn.io", True))
 
 
+
+RUN_PODS_YAML = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: rp-config, namespace: default}
+data: {greeting: "hello %(n)s", "app.conf": "port = 5432"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: rp-secret, namespace: default}
+stringData: {password: "s3cret"}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rp, namespace: default}
+spec: {clusterIP: None, publishNotReadyAddresses: true, selector: {app: rp}, ports: [{port: 7000}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: rp, namespace: default}
+spec:
+  replicas: 2
+  serviceName: rp
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: rp}}
+  template:
+    metadata: {labels: {app: rp}}
+    spec:
+      securityContext: {runAsUser: 999, fsGroup: 999}
+      terminationGracePeriodSeconds: 20
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: rp}}, topologyKey: kubernetes.io/hostname}
+      containers:
+      - name: main
+        image: example.org/rp:1
+        command: [/bin/sh, -c, 'trap "echo bye; exit 0" TERM; echo "$(id -un) $(hostname) $POD $PASSWORD"; touch /data/ready; while :; do sleep 0.2; done']
+        env:
+        - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: PASSWORD, valueFrom: {secretKeyRef: {name: rp-secret, key: password}}}
+        readinessProbe: {exec: {command: [test, -e, /data/ready]}, periodSeconds: 1}
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        - {name: config, mountPath: /etc/rp, readOnly: true}
+      volumes:
+      - {name: config, configMap: {name: rp-config}}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], storageClassName: longhorn, resources: {requests: {storage: 64Mi}}}
+"""
+
+
+@unittest.skipUnless(os.geteuid() == 0, "the node agent (--run-pods) needs root")
+class RunPodsTest(unittest.TestCase):
+    """The node agent: pods as local processes, exec through the API with kubectl."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Standin("--run-pods")
+
+    @classmethod
+    def tearDownClass(cls):
+        uids = [p["metadata"]["uid"] for p in cls.s.req("GET", "/api/v1/namespaces/default/pods")[1]["items"]]
+        rc = cls.s.stop()
+        assert rc == 0, "stand-in exit code %s on SIGTERM" % rc
+        # What the agent made is gone: the pods' network namespaces and container processes.
+        left = [u for u in uids if os.path.exists("/run/netns/sf" + u.replace("-", "")[:10])]
+        assert uids and not left, "network namespaces left for pods %s" % left
+        procs = subprocess.run(["pgrep", "-f", "echo bye; exit 0"], capture_output=True, text=True).stdout.split()
+        assert not procs, "container processes left after the stand-in stopped: %s" % procs
+
+    def pods(self):
+        return {p["metadata"]["name"]: p for p in self.s.req("GET", "/api/v1/namespaces/default/pods")[1]["items"]}
+
+    def wait_ready(self, names, timeout=15):
+        def ok(c, d):
+            got = {p["metadata"]["name"]: p for p in d["items"]}
+            return all(n in got and any(x["type"] == "Ready" and x["status"] == "True"
+                                        for x in got[n]["status"].get("conditions") or []) for n in names)
+        return self.s.wait("/api/v1/namespaces/default/pods", ok, timeout)
+
+    def test_pods_run_exec_restart_and_graceful_delete(self):
+        s = self.s
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=RUN_PODS_YAML % {"n": 1})
+        self.wait_ready(["rp-0", "rp-1"])
+        pods = self.pods()
+        p0 = pods["rp-0"]
+        self.assertEqual(p0["status"]["phase"], "Running")
+        self.assertTrue(p0["status"]["podIP"].startswith("10.244."))
+        self.assertNotEqual(p0["spec"]["nodeName"], pods["rp-1"]["spec"]["nodeName"])
+        # The container's view: user, hostname, downward API and Secret env, files, peer names.
+        self.assertEqual(s.kubectl("logs", "rp-0").stdout.splitlines()[0], "postgres rp-0 rp-0 s3cret")
+        out = s.kubectl("exec", "rp-0", "--", "sh", "-c",
+                        "cat /etc/rp/greeting; echo; getent hosts rp-1.rp.default.svc.cluster.local | cut -d' ' -f1; "
+                        "touch /etc/rp/x 2>/dev/null || echo read-only").stdout.split()
+        self.assertEqual(out, ["hello", "1", pods["rp-1"]["status"]["podIP"], "read-only"])
+        # Exit codes and stdin through exec (WebSocket, v5.channel.k8s.io).
+        p = s.kubectl("exec", "rp-1", "--", "sh", "-c", "exit 7", check=False)
+        self.assertEqual(p.returncode, 7, p.stderr)
+        self.assertEqual(s.kubectl("exec", "-i", "rp-1", "--", "tr", "a-z", "A-Z", stdin="shout").stdout, "SHOUT")
+        # A ConfigMap change reaches the mounted files.
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=RUN_PODS_YAML % {"n": 2})
+        end = time.time() + 10
+        while time.time() < end and s.kubectl("exec", "rp-0", "--", "cat", "/etc/rp/greeting").stdout != "hello 2":
+            time.sleep(0.3)
+        self.assertEqual(s.kubectl("exec", "rp-0", "--", "cat", "/etc/rp/greeting").stdout, "hello 2")
+        # The container's process killed on this machine: restarted (restartPolicy Always).
+        pid = int(s.kubectl("get", "pod", "rp-1", "-o", "jsonpath={.status.containerStatuses[0].containerID}").stdout.split("//")[1])
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            init = int(f.read().split()[0])
+        os.kill(init, signal.SIGKILL)
+        st = s.wait("/api/v1/namespaces/default/pods/rp-1",
+                    lambda c, d: (d["status"]["containerStatuses"][0]["restartCount"] == 1
+                                  and d["status"]["containerStatuses"][0]["ready"]), 15)["status"]["containerStatuses"][0]
+        self.assertEqual(st["lastState"]["terminated"]["exitCode"], 137)
+        # Data on the claim outlives the pod; a graceful delete sends TERM, which the container
+        # traps (ending well inside its 20 s grace period).
+        s.kubectl("exec", "rp-0", "--", "sh", "-c", "echo kept > /data/file")
+        uid = self.pods()["rp-0"]["metadata"]["uid"]
+        t0 = time.time()
+        s.kubectl("delete", "pod", "rp-0")
+        self.assertLess(time.time() - t0, 10)
+        self.wait_ready(["rp-0"])
+        self.assertNotEqual(self.pods()["rp-0"]["metadata"]["uid"], uid)
+        self.assertEqual(s.kubectl("exec", "rp-0", "--", "cat", "/data/file").stdout, "kept\n")
+        # Exec into a pod that does not run: the API's error.
+        p = s.kubectl("exec", "nosuch", "--", "true", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('pods "nosuch" not found', p.stderr)
+
+
 class NoLonghornTest(unittest.TestCase):
     def test_group_absent(self):
         s = Standin("--no-longhorn-crd")
