@@ -7,11 +7,13 @@
 //! - [`framework`]: what a resource author sees (schema, diagnostics with
 //!   paths, validators, plan rules, the resource trait);
 //! - [`sql`]: PostgreSQL connections and safe SQL building, shared by providers;
+//! - [`kubernetes`]: the Kubernetes API connection and request helpers, shared by providers;
 //! - one module per provider: [`citus`], [`pgpool`], [`longhorn`].
 
 pub mod citus;
 pub mod cty;
 pub mod framework;
+pub mod kubernetes;
 pub mod longhorn;
 pub mod pgpool;
 pub mod plugin;

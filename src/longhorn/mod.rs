@@ -1,7 +1,8 @@
 //! The `shardform/longhorn` provider: Longhorn volumes through the Kubernetes API.
 //!
-//! - [`connection`]: the provider block and the lazily made kube client;
-//! - [`api`]: the objects touched and the retry rule;
+//! - [`connection`]: the provider block (the shared Kubernetes connection of
+//!   [`crate::kubernetes`] and Longhorn's namespace), checked for Longhorn's CRD;
+//! - [`api`]: the objects touched and this provider's field manager;
 //! - [`quantity`]: sizes with units and Longhorn's rounding;
 //! - `volume`: the `longhorn_volume` resource.
 
@@ -21,13 +22,14 @@ pub use volume::VolumeResource;
 
 pub const REGISTRY_ADDRESS: &str = "registry.terraform.io/shardform/longhorn";
 
-#[derive(Default)]
 pub struct LonghornProvider {
     connection: Arc<Connection>,
 }
 
 pub fn provider() -> LonghornProvider {
-    LonghornProvider::default()
+    LonghornProvider {
+        connection: Arc::new(connection::connection()),
+    }
 }
 
 #[async_trait]

@@ -138,7 +138,7 @@ pub async fn apply_volume(
 ) -> Result<DynamicObject, String> {
     let volumes = api::volumes(client, &target.namespace);
     let body = target.volume_body(size_bytes);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = FIELD_MANAGER.apply();
     log::info!(
         "applying Volume {}/{} ({} fields)",
         target.namespace,
@@ -376,7 +376,7 @@ pub async fn grow_through_pvc(
             volume,
             bytes,
         );
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = FIELD_MANAGER.apply();
         let patch = Patch::Apply(&body);
         retrying("grow the PVC", || pvcs.patch(&name, &params, &patch)).await
     } else {
@@ -400,7 +400,7 @@ pub async fn ensure_binding(
     let Some(pv) = &target.pv else { return Ok(()) };
     let bytes = spec_size(volume);
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let params = FIELD_MANAGER.apply();
     if get_opt(&pvs, &pv.name, "read the PersistentVolume")
         .await
         .map_err(|e| explain(&e))?

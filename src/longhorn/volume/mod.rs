@@ -20,7 +20,7 @@ use crate::cty::{Number, Value};
 use crate::framework::{timeouts, AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
 
 use super::api::{self, explain, get_opt};
-use super::connection::{crd_missing, Connection};
+use super::connection::{self, crd_missing, Connection};
 use super::quantity;
 use converge::Target;
 use fields::SPEC_FIELDS;
@@ -385,9 +385,7 @@ impl Resource for VolumeResource {
         if change.config.attr("namespace").is_null() {
             let namespace = match change.prior.attr("namespace") {
                 Value::String(s) => Value::string(s.clone()),
-                _ => self
-                    .connection
-                    .namespace()
+                _ => connection::namespace(&self.connection)
                     .map(Value::string)
                     .unwrap_or(Value::Unknown),
             };
@@ -632,7 +630,7 @@ impl Resource for VolumeResource {
     async fn import(&self, _ctx: &Context, id: &str, diags: &mut Diagnostics) -> Option<Value> {
         let (namespace, name) = match id.split_once('/') {
             Some((ns, name)) => (ns.to_string(), name.to_string()),
-            None => match self.connection.namespace() {
+            None => match connection::namespace(&self.connection) {
                 Some(ns) => (ns, id.to_string()),
                 None => {
                     diags.error(
@@ -711,7 +709,7 @@ mod tests {
     }
 
     async fn plan(prior: Value, config: Value) -> (PlannedChange, Diagnostics) {
-        let resource = VolumeResource::new(Arc::new(Connection::default()));
+        let resource = VolumeResource::new(Arc::new(connection::connection()));
         let schema = resource.schema();
         // Terraform's proposal: config, or prior for optional+computed left unset.
         let mut proposed = config.clone();
@@ -811,7 +809,7 @@ mod tests {
 
     #[test]
     fn strict_local_needs_one_replica() {
-        let resource = VolumeResource::new(Arc::new(Connection::default()));
+        let resource = VolumeResource::new(Arc::new(connection::connection()));
         let mut diags = Diagnostics::new();
         let config = object(&[
             ("data_locality", "strict-local".into()),

@@ -90,24 +90,11 @@ pub fn condition_text(volume: &DynamicObject) -> String {
 
 /// Spec keys our field manager owns, from `metadata.managedFields`.
 pub fn owned_spec_keys(meta: &kube::api::ObjectMeta) -> Vec<String> {
-    meta.managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
-        .filter_map(|m| m.fields_v1.as_ref())
-        .filter_map(|f| f.0.get("f:spec").and_then(Json::as_object))
-        .flat_map(|spec| {
-            spec.keys()
-                .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
-        })
-        .collect()
+    FIELD_MANAGER.owned_keys(meta, "spec")
 }
 
 pub fn managed_by_us(meta: &kube::api::ObjectMeta) -> bool {
-    meta.managed_fields
-        .iter()
-        .flatten()
-        .any(|m| m.manager.as_deref() == Some(FIELD_MANAGER))
+    FIELD_MANAGER.manages(meta)
 }
 
 fn object(fields: Vec<(&str, Value)>) -> Value {

@@ -30,11 +30,13 @@ mod setting_values;
 mod target;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::cty::Value;
 use crate::framework::{AttrPath, Context, Diagnostics, PlannedChange, Resource, Schema};
+use crate::kubernetes::connection::Connection;
 
 use layout::{Layout, HOST, PORTS_PER_GROUP};
 use live::{GroupLive, STATUS_UP};
@@ -42,7 +44,12 @@ use model::{timeout, GroupSpec};
 use target::local::{plan, LocalTarget};
 use target::{Deadline, Failure, GroupTarget};
 
-pub struct HaResource;
+pub struct HaResource {
+    /// The provider's Kubernetes connection: made into a client only when a
+    /// group of the kubernetes target needs the API server.
+    #[allow(dead_code)] // Used by the kubernetes target once it converges (issue 9).
+    connection: Arc<Connection>,
+}
 
 /// Where groups run. Only `local` exists (the schema's `target` allows
 /// nothing else); a second target is chosen here by that attribute.
@@ -197,6 +204,10 @@ fn refuse_protected_destroy(spec: &GroupSpec, diags: &mut Diagnostics) {
 }
 
 impl HaResource {
+    pub fn new(connection: Arc<Connection>) -> Self {
+        HaResource { connection }
+    }
+
     async fn apply(
         &self,
         ctx: &Context,
