@@ -11,6 +11,7 @@ mod citus_cluster_auth;
 mod citus_ha_stack;
 mod citus_distributed_table;
 mod docs;
+mod kubernetes_exec;
 mod longhorn_volume;
 mod pgpool_ha;
 mod pgpool_ha_restart;

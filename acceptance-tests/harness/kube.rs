@@ -20,6 +20,24 @@ use crate::harness::tempdir::TempDir;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pods get their grace periods, so a test's pods should trap TERM.
+const STOP_PODS_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// SIGTERM to `child` alone, then waits up to `timeout` for it to exit.
+fn terminate_and_wait(child: &mut Child, timeout: Duration) {
+    let pid = i32::try_from(child.id()).expect("pid fits in pid_t");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -42,12 +60,15 @@ pub fn standin_python() -> PathBuf {
 pub struct StandinOptions {
     pub no_longhorn_crd: bool,
     pub longhorn_delay: Option<f64>,
+    /// The test node agent: scheduled pods run as local processes (root only).
+    pub run_pods: bool,
 }
 
 pub struct Standin {
     child: Child,
     dir: TempDir,
     pub url: String,
+    runs_pods: bool,
 }
 
 impl Standin {
@@ -77,6 +98,9 @@ impl Standin {
         if let Some(delay) = options.longhorn_delay {
             cmd.arg("--longhorn-delay").arg(delay.to_string());
         }
+        if options.run_pods {
+            cmd.arg("--run-pods");
+        }
         let log = fs::File::create(dir.path().join("standin.log")).expect("stand-in log file");
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
         let mut child = spawn_in_own_group(&mut cmd);
@@ -93,6 +117,7 @@ impl Standin {
             child,
             dir,
             url: String::new(),
+            runs_pods: options.run_pods,
         };
         loop {
             match rx.recv_timeout(READY_TIMEOUT) {
@@ -231,6 +256,11 @@ impl Standin {
 
 impl Drop for Standin {
     fn drop(&mut self) {
+        // A node agent stops its pods (processes outside its process group) and removes their
+        // network namespaces on SIGTERM; a SIGKILL would leave them to the next stand-in.
+        if self.runs_pods {
+            terminate_and_wait(&mut self.child, STOP_PODS_TIMEOUT);
+        }
         kill_process_group(&self.child);
         let _ = self.child.wait();
         if thread::panicking() {
