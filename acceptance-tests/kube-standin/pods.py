@@ -218,6 +218,7 @@ class Container:
                  "mount --bind %s /etc/hostname" % shlex.quote(sb.hostname_path),
                  "mount -t tmpfs -o mode=1777 tmpfs /tmp",
                  "mount -t tmpfs -o mode=0755 tmpfs /run",
+                 "mount -t tmpfs -o mode=1777,size=64m shm /dev/shm",  # a container's own, 64 MiB as Docker's
                  "mkdir -p /run/postgresql /run/lock && chown postgres:postgres /run/postgresql && chmod 2775 /run/postgresql"]
         mounts = sorted(self.spec.get("volumeMounts") or [], key=lambda m: len(m["mountPath"]))
         for m in mounts:
