@@ -770,6 +770,76 @@ spec:
 """
 
 
+REPMGR_PAIR_YAML = """apiVersion: v1
+kind: ConfigMap
+metadata: {name: rm-scripts, namespace: default}
+data:
+  node.sh: |
+    set -eu
+    PATH=/usr/lib/postgresql/15/bin:$PATH
+    ORD=${POD_NAME##*-}
+    ID=$((ORD + 1))
+    PGDATA=/var/lib/postgresql/data/pgdata
+    HOST=$POD_NAME.rm.default.svc.cluster.local
+    cat > /tmp/repmgr.conf <<EOC
+    node_id=$ID
+    node_name='$POD_NAME'
+    conninfo='host=$HOST user=repmgr dbname=repmgr connect_timeout=2'
+    data_directory='$PGDATA'
+    pg_bindir='/usr/lib/postgresql/15/bin'
+    EOC
+    if [ ! -s $PGDATA/PG_VERSION ]; then
+      if [ "$ORD" = 0 ]; then
+        initdb -D $PGDATA -U postgres --auth=trust >/dev/null
+        echo "host all all 0.0.0.0/0 trust" >> $PGDATA/pg_hba.conf
+        echo "host replication all 0.0.0.0/0 trust" >> $PGDATA/pg_hba.conf
+        printf "listen_addresses='*'\\nwal_level=replica\\nhot_standby=on\\nshared_preload_libraries='repmgr'\\nmax_wal_senders=10\\nwal_log_hints=on\\n" >> $PGDATA/postgresql.conf
+        pg_ctl -D $PGDATA -w start >/dev/null
+        psql -h /run/postgresql -c "create user repmgr superuser" -c "create database repmgr owner repmgr"
+        repmgr -f /tmp/repmgr.conf primary register
+        pg_ctl -D $PGDATA -w stop >/dev/null
+      else
+        until pg_isready -h rm-0.rm.default.svc.cluster.local -q; do sleep 0.5; done
+        repmgr -f /tmp/repmgr.conf -h rm-0.rm.default.svc.cluster.local -U repmgr -d repmgr standby clone
+        pg_ctl -D $PGDATA -w start >/dev/null
+        repmgr -f /tmp/repmgr.conf standby register
+        pg_ctl -D $PGDATA -w stop >/dev/null
+      fi
+    fi
+    exec postgres -D $PGDATA
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rm, namespace: default}
+spec: {clusterIP: None, publishNotReadyAddresses: true, selector: {app: rm}, ports: [{port: 5432}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: rm, namespace: default}
+spec:
+  replicas: 2
+  serviceName: rm
+  selector: {matchLabels: {app: rm}}
+  template:
+    metadata: {labels: {app: rm}}
+    spec:
+      securityContext: {runAsUser: 999, fsGroup: 999}
+      containers:
+      - name: pg
+        image: example.org/pg:15
+        command: [/bin/sh, /shardform/scripts/node.sh]
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        readinessProbe: {exec: {command: [pg_isready, -h, /run/postgresql]}, periodSeconds: 1}
+        volumeMounts:
+        - {name: data, mountPath: /var/lib/postgresql/data}
+        - {name: scripts, mountPath: /shardform/scripts}
+      volumes: [{name: scripts, configMap: {name: rm-scripts}}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], storageClassName: longhorn, resources: {requests: {storage: 1Gi}}}
+"""
+
+
 @unittest.skipUnless(os.geteuid() == 0, "the node agent (--run-pods) needs root")
 class RunPodsTest(unittest.TestCase):
     """The node agent: pods as local processes, exec through the API with kubectl."""
@@ -847,6 +917,35 @@ class RunPodsTest(unittest.TestCase):
         p = s.kubectl("exec", "nosuch", "--", "true", check=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn('pods "nosuch" not found', p.stderr)
+
+    def test_repmgr_pair_replicates_between_pods_and_data_survives_the_primary_pod(self):
+        """What pgpool_ha's kubernetes target needs of pods: Debian's PostgreSQL and repmgr in two
+        pods, the standby cloned from the primary by its pod DNS name, streaming; the primary's
+        pod deleted and recreated on its claim with its data."""
+        s = self.s
+        s.kubectl("apply", "--server-side", "-f", "-", stdin=REPMGR_PAIR_YAML)
+        self.wait_ready(["rm-0", "rm-1"], timeout=60)
+
+        def sql(pod, query):
+            return s.kubectl("exec", pod, "--", "psql", "-h", "/run/postgresql", "-U", "repmgr", "repmgr", "-Atc", query).stdout.strip()
+        end = time.time() + 20
+        while time.time() < end and sql("rm-0", "select count(*) from pg_stat_replication where state = 'streaming'") != "1":
+            time.sleep(0.3)
+        rm1_ip = self.pods()["rm-1"]["status"]["podIP"]
+        self.assertEqual(sql("rm-0", "select application_name || ' ' || host(client_addr) from pg_stat_replication"), "rm-1 " + rm1_ip)
+        shown = s.kubectl("exec", "rm-1", "--", "repmgr", "-f", "/tmp/repmgr.conf", "cluster", "show", "--csv").stdout.split()
+        # node id, status (0: running), recovery (0: primary, 1: in recovery, the standby)
+        self.assertEqual(sorted(shown), ["1,0,0", "2,0,1"])
+        sql("rm-0", "create table t (id int); insert into t values (42)")
+        end = time.time() + 10
+        while time.time() < end and sql("rm-1", "select coalesce(sum(id), 0) from t") != "42":
+            time.sleep(0.3)
+        self.assertEqual(sql("rm-1", "select sum(id) from t"), "42")
+        uid = self.pods()["rm-0"]["metadata"]["uid"]
+        s.kubectl("delete", "pod", "rm-0")
+        self.wait_ready(["rm-0"], timeout=60)
+        self.assertNotEqual(self.pods()["rm-0"]["metadata"]["uid"], uid)
+        self.assertEqual(sql("rm-0", "select sum(id) from t"), "42")
 
 
 class NoLonghornTest(unittest.TestCase):
