@@ -351,14 +351,14 @@ class Container:
             if rc == 1 and self.unshare_saw_sigkill():
                 code = 137
             self.exit_code = code
-            reason = "Completed" if code == 0 else ("Error" if rc > 0 else "Error")
-            self.last_state = {"terminated": {"exitCode": code, "reason": reason, "startedAt": self.state.get("running", {}).get("startedAt"),
-                                              "finishedAt": wl.now_ts(), "containerID": "standin://%d" % self.proc.pid}}
-            self.state = copy.deepcopy(self.last_state)
+            self.state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                                         "startedAt": self.state.get("running", {}).get("startedAt"),
+                                         "finishedAt": wl.now_ts(), "containerID": "standin://%d" % self.proc.pid}}
             policy = self.sandbox.pod["spec"].get("restartPolicy", "Always")
             if self.stopping or self.init and code == 0 or policy == "Never" or (policy == "OnFailure" and code == 0):
                 break
             self.restarts += 1
+            self.last_state = self.state
             if time.monotonic() - started_at > 60 and not killed_by_liveness:
                 backoff = BACKOFF_START
             self.state = {"waiting": {"reason": "CrashLoopBackOff",
@@ -398,13 +398,8 @@ class Container:
 
     def status(self):
         st = {"name": self.name, "image": self.spec.get("image", ""), "imageID": "", "ready": self.ready,
-              "restartCount": self.restarts, "started": "running" in self.state, "state": self.state}
-        if self.last_state and "running" in self.state:
-            st["lastState"] = self.last_state
-        elif "running" not in self.state and self.restarts:
-            st["lastState"] = self.last_state
-        else:
-            st["lastState"] = {}
+              "restartCount": self.restarts, "started": "running" in self.state, "state": self.state,
+              "lastState": self.last_state}  # the termination before the current run
         if self.proc is not None:
             st["containerID"] = "standin://%d" % self.proc.pid
         return st
@@ -796,7 +791,7 @@ class NodeAgent(threading.Thread):
             self.pods.clear()
             stopping = list(self.stopping_pods.values())
         threads = [threading.Thread(target=sb.stop, args=(2,), daemon=True) for sb in current]
-        for t in threads + []:
+        for t in threads:
             t.start()
         for t in threads + stopping:
             t.join(15)

@@ -1,6 +1,6 @@
 """`pods/exec` over WebSocket, as the API server proxies it to the kubelet: the subprotocols
-`v5.channel.k8s.io`, `v4.channel.k8s.io` and `channel.k8s.io` (kubectl 1.30+ and kube-rs speak
-them), one byte of channel before each message: 0 stdin, 1 stdout, 2 stderr, 3 the final
+`v5.channel.k8s.io` and `v4.channel.k8s.io` (kubectl 1.30+ and kube-rs speak them; the older
+ones, whose error channel is plain text, are not served), one byte of channel before each message: 0 stdin, 1 stdout, 2 stderr, 3 the final
 `Status` (v4+: a `NonZeroExitCode` Failure with the exit code as its `ExitCode` cause), 4 resize
 (ignored, no TTY); v5's channel 255 closes a channel (stdin EOF). SPDY is not served: a client
 that asks for it gets a 400, as a server without SPDY would answer it."""
@@ -17,7 +17,7 @@ import threading
 log = logging.getLogger("kube-standin")
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 
@@ -107,8 +107,6 @@ def serve_exec(handler, argv, command, want):
     ws = WebSocket(handler.rfile, handler.wfile)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if want["stdin"] else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True)
-    if protocol != "channel.k8s.io":
-        pass  # v4/v5 send no initial frames
 
     def pump(stream, channel, enabled):
         while True:

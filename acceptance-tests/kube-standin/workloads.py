@@ -15,6 +15,8 @@ import hashlib
 import json
 import logging
 
+import schema_validation as sv
+
 log = logging.getLogger("kube-standin")
 
 MANAGER_KCM = "kube-controller-manager"
@@ -310,7 +312,7 @@ class Workloads:
                     "spec": {"replicas": replicas, "selector": selector, "template": rs_template}})
             elif new is not None and new["spec"].get("replicas") != replicas:
                 self.scale(RS, new, replicas)
-            new_available = (new or {}).get("status", {}).get("availableReplicas", 0) if new else 0
+            new_available = (new.get("status") or {}).get("availableReplicas", 0) if new else 0
             for r in olds:
                 if r["spec"].get("replicas", 0) and (recreate or new_available >= replicas):
                     self.scale(RS, r, 0)
@@ -318,7 +320,7 @@ class Workloads:
             total = sum((r.get("status") or {}).get("replicas", 0) for r in sets)
             ready = sum((r.get("status") or {}).get("readyReplicas", 0) for r in sets)
             available = sum((r.get("status") or {}).get("availableReplicas", 0) for r in sets)
-            updated = (new or {}).get("status", {}).get("replicas", 0) if new else 0
+            updated = (new.get("status") or {}).get("replicas", 0) if new else 0
             old = dep.get("status") or {}
             def condition(ctype, ok, reason, message):
                 prev = next((c for c in old.get("conditions") or [] if c.get("type") == ctype), {})
@@ -600,5 +602,4 @@ class Workloads:
 
     @staticmethod
     def api_bytes(quantity):
-        import schema_validation as sv
         return int(sv.parse_quantity(quantity))
