@@ -6,10 +6,15 @@
 //!   context, host and credentials, in-cluster) and the lazily made client;
 //! - [`api`]: the one retry rule for idempotent requests, API errors turned
 //!   into text a user can act on, and server-side apply under one field
-//!   manager per provider.
+//!   manager per provider;
+//! - [`names`]: the API server's rules for names, labels and image
+//!   references, as plan-time validators;
+//! - [`quantity`]: sizes as Kubernetes quantities.
 //!
 //! Nothing here knows a provider's own objects (Longhorn's CRD, a group's
 //! StatefulSet): each provider names what it needs served and its manager.
 
 pub mod api;
 pub mod connection;
+pub mod names;
+pub mod quantity;

@@ -1,0 +1,80 @@
+//! `pgpool_ha` with `target = "kubernetes"`, as far as it goes yet: through
+//! real Terraform, every attribute is validated at plan at its path, and a
+//! valid plan ends with the one error saying the target cannot apply yet.
+
+use crate::harness::{required_providers_hcl, Workdir};
+
+fn normalized(text: &str) -> String {
+    text.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn group_hcl(attributes: &str, kubernetes: &str) -> String {
+    format!(
+        "{}resource \"pgpool_ha\" \"g\" {{\n  name = \"w1\"\n  target = \"kubernetes\"\n  standbys = 1\n  deletion_protection = false\n{attributes}{kubernetes}}}\n",
+        required_providers_hcl(&["pgpool"])
+    )
+}
+
+fn block(extra: &str) -> String {
+    format!("  kubernetes {{\n    namespace = \"db\"\n    image = \"registry.example.com/shardform/pgpool-ha:15\"\n{extra}  }}\n")
+}
+
+/// Plans `hcl` and returns the normalized output of a plan that must fail.
+fn failing_plan(tf: &Workdir, hcl: &str) -> String {
+    tf.write_config(hcl);
+    let (code, out) = tf.plan_exit_code(true);
+    assert_eq!(code, 1, "the plan should fail:\n{out}");
+    normalized(&format!("{}\n{}", out.stdout, out.stderr))
+}
+
+#[test]
+fn pgpool_ha_kubernetes_target_validates_at_plan_and_says_it_cannot_apply() {
+    let tf = Workdir::new("pgpool_ha_kubernetes_plan");
+    tf.write_config(&group_hcl("", &block("")));
+    assert!(tf.init().success());
+
+    // Valid: the plan still fails, with the one clear error at target.
+    let out = failing_plan(&tf, &group_hcl("", &block("    node_selector = { \"kubernetes.io/arch\" = \"amd64\" }\n")));
+    assert!(out.contains("The kubernetes target cannot apply yet"), "{out}");
+    assert!(out.contains("target = \"kubernetes\""), "the diagnostic points at target: {out}");
+    assert!(!out.contains("Plan:"), "{out}");
+
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("", "    storage_class = \"Fast SSD\"\n", &["Invalid StorageClass name", "kubernetes.storage_class must be a DNS-1123 subdomain"]),
+        ("", "    storage_size = \"-10Gi\"\n", &["Invalid size", "kubernetes.storage_size"]),
+        ("", "    storage_size = \"0Gi\"\n", &["kubernetes.storage_size must be greater than zero"]),
+        ("", "    service_type = \"ExternalName\"\n", &["kubernetes.service_type must be one of"]),
+        ("", "    volume_claims = [\"pvc-0\"]\n", &["One volume claim per node", "lists 1 claims, but the group has 2 nodes"]),
+        ("", "    volume_claims = [\"pvc-0\", \"pvc-1\"]\n    storage_class = \"longhorn\"\n", &["Conflicting storage settings"]),
+        ("", "    node_selector = { \"disk\" = \"-ssd\" }\n", &["Invalid label value"]),
+        ("  base_dir = \"/tmp/x\"\n", "", &["base_dir is for the local target"]),
+    ];
+    for (attributes, extra, expected) in cases {
+        let out = failing_plan(&tf, &group_hcl(attributes, &block(extra)));
+        for needle in *expected {
+            assert!(out.contains(needle), "{attributes}{extra}: expected {needle:?} in:\n{out}");
+        }
+        assert!(!out.contains("cannot apply yet") || expected.is_empty(), "{extra}: validation comes first:\n{out}");
+    }
+
+    // A namespace that is no DNS label.
+    let hcl = group_hcl("", &block("")).replace("namespace = \"db\"", "namespace = \"Prod_DB\"");
+    let out = failing_plan(&tf, &hcl);
+    assert!(out.contains("Invalid namespace") && out.contains("kubernetes.namespace must be a DNS-1123 label"), "{out}");
+
+    // An image reference that is not one.
+    let hcl = group_hcl("", &block("")).replace("registry.example.com/shardform/pgpool-ha:15", "pgpool ha:latest");
+    let out = failing_plan(&tf, &hcl);
+    assert!(out.contains("Invalid image reference") && out.contains("kubernetes.image"), "{out}");
+
+    // The block is required with the target, and refused without it.
+    let out = failing_plan(&tf, &group_hcl("", ""));
+    assert!(out.contains("Missing kubernetes block"), "{out}");
+    let hcl = group_hcl("  base_dir = \"/tmp/x\"\n", &block("")).replace("target = \"kubernetes\"", "target = \"local\"");
+    let out = failing_plan(&tf, &hcl);
+    assert!(out.contains("kubernetes block without the kubernetes target"), "{out}");
+    // The local target needs base_dir.
+    let hcl = group_hcl("", "").replace("target = \"kubernetes\"", "target = \"local\"");
+    let out = failing_plan(&tf, &hcl);
+    assert!(out.contains("Missing base_dir"), "{out}");
+}
