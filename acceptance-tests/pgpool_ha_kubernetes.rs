@@ -44,8 +44,9 @@ fn pgpool_ha_kubernetes_target_validates_at_plan_and_says_it_cannot_apply() {
         ("", "    storage_size = \"-10Gi\"\n", &["Invalid size", "kubernetes.storage_size"]),
         ("", "    storage_size = \"0Gi\"\n", &["kubernetes.storage_size must be greater than zero"]),
         ("", "    service_type = \"ExternalName\"\n", &["kubernetes.service_type must be one of"]),
-        ("", "    volume_claims = [\"pvc-0\"]\n", &["One volume claim per node", "lists 1 claims, but the group has 2 nodes"]),
-        ("", "    volume_claims = [\"pvc-0\", \"pvc-1\"]\n    storage_class = \"longhorn\"\n", &["Conflicting storage settings"]),
+        ("", "    volume_claims = [\"data-w1-nodes-0\"]\n", &["One volume claim per node", "lists 1 claims, but the group has 2 nodes"]),
+        ("", "    volume_claims = [\"data-w1-nodes-0\", \"data-w1-nodes-1\"]\n    storage_class = \"longhorn\"\n", &["Conflicting storage settings"]),
+        ("", "    volume_claims = [\"data-w1-nodes-0\", \"pvc-1\"]\n", &["Volume claim not named for its node", "data-w1-nodes-1"]),
         ("", "    node_selector = { \"disk\" = \"-ssd\" }\n", &["Invalid label value"]),
         ("  base_dir = \"/tmp/x\"\n", "", &["base_dir is for the local target"]),
     ];

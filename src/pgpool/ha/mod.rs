@@ -44,6 +44,18 @@ use model::{timeout, GroupSpec, TargetKind};
 use target::local::{plan, LocalTarget};
 use target::{Deadline, Failure, GroupTarget};
 
+/// The Kubernetes objects of the group a resource value describes (with
+/// `target = "kubernetes"`), as the JSON server-side apply sends: for tests
+/// and tools until the target applies them itself. `pcp_password` is the
+/// group's PCP password.
+pub fn kubernetes_objects(value: &Value, pcp_password: &str) -> Result<Vec<serde_json::Value>, String> {
+    let spec = GroupSpec::from_value(value);
+    if spec.target != TargetKind::Kubernetes {
+        return Err("the group's target is not \"kubernetes\"".into());
+    }
+    Ok(target::kubernetes::render(&spec, &crate::sql::Secret::new(pcp_password))?.objects)
+}
+
 pub struct HaResource {
     /// The provider's Kubernetes connection: made into a client only when a
     /// group of the kubernetes target needs the API server.
@@ -294,7 +306,14 @@ impl Resource for HaResource {
             }
             return;
         }
-        if GroupSpec::from_value(&change.planned).target == TargetKind::Kubernetes {
+        let spec = GroupSpec::from_value(&change.planned);
+        if spec.target == TargetKind::Kubernetes {
+            // What can be checked without a cluster: the objects render.
+            if change.planned.is_wholly_known() {
+                if let Err(e) = target::kubernetes::render(&spec, &crate::sql::Secret::new("(chosen at apply)")) {
+                    diags.error_at(AttrPath::root("kubernetes"), "Cannot render the group's Kubernetes objects", e);
+                }
+            }
             refuse_kubernetes_apply(diags);
             return;
         }

@@ -204,7 +204,6 @@ pub struct GroupSpec {
     pub name: String,
     pub target: TargetKind,
     /// Set with the kubernetes target.
-    #[allow(dead_code)] // Read by the kubernetes target's rendering (next step of issue 9).
     pub kubernetes: Option<KubernetesSpec>,
     pub base_dir: PathBuf,
     pub port_base: Option<u16>,

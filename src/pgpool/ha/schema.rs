@@ -349,7 +349,8 @@ fn kubernetes_block() -> NestedBlock {
             .describe(
                 "Existing PersistentVolumeClaims, one per node slot (`standbys + 1`, slot 0 first), such as the \
                  `kubernetes_pvc` names of `longhorn_volume` resources, instead of volume claims made from \
-                 `storage_class` and `storage_size`.",
+                 `storage_class` and `storage_size`. Slot N's claim must be named `data-NAME-nodes-N`: the \
+                 StatefulSet adopts a claim by that name.",
             )
             .validate(dns_subdomain("PersistentVolumeClaim name"))
             .requires_replace(),
@@ -471,8 +472,22 @@ pub fn validate_target(config: &Value, diags: &mut Diagnostics) {
             ),
         );
     }
+    let group = config.attr("name").as_str();
     for (i, claim) in claims.iter().enumerate() {
         if let Some(name) = claim.as_str() {
+            let expected = group.map(|g| format!("data-{g}-nodes-{i}"));
+            if expected.as_deref().is_some_and(|e| e != name) {
+                diags.error_at(
+                    at("volume_claims").index(i),
+                    "Volume claim not named for its node",
+                    format!(
+                        "The StatefulSet adopts an existing claim of node slot {i} only by the name it would give it, {:?}; \
+                         got {name:?}. Name the claim so (for a longhorn_volume, its kubernetes_pvc name).",
+                        expected.unwrap_or_default()
+                    ),
+                );
+                continue;
+            }
             if claims[..i].iter().any(|c| c.as_str() == Some(name)) {
                 diags.error_at(
                     at("volume_claims").index(i),
@@ -739,19 +754,24 @@ mod tests {
         let config = |standbys: Value, block: Value| {
             object(vec![("target", Value::string("kubernetes")), ("name", Value::string("w1")), ("standbys", standbys), ("kubernetes", block)])
         };
-        assert!(target_paths(&config(Value::int(1), kube(vec![("volume_claims", claims(&["a", "b"]))]))).is_empty());
+        let (a, b, c) = ("data-w1-nodes-0", "data-w1-nodes-1", "data-w1-nodes-2");
+        assert!(target_paths(&config(Value::int(1), kube(vec![("volume_claims", claims(&[a, b]))]))).is_empty());
         // Default standbys (2): three claims.
-        assert!(target_paths(&config(Value::Null, kube(vec![("volume_claims", claims(&["a", "b", "c"]))]))).is_empty());
-        assert_eq!(target_paths(&config(Value::int(2), kube(vec![("volume_claims", claims(&["a", "b"]))]))), ["kubernetes.volume_claims"]);
-        assert!(target_paths(&config(Value::Unknown, kube(vec![("volume_claims", claims(&["a"]))]))).is_empty());
+        assert!(target_paths(&config(Value::Null, kube(vec![("volume_claims", claims(&[a, b, c]))]))).is_empty());
+        assert_eq!(target_paths(&config(Value::int(2), kube(vec![("volume_claims", claims(&[a, b]))]))), ["kubernetes.volume_claims"]);
+        assert!(target_paths(&config(Value::Unknown, kube(vec![("volume_claims", claims(&[a]))]))).is_empty());
         assert_eq!(
-            target_paths(&config(Value::int(1), kube(vec![("volume_claims", claims(&["a", "a"]))]))),
+            target_paths(&config(Value::int(1), kube(vec![("volume_claims", claims(&[a, a]))]))),
+            ["kubernetes.volume_claims[1]"]
+        );
+        assert_eq!(
+            target_paths(&config(Value::int(1), kube(vec![("volume_claims", claims(&[a, "pvc-1"]))]))),
             ["kubernetes.volume_claims[1]"]
         );
         assert_eq!(
             target_paths(&config(
                 Value::int(1),
-                kube(vec![("volume_claims", claims(&["a", "b"])), ("storage_class", Value::string("fast")), ("storage_size", Value::string("1Gi"))])
+                kube(vec![("volume_claims", claims(&[a, b])), ("storage_class", Value::string("fast")), ("storage_size", Value::string("1Gi"))])
             )),
             ["kubernetes.storage_class", "kubernetes.storage_size"]
         );
