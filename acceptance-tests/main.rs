@@ -17,4 +17,5 @@ mod pgpool_ha;
 mod pgpool_ha_restart;
 mod pgpool_ha_auth;
 mod pgpool_ha_import;
+mod pgpool_ha_kubernetes;
 mod release;

@@ -7,7 +7,7 @@
 
 mod ha;
 
-pub use ha::HaResource;
+pub use ha::{kubernetes_objects, HaResource};
 
 use std::sync::Arc;
 

@@ -42,3 +42,13 @@ pub mod citus {
     pub const DATABASE: &str = "postgres";
     pub const USERNAME: &str = "postgres";
 }
+
+/// The `kubernetes` block (target `kubernetes`).
+pub mod kubernetes {
+    /// `storage_class` of the volumeClaimTemplates, when `volume_claims` is not set.
+    pub const STORAGE_CLASS: &str = "longhorn";
+    /// `storage_size` of each node's volume claim, when `volume_claims` is not set.
+    pub const STORAGE_SIZE: &str = "10Gi";
+    pub const KEEP_VOLUMES_ON_DESTROY: bool = true;
+    pub const SERVICE_TYPE: &str = "ClusterIP";
+}

@@ -40,9 +40,21 @@ use crate::kubernetes::connection::Connection;
 
 use layout::{Layout, HOST, PORTS_PER_GROUP};
 use live::{GroupLive, STATUS_UP};
-use model::{timeout, GroupSpec};
+use model::{timeout, GroupSpec, TargetKind};
 use target::local::{plan, LocalTarget};
 use target::{Deadline, Failure, GroupTarget};
+
+/// The Kubernetes objects of the group a resource value describes (with
+/// `target = "kubernetes"`), as the JSON server-side apply sends: for tests
+/// and tools until the target applies them itself. `pcp_password` is the
+/// group's PCP password.
+pub fn kubernetes_objects(value: &Value, pcp_password: &str) -> Result<Vec<serde_json::Value>, String> {
+    let spec = GroupSpec::from_value(value);
+    if spec.target != TargetKind::Kubernetes {
+        return Err("the group's target is not \"kubernetes\"".into());
+    }
+    Ok(target::kubernetes::render(&spec, &crate::sql::Secret::new(pcp_password))?.objects)
+}
 
 pub struct HaResource {
     /// The provider's Kubernetes connection: made into a client only when a
@@ -203,6 +215,18 @@ fn refuse_protected_destroy(spec: &GroupSpec, diags: &mut Diagnostics) {
     );
 }
 
+/// Until the kubernetes target converges, a plan with it ends here, after
+/// every attribute was validated: never a no-op that claims success.
+fn refuse_kubernetes_apply(diags: &mut Diagnostics) {
+    diags.error_at(
+        AttrPath::root("target"),
+        "The kubernetes target cannot apply yet",
+        "pgpool_ha's kubernetes target is in progress: its settings are validated (the configuration above is \
+         valid) and its Kubernetes objects can be rendered, but creating, changing or reading a group in a \
+         cluster is not implemented yet, so nothing was planned. Use target = \"local\" meanwhile.",
+    );
+}
+
 impl HaResource {
     pub fn new(connection: Arc<Connection>) -> Self {
         HaResource { connection }
@@ -241,6 +265,7 @@ impl Resource for HaResource {
     }
 
     fn validate_config(&self, config: &Value, diags: &mut Diagnostics) {
+        schema::validate_target(config, diags);
         for (block, name) in [(config, "superuser_password"), (config.attr("citus"), "password")] {
             let write_only = format!("{name}_wo");
             if !block.attr(name).is_null() && !block.attr(&write_only).is_null() {
@@ -279,6 +304,17 @@ impl Resource for HaResource {
             if spec.deletion_protection {
                 refuse_protected_destroy(&spec, diags);
             }
+            return;
+        }
+        let spec = GroupSpec::from_value(&change.planned);
+        if spec.target == TargetKind::Kubernetes {
+            // What can be checked without a cluster: the objects render.
+            if change.planned.is_wholly_known() {
+                if let Err(e) = target::kubernetes::render(&spec, &crate::sql::Secret::new("(chosen at apply)")) {
+                    diags.error_at(AttrPath::root("kubernetes"), "Cannot render the group's Kubernetes objects", e);
+                }
+            }
+            refuse_kubernetes_apply(diags);
             return;
         }
         if change.planned.attr("postgresql_settings").is_wholly_known() {
@@ -349,6 +385,10 @@ impl Resource for HaResource {
     }
 
     async fn create(&self, ctx: &Context, planned: &Value, diags: &mut Diagnostics) -> Value {
+        if GroupSpec::from_value(planned).target == TargetKind::Kubernetes {
+            refuse_kubernetes_apply(diags);
+            return Value::Null;
+        }
         let mut planned = planned.clone();
         if planned.attr("port_base").as_i64().is_none() {
             let Some(base) = plan::choose_port_base() else {
@@ -421,6 +461,10 @@ impl Resource for HaResource {
         planned: &Value,
         diags: &mut Diagnostics,
     ) -> Value {
+        if GroupSpec::from_value(planned).target == TargetKind::Kubernetes {
+            refuse_kubernetes_apply(diags);
+            return prior.clone();
+        }
         // The plan promised the primary's address (dependents such as a Citus
         // worker were planned with it). A failover since then would make
         // apply's result differ from the plan: stop before changing anything.

@@ -124,11 +124,87 @@ impl std::fmt::Debug for CitusSpec {
     }
 }
 
+/// Where the group runs (`target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Local,
+    Kubernetes,
+}
+
+/// Where the nodes' data volumes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Claims the StatefulSet makes (`volumeClaimTemplates`).
+    Template { storage_class: String, size: String },
+    /// Existing PersistentVolumeClaims, one per node slot, slot 0 first.
+    Claims(Vec<String>),
+}
+
+/// The `kubernetes` block, every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSpec {
+    pub namespace: String,
+    pub image: String,
+    pub storage: Storage,
+    pub keep_volumes_on_destroy: bool,
+    pub service_type: String,
+    pub node_selector: BTreeMap<String, String>,
+}
+
+impl KubernetesSpec {
+    fn from_value(block: &Value) -> Option<Self> {
+        if block.is_null() || block.is_unknown() {
+            return None;
+        }
+        use defaults::kubernetes as d;
+        let text = |name: &str, default: &str| block.attr(name).as_str().unwrap_or(default).to_string();
+        let claims: Vec<String> = block
+            .attr("volume_claims")
+            .as_elements()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let storage = if block.attr("volume_claims").is_null() {
+            Storage::Template {
+                storage_class: text("storage_class", d::STORAGE_CLASS),
+                size: text("storage_size", d::STORAGE_SIZE),
+            }
+        } else {
+            Storage::Claims(claims)
+        };
+        Some(KubernetesSpec {
+            namespace: text("namespace", ""),
+            image: text("image", ""),
+            storage,
+            keep_volumes_on_destroy: block
+                .attr("keep_volumes_on_destroy")
+                .as_bool()
+                .unwrap_or(d::KEEP_VOLUMES_ON_DESTROY),
+            service_type: text("service_type", d::SERVICE_TYPE),
+            node_selector: string_map(block.attr("node_selector")),
+        })
+    }
+}
+
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    match value {
+        Value::Map(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
 /// The group a planned (or prior) value describes. `port_base` is `None`
 /// only before create has chosen it.
 #[derive(Debug, Clone)]
 pub struct GroupSpec {
     pub name: String,
+    pub target: TargetKind,
+    /// Set with the kubernetes target.
+    pub kubernetes: Option<KubernetesSpec>,
     pub base_dir: PathBuf,
     pub port_base: Option<u16>,
     pub standbys: usize,
@@ -148,12 +224,10 @@ pub struct GroupSpec {
 
 impl GroupSpec {
     pub fn from_value(value: &Value) -> GroupSpec {
-        let settings = match value.attr("postgresql_settings") {
-            Value::Map(m) => m
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect(),
-            _ => BTreeMap::new(),
+        let settings = string_map(value.attr("postgresql_settings"));
+        let target = match value.attr("target").as_str().unwrap_or(defaults::TARGET) {
+            super::schema::KUBERNETES => TargetKind::Kubernetes,
+            _ => TargetKind::Local,
         };
         let preload = value
             .attr("preload_libraries")
@@ -164,6 +238,8 @@ impl GroupSpec {
             .collect();
         GroupSpec {
             name: value.attr("name").as_str().unwrap_or_default().to_string(),
+            target,
+            kubernetes: KubernetesSpec::from_value(value.attr("kubernetes")),
             base_dir: PathBuf::from(value.attr("base_dir").as_str().unwrap_or_default()),
             port_base: value.attr("port_base").as_i64().map(|p| p as u16),
             standbys: standbys(value),
@@ -285,11 +361,47 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_block_with_its_defaults() {
+        let object = |fields: Vec<(&str, Value)>| {
+            Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        };
+        let spec = GroupSpec::from_value(&object(vec![
+            ("name", Value::string("w1")),
+            ("target", Value::string("kubernetes")),
+            ("kubernetes", object(vec![("namespace", Value::string("db")), ("image", Value::string("r.example/pgpool-ha:15"))])),
+        ]));
+        assert_eq!(spec.target, TargetKind::Kubernetes);
+        let k = spec.kubernetes.unwrap();
+        assert_eq!((k.namespace.as_str(), k.image.as_str()), ("db", "r.example/pgpool-ha:15"));
+        assert_eq!(k.storage, Storage::Template { storage_class: "longhorn".into(), size: "10Gi".into() });
+        assert!(k.keep_volumes_on_destroy);
+        assert_eq!(k.service_type, "ClusterIP");
+        assert!(k.node_selector.is_empty());
+
+        let spec = GroupSpec::from_value(&object(vec![
+            ("target", Value::string("kubernetes")),
+            ("kubernetes", object(vec![
+                ("volume_claims", Value::List(vec![Value::string("a"), Value::string("b")])),
+                ("keep_volumes_on_destroy", Value::Bool(false)),
+                ("service_type", Value::string("LoadBalancer")),
+                ("node_selector", Value::Map([("disk".to_string(), Value::string("ssd"))].into_iter().collect())),
+            ])),
+        ]));
+        let k = spec.kubernetes.unwrap();
+        assert_eq!(k.storage, Storage::Claims(vec!["a".into(), "b".into()]));
+        assert!(!k.keep_volumes_on_destroy);
+        assert_eq!(k.service_type, "LoadBalancer");
+        assert_eq!(k.node_selector["disk"], "ssd");
+    }
+
+    #[test]
     fn defaults_when_blocks_are_absent() {
         let spec = GroupSpec::from_value(&Value::Null);
         assert_eq!(spec.standbys, 2);
         assert!(spec.deletion_protection);
         assert_eq!(spec.pgpool.disable_load_balance_on_write, "transaction");
         assert_eq!(spec.slots().count(), 3);
+        assert_eq!(spec.target, TargetKind::Local);
+        assert!(spec.kubernetes.is_none());
     }
 }

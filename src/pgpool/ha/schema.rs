@@ -5,11 +5,23 @@ use std::path::Path;
 use crate::cty::{Type, Value};
 use crate::framework::validators::{int_between, one_of, port, NameLike, Validator};
 use crate::framework::{timeouts, AttrPath, Attribute, Block, Diagnostics, NestedBlock, Schema};
+use crate::kubernetes::names::{dns_label, dns_subdomain, is_dns1035_label, ImageReference, LabelMap};
+use crate::kubernetes::quantity::PositiveSize;
 
 use super::defaults;
 use super::layout::{is_plain_path, MAX_BASE_DIR_LEN, MAX_PASSWORD_LEN, MAX_STANDBYS, PORTS_PER_GROUP};
 
-pub const TARGETS: &[&str] = &["local"];
+pub const LOCAL: &str = "local";
+pub const KUBERNETES: &str = "kubernetes";
+pub const TARGETS: &[&str] = &[LOCAL, KUBERNETES];
+
+/// `kubernetes.service_type` values: how the pgpool endpoint is exposed.
+pub const SERVICE_TYPES: &[&str] = &["ClusterIP", "NodePort", "LoadBalancer"];
+
+/// The longest group `name` of the kubernetes target: `NAME-nodes` is the
+/// StatefulSet, whose pods carry a `controller-revision-hash` label of
+/// `NAME-nodes-` and ten characters, at most 63.
+pub const MAX_KUBERNETES_NAME_LEN: usize = 63 - "-nodes-".len() - 10;
 
 /// `disable_load_balance_on_write` values pgpool 4.3 accepts.
 pub const LB_ON_WRITE: &[&str] = &[
@@ -288,6 +300,205 @@ fn citus_block() -> NestedBlock {
     NestedBlock::single("citus", block)
 }
 
+fn kubernetes_block() -> NestedBlock {
+    use defaults::kubernetes as d;
+    let block = Block::new(
+        "Where and how the group runs with `target = \"kubernetes\"` (required then, refused otherwise). \
+         The group becomes Kubernetes objects in `namespace`: a StatefulSet `NAME-nodes` of PostgreSQL + repmgr pods \
+         (one per node slot, never two on one Kubernetes node) behind a headless Service, a Deployment \
+         `NAME-pgpool` with the Service `NAME` as the endpoint, ConfigMaps with the group's configuration files and \
+         scripts, a Secret with its passwords, and a PodDisruptionBudget. **In progress**: the objects are rendered \
+         and validated, applying them is not implemented yet.",
+    )
+    .attribute(
+        Attribute::required("namespace", Type::String)
+            .describe("Namespace of every object of the group (it must exist).")
+            .validate(dns_label("namespace"))
+            .requires_replace(),
+    )
+    .attribute(
+        Attribute::required("image", Type::String)
+            .describe(
+                "Container image of the nodes and of pgpool: `[registry[:port]/]path[:tag][@sha256:digest]`. It needs \
+                 PostgreSQL 15, repmgr and Pgpool-II from Debian's packages and a `postgres` user of uid 999; \
+                 `examples/images/pgpool-ha/Dockerfile` builds one. Nothing of a vendor's entrypoint is used.",
+            )
+            .validate(ImageReference),
+    )
+    .attribute(
+        Attribute::optional("storage_class", Type::String)
+            .describe(format!(
+                "StorageClass of the nodes' volume claims (the StatefulSet's `volumeClaimTemplates`). Defaults to \
+                 `{}` when `volume_claims` is not set; conflicts with `volume_claims`.",
+                d::STORAGE_CLASS
+            ))
+            .validate(dns_subdomain("StorageClass name"))
+            .requires_replace(),
+    )
+    .attribute(
+        Attribute::optional("storage_size", Type::String)
+            .describe(format!(
+                "Size each node's volume claim requests, a Kubernetes quantity such as `20Gi`. Defaults to `{}` when \
+                 `volume_claims` is not set; conflicts with `volume_claims` (those volumes have their own size).",
+                d::STORAGE_SIZE
+            ))
+            .validate(PositiveSize),
+    )
+    .attribute(
+        Attribute::optional("volume_claims", Type::list(Type::String))
+            .describe(
+                "Existing PersistentVolumeClaims, one per node slot (`standbys + 1`, slot 0 first), such as the \
+                 `kubernetes_pvc` names of `longhorn_volume` resources, instead of volume claims made from \
+                 `storage_class` and `storage_size`. Slot N's claim must be named `data-NAME-nodes-N`: the \
+                 StatefulSet adopts a claim by that name.",
+            )
+            .validate(dns_subdomain("PersistentVolumeClaim name"))
+            .requires_replace(),
+    )
+    .attribute(
+        Attribute::optional("keep_volumes_on_destroy", Type::Bool)
+            .describe(format!(
+                "Keep the nodes' volume claims (and so their data) when the group is destroyed. Defaults to `{}`.",
+                d::KEEP_VOLUMES_ON_DESTROY
+            ))
+            .default(d::KEEP_VOLUMES_ON_DESTROY),
+    )
+    .attribute(
+        Attribute::optional("service_type", Type::String)
+            .describe(format!(
+                "Type of the endpoint Service `NAME`: `ClusterIP`, `NodePort` or `LoadBalancer`. Defaults to `{}`.",
+                d::SERVICE_TYPE
+            ))
+            .validate(one_of(SERVICE_TYPES))
+            .default(d::SERVICE_TYPE),
+    )
+    .attribute(
+        Attribute::optional("node_selector", Type::map(Type::String))
+            .describe("Labels a Kubernetes node must have to run the group's pods (`nodeSelector`).")
+            .validate(LabelMap),
+    );
+    NestedBlock::single("kubernetes", block)
+}
+
+/// The rules between `target`, `base_dir`, `port_base`, `name` and the
+/// `kubernetes` block, on the configuration as written (so that "set" means
+/// set by the user, not a default). Values still unknown are left to apply.
+pub fn validate_target(config: &Value, diags: &mut Diagnostics) {
+    let target = match config.attr("target") {
+        Value::Unknown => return,
+        Value::String(s) => s.as_str(),
+        _ => defaults::TARGET,
+    };
+    let set = |name: &str| !config.attr(name).is_null();
+    let kubernetes = config.attr("kubernetes");
+    if target == LOCAL {
+        if !set("base_dir") {
+            diags.error_at(
+                AttrPath::root("base_dir"),
+                "Missing base_dir",
+                "The local target keeps every file of the group under base_dir: set it to an absolute directory, \
+                 such as \"/var/lib/shardform/coordinator\".",
+            );
+        }
+        if !kubernetes.is_null() {
+            diags.error_at(
+                AttrPath::root("kubernetes"),
+                "kubernetes block without the kubernetes target",
+                "The kubernetes block is only for target = \"kubernetes\": remove it, or set target = \"kubernetes\".",
+            );
+        }
+        return;
+    }
+    if target != KUBERNETES {
+        return;
+    }
+    for name in ["base_dir", "port_base"] {
+        if set(name) {
+            diags.error_at(
+                AttrPath::root(name),
+                format!("{name} is for the local target"),
+                format!(
+                    "With target = \"kubernetes\" the group's files and ports are inside its pods; remove {name}."
+                ),
+            );
+        }
+    }
+    if let Some(name) = config.attr("name").as_str() {
+        if !(is_dns1035_label(name) && name.len() <= MAX_KUBERNETES_NAME_LEN) {
+            diags.error_at(
+                AttrPath::root("name"),
+                "Invalid name for the kubernetes target",
+                format!(
+                    "With target = \"kubernetes\" the name starts every object's name (NAME-nodes, NAME-pgpool, the Service NAME): \
+                     it must be 1 to {MAX_KUBERNETES_NAME_LEN} lower case letters, digits and `-`, starting with a letter and \
+                     ending with a letter or digit; got {name:?}."
+                ),
+            );
+        }
+    }
+    if kubernetes.is_null() {
+        diags.error_at(
+            AttrPath::root("kubernetes"),
+            "Missing kubernetes block",
+            "target = \"kubernetes\" needs a kubernetes block with at least namespace and image.",
+        );
+        return;
+    }
+    let at = |name: &str| AttrPath::root("kubernetes").attr(name);
+    let Some(claims) = kubernetes.attr("volume_claims").as_elements() else { return };
+    for name in ["storage_class", "storage_size"] {
+        if !kubernetes.attr(name).is_null() {
+            diags.error_at(
+                at(name),
+                "Conflicting storage settings",
+                format!(
+                    "Set either volume_claims (existing claims, with their own class and size) or {name} (claims the \
+                     StatefulSet makes), not both."
+                ),
+            );
+        }
+    }
+    let nodes = match config.attr("standbys") {
+        Value::Unknown => None,
+        v => Some(v.as_i64().unwrap_or(defaults::STANDBYS) + 1),
+    };
+    if let Some(nodes) = nodes.filter(|n| *n != claims.len() as i64) {
+        diags.error_at(
+            at("volume_claims"),
+            "One volume claim per node",
+            format!(
+                "volume_claims lists {} claims, but the group has {nodes} nodes (standbys + 1): name one claim per node slot, slot 0 first.",
+                claims.len()
+            ),
+        );
+    }
+    let group = config.attr("name").as_str();
+    for (i, claim) in claims.iter().enumerate() {
+        if let Some(name) = claim.as_str() {
+            let expected = group.map(|g| format!("data-{g}-nodes-{i}"));
+            if expected.as_deref().is_some_and(|e| e != name) {
+                diags.error_at(
+                    at("volume_claims").index(i),
+                    "Volume claim not named for its node",
+                    format!(
+                        "The StatefulSet adopts an existing claim of node slot {i} only by the name it would give it, {:?}; \
+                         got {name:?}. Name the claim so (for a longhorn_volume, its kubernetes_pvc name).",
+                        expected.unwrap_or_default()
+                    ),
+                );
+                continue;
+            }
+            if claims[..i].iter().any(|c| c.as_str() == Some(name)) {
+                diags.error_at(
+                    at("volume_claims").index(i),
+                    "Volume claim listed twice",
+                    format!("{name:?} is listed more than once: each node needs a volume of its own."),
+                );
+            }
+        }
+    }
+}
+
 fn node_type() -> Type {
     Type::object([
         ("name", Type::String),
@@ -313,7 +524,7 @@ pub fn schema() -> Schema {
          **Destroy** stops every process of the group and deletes `base_dir`, and is refused while \
          `deletion_protection` is on.",
     )
-    .attribute(Attribute::computed("id", Type::String).describe("The group's base directory.").use_state_for_unknown())
+    .attribute(Attribute::computed("id", Type::String).describe("The group's base directory (`local` target).").use_state_for_unknown())
     .attribute(
         Attribute::required("name", Type::String)
             .describe("A name for the group, used in logs and messages.")
@@ -321,14 +532,19 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("target", Type::String)
-            .describe(format!("Where the group runs. Only `local` (processes on this machine) is available yet. Defaults to `{}`.", defaults::TARGET))
+            .describe(format!(
+                "Where the group runs: `local` (processes on this machine, under `base_dir`) or `kubernetes` (Kubernetes \
+                 objects, see the `kubernetes` block; **in progress**: a plan with it validates the configuration and \
+                 then fails, since applying is not implemented yet). Defaults to `{}`.",
+                defaults::TARGET
+            ))
             .validate(one_of(TARGETS))
             .default(defaults::TARGET)
             .requires_replace(),
     )
     .attribute(
-        Attribute::required("base_dir", Type::String)
-            .describe("Absolute directory holding every data directory, configuration file, socket and log of the group. Created when missing; it must be empty or hold this group.")
+        Attribute::optional("base_dir", Type::String)
+            .describe("Absolute directory holding every data directory, configuration file, socket and log of the group. Created when missing; it must be empty or hold this group. Required by the `local` target, refused by `kubernetes`.")
             .validate(BaseDir)
             .requires_replace(),
     )
@@ -418,6 +634,7 @@ pub fn schema() -> Schema {
     .block(pgpool_block())
     .block(failover_block())
     .block(citus_block())
+    .block(kubernetes_block())
     .block(timeouts::block(&["create", "update", "delete"]));
     Schema::new(0, block)
 }
@@ -482,5 +699,117 @@ mod tests {
             &mut diags,
         );
         assert_eq!(diags.iter().count(), 2);
+    }
+
+    fn object(fields: Vec<(&str, Value)>) -> Value {
+        Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    }
+
+    fn target_paths(config: &Value) -> Vec<String> {
+        let mut diags = Diagnostics::new();
+        validate_target(config, &mut diags);
+        diags.iter().map(|d| d.path.as_ref().unwrap().to_string()).collect()
+    }
+
+    fn kube(fields: Vec<(&str, Value)>) -> Value {
+        let mut all = vec![("namespace", Value::string("db")), ("image", Value::string("pgpool-ha:15"))];
+        all.extend(fields);
+        object(all)
+    }
+
+    #[test]
+    fn the_local_target_needs_base_dir_and_no_kubernetes_block() {
+        assert!(target_paths(&object(vec![("base_dir", Value::string("/srv/g"))])).is_empty());
+        assert_eq!(target_paths(&object(vec![])), ["base_dir"]);
+        assert_eq!(
+            target_paths(&object(vec![("target", Value::string("local")), ("kubernetes", kube(vec![]))])),
+            ["base_dir", "kubernetes"]
+        );
+        // Unknown until apply: nothing to say yet.
+        assert!(target_paths(&object(vec![("target", Value::Unknown)])).is_empty());
+        assert!(target_paths(&object(vec![("base_dir", Value::Unknown)])).is_empty());
+    }
+
+    #[test]
+    fn the_kubernetes_target_needs_its_block_and_refuses_local_settings() {
+        let k8s = |fields: Vec<(&str, Value)>| {
+            let mut all = vec![("target", Value::string("kubernetes")), ("name", Value::string("w1"))];
+            all.extend(fields);
+            object(all)
+        };
+        assert!(target_paths(&k8s(vec![("kubernetes", kube(vec![]))])).is_empty());
+        assert_eq!(target_paths(&k8s(vec![])), ["kubernetes"]);
+        assert_eq!(
+            target_paths(&k8s(vec![("kubernetes", kube(vec![])), ("base_dir", Value::string("/x")), ("port_base", Value::int(7000))])),
+            ["base_dir", "port_base"]
+        );
+        assert_eq!(target_paths(&k8s(vec![("kubernetes", kube(vec![])), ("name", Value::string("Worker_1"))])), ["name"]);
+        let long = "a".repeat(MAX_KUBERNETES_NAME_LEN + 1);
+        assert_eq!(target_paths(&k8s(vec![("kubernetes", kube(vec![])), ("name", Value::string(long))])), ["name"]);
+    }
+
+    #[test]
+    fn volume_claims_one_per_node_and_not_with_a_storage_class() {
+        let claims = |names: &[&str]| Value::List(names.iter().map(|n| Value::string(*n)).collect());
+        let config = |standbys: Value, block: Value| {
+            object(vec![("target", Value::string("kubernetes")), ("name", Value::string("w1")), ("standbys", standbys), ("kubernetes", block)])
+        };
+        let (a, b, c) = ("data-w1-nodes-0", "data-w1-nodes-1", "data-w1-nodes-2");
+        assert!(target_paths(&config(Value::int(1), kube(vec![("volume_claims", claims(&[a, b]))]))).is_empty());
+        // Default standbys (2): three claims.
+        assert!(target_paths(&config(Value::Null, kube(vec![("volume_claims", claims(&[a, b, c]))]))).is_empty());
+        assert_eq!(target_paths(&config(Value::int(2), kube(vec![("volume_claims", claims(&[a, b]))]))), ["kubernetes.volume_claims"]);
+        assert!(target_paths(&config(Value::Unknown, kube(vec![("volume_claims", claims(&[a]))]))).is_empty());
+        assert_eq!(
+            target_paths(&config(Value::int(1), kube(vec![("volume_claims", claims(&[a, a]))]))),
+            ["kubernetes.volume_claims[1]"]
+        );
+        assert_eq!(
+            target_paths(&config(Value::int(1), kube(vec![("volume_claims", claims(&[a, "pvc-1"]))]))),
+            ["kubernetes.volume_claims[1]"]
+        );
+        assert_eq!(
+            target_paths(&config(
+                Value::int(1),
+                kube(vec![("volume_claims", claims(&[a, b])), ("storage_class", Value::string("fast")), ("storage_size", Value::string("1Gi"))])
+            )),
+            ["kubernetes.storage_class", "kubernetes.storage_size"]
+        );
+    }
+
+    #[test]
+    fn kubernetes_attributes_are_validated_at_their_paths() {
+        let schema = schema();
+        let config = object(vec![
+            ("name", Value::string("w1")),
+            ("target", Value::string("kubernetes")),
+            (
+                "kubernetes",
+                object(vec![
+                    ("namespace", Value::string("Not_A_Label")),
+                    ("image", Value::string("Bad Image")),
+                    ("storage_class", Value::string("Fast SSD")),
+                    ("storage_size", Value::string("-5Gi")),
+                    ("service_type", Value::string("ExternalName")),
+                    ("node_selector", Value::Map([("disk".to_string(), Value::string("-ssd"))].into_iter().collect())),
+                ]),
+            ),
+        ]);
+        let mut diags = Diagnostics::new();
+        crate::framework::validate_block(&schema.block, &config, &AttrPath::default(), &mut diags);
+        let mut paths: Vec<String> = diags.iter().map(|d| d.path.as_ref().unwrap().to_string()).collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "kubernetes.image",
+                "kubernetes.namespace",
+                "kubernetes.node_selector[\"disk\"]",
+                "kubernetes.service_type",
+                "kubernetes.storage_class",
+                "kubernetes.storage_size",
+            ]
+        );
+        assert!(TARGETS.contains(&"kubernetes"));
     }
 }

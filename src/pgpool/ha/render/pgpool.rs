@@ -8,26 +8,76 @@ use crate::pgpool::ha::model::GroupSpec;
 
 use super::names::{quote_conf, PCP_USER, SUPERUSER};
 
+/// One node as pgpool reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: String,
+    pub name: String,
+}
+
+/// Where pgpool runs: what differs between targets in `pgpool.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgpoolPlace {
+    pub listen: String,
+    pub port: u16,
+    pub pcp_port: u16,
+    pub socket_dir: String,
+    pub pid: String,
+    pub logdir: String,
+    pub pool_passwd: String,
+    pub backends: Vec<Backend>,
+}
+
+impl PgpoolPlace {
+    /// The local target: loopback, ports and files under the group's base directory.
+    pub fn local(spec: &GroupSpec, layout: &Layout) -> Self {
+        let p = layout.pgpool();
+        let path = |path: std::path::PathBuf| path.display().to_string();
+        PgpoolPlace {
+            listen: HOST.into(),
+            port: p.port,
+            pcp_port: p.pcp_port,
+            socket_dir: path(p.socket_dir()),
+            pid: path(p.pid()),
+            logdir: path(p.logdir()),
+            pool_passwd: path(p.pool_passwd()),
+            backends: spec
+                .slots()
+                .map(|slot| {
+                    let node = layout.node(slot);
+                    Backend { host: HOST.into(), port: node.port, data_dir: path(node.data()), name: node.name() }
+                })
+                .collect(),
+        }
+    }
+}
+
 pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
-    let p = layout.pgpool();
+    pgpool_conf_at(spec, &PgpoolPlace::local(spec, layout))
+}
+
+/// `pgpool.conf` of a group at `place`: the same policy on every target.
+pub fn pgpool_conf_at(spec: &GroupSpec, place: &PgpoolPlace) -> String {
     let s = &spec.pgpool;
-    let dir = |path: std::path::PathBuf| quote_conf(&path.display().to_string());
+    let dir = |path: &str| quote_conf(path);
     let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
     let entries: Vec<(String, String)> = vec![
         (
             "backend_clustering_mode".into(),
             quote_conf("streaming_replication"),
         ),
-        ("listen_addresses".into(), quote_conf(HOST)),
-        ("port".into(), p.port.to_string()),
-        ("socket_dir".into(), dir(p.socket_dir())),
-        ("pcp_listen_addresses".into(), quote_conf(HOST)),
-        ("pcp_port".into(), p.pcp_port.to_string()),
-        ("pcp_socket_dir".into(), dir(p.socket_dir())),
-        ("wd_ipc_socket_dir".into(), dir(p.socket_dir())),
-        ("pid_file_name".into(), dir(p.pid())),
-        ("logdir".into(), dir(p.logdir())),
-        ("memqcache_oiddir".into(), dir(p.logdir().join("oiddir"))),
+        ("listen_addresses".into(), quote_conf(&place.listen)),
+        ("port".into(), place.port.to_string()),
+        ("socket_dir".into(), dir(&place.socket_dir)),
+        ("pcp_listen_addresses".into(), quote_conf(&place.listen)),
+        ("pcp_port".into(), place.pcp_port.to_string()),
+        ("pcp_socket_dir".into(), dir(&place.socket_dir)),
+        ("wd_ipc_socket_dir".into(), dir(&place.socket_dir)),
+        ("pid_file_name".into(), dir(&place.pid)),
+        ("logdir".into(), dir(&place.logdir)),
+        ("memqcache_oiddir".into(), dir(&format!("{}/oiddir", place.logdir))),
         ("use_watchdog".into(), "off".into()),
         ("log_destination".into(), quote_conf("stderr")),
         ("logging_collector".into(), "off".into()),
@@ -36,7 +86,7 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
         // pool_passwd (and uses it for its own checks, whose passwords are
         // left empty for that; without one the file is empty); other roles send their password in clear to
         // pgpool over loopback, which answers the nodes' SCRAM with it.
-        ("pool_passwd".into(), dir(p.pool_passwd())),
+        ("pool_passwd".into(), dir(&place.pool_passwd)),
         (
             "allow_clear_text_frontend_auth".into(),
             on_off(spec.superuser_password.is_some()),
@@ -92,26 +142,17 @@ pub fn pgpool_conf(spec: &GroupSpec, layout: &Layout) -> String {
     for (k, v) in entries {
         let _ = writeln!(out, "{k} = {v}");
     }
-    for slot in spec.slots() {
-        let node = layout.node(slot);
-        let _ = writeln!(out, "\nbackend_hostname{slot} = {}", quote_conf(HOST));
+    for (slot, node) in place.backends.iter().enumerate() {
+        let _ = writeln!(out, "\nbackend_hostname{slot} = {}", quote_conf(&node.host));
         let _ = writeln!(out, "backend_port{slot} = {}", node.port);
         let _ = writeln!(out, "backend_weight{slot} = 1");
-        let _ = writeln!(
-            out,
-            "backend_data_directory{slot} = {}",
-            quote_conf(&node.data().display().to_string())
-        );
+        let _ = writeln!(out, "backend_data_directory{slot} = {}", quote_conf(&node.data_dir));
         let _ = writeln!(
             out,
             "backend_flag{slot} = {}",
             quote_conf("ALLOW_TO_FAILOVER")
         );
-        let _ = writeln!(
-            out,
-            "backend_application_name{slot} = {}",
-            quote_conf(&node.name())
-        );
+        let _ = writeln!(out, "backend_application_name{slot} = {}", quote_conf(&node.name));
     }
     out
 }

@@ -19,8 +19,36 @@ pub fn node_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
     let node = layout.node(slot);
     let mut out = String::from(
         "# Written by shardform (pgpool_ha) on every apply; edits are overwritten.\n\
-         # Outside the data directory so that a clone or a rejoin never replaces it.\n\n# Replication and failover\n",
+         # Outside the data directory so that a clone or a rejoin never replaces it.\n\n",
     );
+    let tls = (layout.tls_cert().display().to_string(), layout.tls_key().display().to_string());
+    out.push_str(&group_settings(spec, &tls));
+    out.push_str("\n# This node\n");
+    let _ = writeln!(out, "listen_addresses = {}", quote_conf(HOST));
+    let _ = writeln!(out, "port = {}", node.port);
+    let _ = writeln!(
+        out,
+        "unix_socket_directories = {}",
+        quote_conf(&node.socket_dir().display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "hba_file = {}",
+        quote_conf(&node.hba().display().to_string())
+    );
+    let _ = writeln!(
+        out,
+        "cluster_name = {}",
+        quote_conf(&format!("{}-{}", spec.name, node.name()))
+    );
+    out
+}
+
+/// The settings every node of a group has, on every target: replication and
+/// failover, preload libraries, TLS with Citus (`tls`: certificate and key
+/// paths), then the user's `postgresql_settings`.
+pub fn group_settings(spec: &GroupSpec, tls: &(String, String)) -> String {
+    let mut out = String::from("# Replication and failover\n");
     let wal_level = if spec.uses_citus() {
         "logical"
     } else {
@@ -49,14 +77,8 @@ pub fn node_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
         // primary of the day): every node serves TLS, so a promoted standby
         // is reachable too.
         line("ssl", "on".into());
-        line(
-            "ssl_cert_file",
-            quote_conf(&layout.tls_cert().display().to_string()),
-        );
-        line(
-            "ssl_key_file",
-            quote_conf(&layout.tls_key().display().to_string()),
-        );
+        line("ssl_cert_file", quote_conf(&tls.0));
+        line("ssl_key_file", quote_conf(&tls.1));
     }
     if !spec.postgresql_settings.is_empty() {
         out.push_str("\n# postgresql_settings\n");
@@ -64,24 +86,6 @@ pub fn node_conf(spec: &GroupSpec, layout: &Layout, slot: usize) -> String {
             let _ = writeln!(out, "{name} = {}", quote_conf(value));
         }
     }
-    out.push_str("\n# This node\n");
-    let _ = writeln!(out, "listen_addresses = {}", quote_conf(HOST));
-    let _ = writeln!(out, "port = {}", node.port);
-    let _ = writeln!(
-        out,
-        "unix_socket_directories = {}",
-        quote_conf(&node.socket_dir().display().to_string())
-    );
-    let _ = writeln!(
-        out,
-        "hba_file = {}",
-        quote_conf(&node.hba().display().to_string())
-    );
-    let _ = writeln!(
-        out,
-        "cluster_name = {}",
-        quote_conf(&format!("{}-{}", spec.name, node.name()))
-    );
     out
 }
 

@@ -1,8 +1,8 @@
 //! Where a group runs, behind one interface: the resource (`ha/mod.rs`)
 //! works with a `GroupTarget` and never with processes or files itself.
-//! Only `local` (every process on the machine running Terraform) exists; a
-//! `kubernetes` target goes beside it, implementing the same trait with the
-//! same rendered configuration (`render`).
+//! Only `local` (every process on the machine running Terraform) implements
+//! it yet; `kubernetes` renders the group's objects from the same
+//! configuration (`render`) and will implement the same trait.
 //!
 //! An apply is three steps (see [`apply`]), each picking up what an
 //! interrupted earlier apply left: converge (files, the primary, each
@@ -11,6 +11,7 @@
 //! configuration is saved for import).
 
 mod failure;
+pub mod kubernetes;
 pub mod local;
 
 use async_trait::async_trait;

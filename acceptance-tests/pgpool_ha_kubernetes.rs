@@ -1,0 +1,152 @@
+//! `pgpool_ha` with `target = "kubernetes"`, as far as it goes yet: through
+//! real Terraform, every attribute is validated at plan at its path, and a
+//! valid plan ends with the one error saying the target cannot apply yet;
+//! and the objects a group renders are accepted by the API stand-in (real
+//! Kubernetes v1.32 schemas) through server-side apply.
+
+use crate::harness::{required_providers_hcl, Workdir};
+
+fn normalized(text: &str) -> String {
+    text.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn group_hcl(attributes: &str, kubernetes: &str) -> String {
+    format!(
+        "{}resource \"pgpool_ha\" \"g\" {{\n  name = \"w1\"\n  target = \"kubernetes\"\n  standbys = 1\n  deletion_protection = false\n{attributes}{kubernetes}}}\n",
+        required_providers_hcl(&["pgpool"])
+    )
+}
+
+fn block(extra: &str) -> String {
+    format!("  kubernetes {{\n    namespace = \"db\"\n    image = \"registry.example.com/shardform/pgpool-ha:15\"\n{extra}  }}\n")
+}
+
+/// Plans `hcl` and returns the normalized output of a plan that must fail.
+fn failing_plan(tf: &Workdir, hcl: &str) -> String {
+    tf.write_config(hcl);
+    let (code, out) = tf.plan_exit_code(true);
+    assert_eq!(code, 1, "the plan should fail:\n{out}");
+    normalized(&format!("{}\n{}", out.stdout, out.stderr))
+}
+
+#[test]
+fn pgpool_ha_kubernetes_target_validates_at_plan_and_says_it_cannot_apply() {
+    let tf = Workdir::new("pgpool_ha_kubernetes_plan");
+    tf.write_config(&group_hcl("", &block("")));
+    assert!(tf.init().success());
+
+    // Valid: the plan still fails, with the one clear error at target.
+    let out = failing_plan(&tf, &group_hcl("", &block("    node_selector = { \"kubernetes.io/arch\" = \"amd64\" }\n")));
+    assert!(out.contains("The kubernetes target cannot apply yet"), "{out}");
+    assert!(out.contains("target = \"kubernetes\""), "the diagnostic points at target: {out}");
+    assert!(!out.contains("Plan:"), "{out}");
+
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("", "    storage_class = \"Fast SSD\"\n", &["Invalid StorageClass name", "kubernetes.storage_class must be a DNS-1123 subdomain"]),
+        ("", "    storage_size = \"-10Gi\"\n", &["Invalid size", "kubernetes.storage_size"]),
+        ("", "    storage_size = \"0Gi\"\n", &["kubernetes.storage_size must be greater than zero"]),
+        ("", "    service_type = \"ExternalName\"\n", &["kubernetes.service_type must be one of"]),
+        ("", "    volume_claims = [\"data-w1-nodes-0\"]\n", &["One volume claim per node", "lists 1 claims, but the group has 2 nodes"]),
+        ("", "    volume_claims = [\"data-w1-nodes-0\", \"data-w1-nodes-1\"]\n    storage_class = \"longhorn\"\n", &["Conflicting storage settings"]),
+        ("", "    volume_claims = [\"data-w1-nodes-0\", \"pvc-1\"]\n", &["Volume claim not named for its node", "data-w1-nodes-1"]),
+        ("", "    node_selector = { \"disk\" = \"-ssd\" }\n", &["Invalid label value"]),
+        ("  base_dir = \"/tmp/x\"\n", "", &["base_dir is for the local target"]),
+    ];
+    for (attributes, extra, expected) in cases {
+        let out = failing_plan(&tf, &group_hcl(attributes, &block(extra)));
+        for needle in *expected {
+            assert!(out.contains(needle), "{attributes}{extra}: expected {needle:?} in:\n{out}");
+        }
+        assert!(!out.contains("cannot apply yet") || expected.is_empty(), "{extra}: validation comes first:\n{out}");
+    }
+
+    // A namespace that is no DNS label.
+    let hcl = group_hcl("", &block("")).replace("namespace = \"db\"", "namespace = \"Prod_DB\"");
+    let out = failing_plan(&tf, &hcl);
+    assert!(out.contains("Invalid namespace") && out.contains("kubernetes.namespace must be a DNS-1123 label"), "{out}");
+
+    // An image reference that is not one.
+    let hcl = group_hcl("", &block("")).replace("registry.example.com/shardform/pgpool-ha:15", "pgpool ha:latest");
+    let out = failing_plan(&tf, &hcl);
+    assert!(out.contains("Invalid image reference") && out.contains("kubernetes.image"), "{out}");
+
+    // The block is required with the target, and refused without it.
+    let out = failing_plan(&tf, &group_hcl("", ""));
+    assert!(out.contains("Missing kubernetes block"), "{out}");
+    let hcl = group_hcl("  base_dir = \"/tmp/x\"\n", &block("")).replace("target = \"kubernetes\"", "target = \"local\"");
+    let out = failing_plan(&tf, &hcl);
+    assert!(out.contains("kubernetes block without the kubernetes target"), "{out}");
+    // The local target needs base_dir.
+    let hcl = group_hcl("", "").replace("target = \"kubernetes\"", "target = \"local\"");
+    let out = failing_plan(&tf, &hcl);
+    assert!(out.contains("Missing base_dir"), "{out}");
+}
+
+/// The objects of a sample group, applied to the stand-in by server-side
+/// apply (`kubectl apply --server-side`, a real client), which validates
+/// every one against the Kubernetes v1.32 JSON schemas; a second apply of
+/// the same objects changes nothing.
+#[test]
+fn pgpool_ha_kubernetes_objects_are_valid_and_apply_to_the_api() {
+    use shardform::cty::Value;
+    let object = |fields: Vec<(&str, Value)>| Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+    let value = object(vec![
+        ("name", Value::string("w1")),
+        ("target", Value::string("kubernetes")),
+        ("standbys", Value::int(2)),
+        ("synchronous_replication", Value::Bool(true)),
+        ("superuser_password", Value::string("s3cret")),
+        ("postgresql_settings", Value::Map([("work_mem".to_string(), Value::string("16MB"))].into_iter().collect())),
+        (
+            "kubernetes",
+            object(vec![
+                ("namespace", Value::string("default")),
+                ("image", Value::string("registry.example.com/shardform/pgpool-ha:15")),
+                ("service_type", Value::string("NodePort")),
+                ("node_selector", Value::Map([("kubernetes.io/arch".to_string(), Value::string("amd64"))].into_iter().collect())),
+            ]),
+        ),
+    ]);
+    let objects = shardform::pgpool::kubernetes_objects(&value, "pcp-secret").expect("the objects render");
+    assert_eq!(objects.len(), 9);
+
+    let standin = crate::harness::kube::Standin::start("pgpool_ha_objects");
+    let dir = crate::harness::tempdir::TempDir::new(&std::env::temp_dir(), "shardform-pgpool-objects").unwrap();
+    let file = dir.path().join("objects.json");
+    // A stream of JSON objects, one per line, as kubectl reads a manifest.
+    let documents: Vec<String> = objects.iter().map(|o| o.to_string()).collect();
+    std::fs::write(&file, documents.join("\n")).unwrap();
+    let apply = |what: &str| {
+        let (ok, stdout, stderr) = standin.kubectl_status(
+            &["apply", "--server-side", "--field-manager", "shardform-pgpool"],
+            Some(&file),
+        );
+        assert!(ok, "{what}: the stand-in refused the objects:\n{stdout}\n{stderr}");
+        stdout
+    };
+    let first = apply("first apply");
+    for object in &objects {
+        let (kind, name) = (object["kind"].as_str().unwrap(), object["metadata"]["name"].as_str().unwrap());
+        let path = match kind {
+            "StatefulSet" | "Deployment" => format!("/apis/apps/v1/namespaces/default/{}s/{name}", kind.to_lowercase()),
+            "PodDisruptionBudget" => format!("/apis/policy/v1/namespaces/default/poddisruptionbudgets/{name}"),
+            _ => format!("/api/v1/namespaces/default/{}s/{name}", kind.to_lowercase()),
+        };
+        let live = standin.get(&path).unwrap_or_else(|| panic!("{kind} {name} is not in the API after apply:\n{first}"));
+        let managers: Vec<&str> = live["metadata"]["managedFields"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|e| e["manager"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(managers.contains(&"shardform-pgpool"), "{kind} {name}: managers {managers:?}");
+        assert_eq!(live["metadata"]["labels"]["app.kubernetes.io/managed-by"], "shardform", "{kind} {name}");
+    }
+    let again = apply("second apply");
+    assert!(again.lines().all(|l| l.contains("serverside-applied") || l.trim().is_empty()), "{again}");
+
+    // The check is real: the same StatefulSet with a misplaced field is refused.
+    let mut bad = objects.iter().find(|o| o["kind"] == "StatefulSet").unwrap().clone();
+    bad["spec"]["antiAffinity"] = serde_json::json!({ "topologyKey": "kubernetes.io/hostname" });
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let (ok, stdout, stderr) = standin.kubectl_status(&["apply", "--server-side", "--field-manager", "shardform-pgpool"], Some(&file));
+    assert!(!ok && format!("{stdout}{stderr}").contains("antiAffinity"), "a misplaced field was accepted:\n{stdout}\n{stderr}");
+}
