@@ -7,7 +7,10 @@
 use crate::harness::{required_providers_hcl, Workdir};
 
 fn normalized(text: &str) -> String {
-    text.replace('│', " ").split_whitespace().collect::<Vec<_>>().join(" ")
+    text.replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn group_hcl(attributes: &str, kubernetes: &str) -> String {
@@ -36,9 +39,21 @@ fn pgpool_ha_kubernetes_target_validates_at_plan_and_says_it_cannot_apply() {
     assert!(tf.init().success());
 
     // Valid: the plan still fails, with the one clear error at target.
-    let out = failing_plan(&tf, &group_hcl("", &block("    node_selector = { \"kubernetes.io/arch\" = \"amd64\" }\n")));
-    assert!(out.contains("The kubernetes target cannot apply yet"), "{out}");
-    assert!(out.contains("target = \"kubernetes\""), "the diagnostic points at target: {out}");
+    let out = failing_plan(
+        &tf,
+        &group_hcl(
+            "",
+            &block("    node_selector = { \"kubernetes.io/arch\" = \"amd64\" }\n"),
+        ),
+    );
+    assert!(
+        out.contains("The kubernetes target cannot apply yet"),
+        "{out}"
+    );
+    assert!(
+        out.contains("target = \"kubernetes\""),
+        "the diagnostic points at target: {out}"
+    );
     assert!(!out.contains("Plan:"), "{out}");
 
     let cases: &[(&str, &str, &[&str])] = &[
@@ -55,27 +70,47 @@ fn pgpool_ha_kubernetes_target_validates_at_plan_and_says_it_cannot_apply() {
     for (attributes, extra, expected) in cases {
         let out = failing_plan(&tf, &group_hcl(attributes, &block(extra)));
         for needle in *expected {
-            assert!(out.contains(needle), "{attributes}{extra}: expected {needle:?} in:\n{out}");
+            assert!(
+                out.contains(needle),
+                "{attributes}{extra}: expected {needle:?} in:\n{out}"
+            );
         }
-        assert!(!out.contains("cannot apply yet") || expected.is_empty(), "{extra}: validation comes first:\n{out}");
+        assert!(
+            !out.contains("cannot apply yet") || expected.is_empty(),
+            "{extra}: validation comes first:\n{out}"
+        );
     }
 
     // A namespace that is no DNS label.
     let hcl = group_hcl("", &block("")).replace("namespace = \"db\"", "namespace = \"Prod_DB\"");
     let out = failing_plan(&tf, &hcl);
-    assert!(out.contains("Invalid namespace") && out.contains("kubernetes.namespace must be a DNS-1123 label"), "{out}");
+    assert!(
+        out.contains("Invalid namespace")
+            && out.contains("kubernetes.namespace must be a DNS-1123 label"),
+        "{out}"
+    );
 
     // An image reference that is not one.
-    let hcl = group_hcl("", &block("")).replace("registry.example.com/shardform/pgpool-ha:15", "pgpool ha:latest");
+    let hcl = group_hcl("", &block("")).replace(
+        "registry.example.com/shardform/pgpool-ha:15",
+        "pgpool ha:latest",
+    );
     let out = failing_plan(&tf, &hcl);
-    assert!(out.contains("Invalid image reference") && out.contains("kubernetes.image"), "{out}");
+    assert!(
+        out.contains("Invalid image reference") && out.contains("kubernetes.image"),
+        "{out}"
+    );
 
     // The block is required with the target, and refused without it.
     let out = failing_plan(&tf, &group_hcl("", ""));
     assert!(out.contains("Missing kubernetes block"), "{out}");
-    let hcl = group_hcl("  base_dir = \"/tmp/x\"\n", &block("")).replace("target = \"kubernetes\"", "target = \"local\"");
+    let hcl = group_hcl("  base_dir = \"/tmp/x\"\n", &block(""))
+        .replace("target = \"kubernetes\"", "target = \"local\"");
     let out = failing_plan(&tf, &hcl);
-    assert!(out.contains("kubernetes block without the kubernetes target"), "{out}");
+    assert!(
+        out.contains("kubernetes block without the kubernetes target"),
+        "{out}"
+    );
     // The local target needs base_dir.
     let hcl = group_hcl("", "").replace("target = \"kubernetes\"", "target = \"local\"");
     let out = failing_plan(&tf, &hcl);
@@ -89,64 +124,262 @@ fn pgpool_ha_kubernetes_target_validates_at_plan_and_says_it_cannot_apply() {
 #[test]
 fn pgpool_ha_kubernetes_objects_are_valid_and_apply_to_the_api() {
     use shardform::cty::Value;
-    let object = |fields: Vec<(&str, Value)>| Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+    let object = |fields: Vec<(&str, Value)>| {
+        Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    };
     let value = object(vec![
         ("name", Value::string("w1")),
         ("target", Value::string("kubernetes")),
         ("standbys", Value::int(2)),
         ("synchronous_replication", Value::Bool(true)),
         ("superuser_password", Value::string("s3cret")),
-        ("postgresql_settings", Value::Map([("work_mem".to_string(), Value::string("16MB"))].into_iter().collect())),
+        (
+            "postgresql_settings",
+            Value::Map(
+                [("work_mem".to_string(), Value::string("16MB"))]
+                    .into_iter()
+                    .collect(),
+            ),
+        ),
         (
             "kubernetes",
             object(vec![
                 ("namespace", Value::string("default")),
-                ("image", Value::string("registry.example.com/shardform/pgpool-ha:15")),
+                (
+                    "image",
+                    Value::string("registry.example.com/shardform/pgpool-ha:15"),
+                ),
                 ("service_type", Value::string("NodePort")),
-                ("node_selector", Value::Map([("kubernetes.io/arch".to_string(), Value::string("amd64"))].into_iter().collect())),
+                (
+                    "node_selector",
+                    Value::Map(
+                        [("kubernetes.io/arch".to_string(), Value::string("amd64"))]
+                            .into_iter()
+                            .collect(),
+                    ),
+                ),
             ]),
         ),
     ]);
-    let objects = shardform::pgpool::kubernetes_objects(&value, "pcp-secret").expect("the objects render");
+    let objects =
+        shardform::pgpool::kubernetes_objects(&value, "pcp-secret").expect("the objects render");
     assert_eq!(objects.len(), 9);
 
     let standin = crate::harness::kube::Standin::start("pgpool_ha_objects");
-    let dir = crate::harness::tempdir::TempDir::new(&std::env::temp_dir(), "shardform-pgpool-objects").unwrap();
+    let dir =
+        crate::harness::tempdir::TempDir::new(&std::env::temp_dir(), "shardform-pgpool-objects")
+            .unwrap();
     let file = dir.path().join("objects.json");
     // A stream of JSON objects, one per line, as kubectl reads a manifest.
     let documents: Vec<String> = objects.iter().map(|o| o.to_string()).collect();
     std::fs::write(&file, documents.join("\n")).unwrap();
     let apply = |what: &str| {
         let (ok, stdout, stderr) = standin.kubectl_status(
-            &["apply", "--server-side", "--field-manager", "shardform-pgpool"],
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "shardform-pgpool",
+            ],
             Some(&file),
         );
-        assert!(ok, "{what}: the stand-in refused the objects:\n{stdout}\n{stderr}");
+        assert!(
+            ok,
+            "{what}: the stand-in refused the objects:\n{stdout}\n{stderr}"
+        );
         stdout
     };
     let first = apply("first apply");
     for object in &objects {
-        let (kind, name) = (object["kind"].as_str().unwrap(), object["metadata"]["name"].as_str().unwrap());
+        let (kind, name) = (
+            object["kind"].as_str().unwrap(),
+            object["metadata"]["name"].as_str().unwrap(),
+        );
         let path = match kind {
-            "StatefulSet" | "Deployment" => format!("/apis/apps/v1/namespaces/default/{}s/{name}", kind.to_lowercase()),
-            "PodDisruptionBudget" => format!("/apis/policy/v1/namespaces/default/poddisruptionbudgets/{name}"),
+            "StatefulSet" | "Deployment" => format!(
+                "/apis/apps/v1/namespaces/default/{}s/{name}",
+                kind.to_lowercase()
+            ),
+            "PodDisruptionBudget" => {
+                format!("/apis/policy/v1/namespaces/default/poddisruptionbudgets/{name}")
+            }
             _ => format!("/api/v1/namespaces/default/{}s/{name}", kind.to_lowercase()),
         };
-        let live = standin.get(&path).unwrap_or_else(|| panic!("{kind} {name} is not in the API after apply:\n{first}"));
+        let live = standin
+            .get(&path)
+            .unwrap_or_else(|| panic!("{kind} {name} is not in the API after apply:\n{first}"));
         let managers: Vec<&str> = live["metadata"]["managedFields"]
             .as_array()
             .map(|m| m.iter().filter_map(|e| e["manager"].as_str()).collect())
             .unwrap_or_default();
-        assert!(managers.contains(&"shardform-pgpool"), "{kind} {name}: managers {managers:?}");
-        assert_eq!(live["metadata"]["labels"]["app.kubernetes.io/managed-by"], "shardform", "{kind} {name}");
+        assert!(
+            managers.contains(&"shardform-pgpool"),
+            "{kind} {name}: managers {managers:?}"
+        );
+        assert_eq!(
+            live["metadata"]["labels"]["app.kubernetes.io/managed-by"], "shardform",
+            "{kind} {name}"
+        );
     }
     let again = apply("second apply");
-    assert!(again.lines().all(|l| l.contains("serverside-applied") || l.trim().is_empty()), "{again}");
+    assert!(
+        again
+            .lines()
+            .all(|l| l.contains("serverside-applied") || l.trim().is_empty()),
+        "{again}"
+    );
 
     // The check is real: the same StatefulSet with a misplaced field is refused.
-    let mut bad = objects.iter().find(|o| o["kind"] == "StatefulSet").unwrap().clone();
+    let mut bad = objects
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet")
+        .unwrap()
+        .clone();
     bad["spec"]["antiAffinity"] = serde_json::json!({ "topologyKey": "kubernetes.io/hostname" });
     std::fs::write(&file, bad.to_string()).unwrap();
-    let (ok, stdout, stderr) = standin.kubectl_status(&["apply", "--server-side", "--field-manager", "shardform-pgpool"], Some(&file));
-    assert!(!ok && format!("{stdout}{stderr}").contains("antiAffinity"), "a misplaced field was accepted:\n{stdout}\n{stderr}");
+    let (ok, stdout, stderr) = standin.kubectl_status(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "shardform-pgpool",
+        ],
+        Some(&file),
+    );
+    assert!(
+        !ok && format!("{stdout}{stderr}").contains("antiAffinity"),
+        "a misplaced field was accepted:\n{stdout}\n{stderr}"
+    );
+}
+
+/// The rendered objects run for real: applied to a stand-in whose node agent
+/// runs each pod's containers as local processes (Debian's PostgreSQL,
+/// repmgr and pgpool, the rendered entrypoint scripts and configuration
+/// files), a primary and two standbys come up replicating and pgpool
+/// answers, all read through `kubectl exec` (pods/exec via the API server).
+#[test]
+fn pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods() {
+    use shardform::cty::Value;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods: the node agent needs root");
+        return;
+    }
+    let object = |fields: Vec<(&str, Value)>| {
+        Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    };
+    let value = object(vec![
+        ("name", Value::string("g1")),
+        ("target", Value::string("kubernetes")),
+        ("standbys", Value::int(2)),
+        ("superuser_password", Value::string("s3cret")),
+        (
+            "kubernetes",
+            object(vec![
+                ("namespace", Value::string("default")),
+                (
+                    "image",
+                    Value::string("registry.example.com/shardform/pgpool-ha:15"),
+                ),
+            ]),
+        ),
+    ]);
+    let objects =
+        shardform::pgpool::kubernetes_objects(&value, "pcp-secret").expect("the objects render");
+    let standin = crate::harness::kube::Standin::start_with(
+        "pgpool_ha_pods",
+        crate::harness::kube::StandinOptions {
+            run_pods: true,
+            ..Default::default()
+        },
+    );
+    let file = standin.dir().join("objects.json");
+    let documents: Vec<String> = objects.iter().map(|o| o.to_string()).collect();
+    std::fs::write(&file, documents.join("\n")).unwrap();
+    let (ok, stdout, stderr) = standin.kubectl_status(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "shardform-pgpool",
+        ],
+        Some(&file),
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let ready = |pod: &str| {
+        standin
+            .get(&format!("/api/v1/namespaces/default/pods/{pod}"))
+            .is_some_and(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+    };
+    let nodes = ["g1-nodes-0", "g1-nodes-1", "g1-nodes-2"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !nodes.iter().all(|n| ready(n)) {
+        if std::time::Instant::now() > deadline {
+            // What the pods said: their processes and logs go with the stand-in.
+            let mut report = String::new();
+            let pods = standin
+                .get("/api/v1/namespaces/default/pods")
+                .unwrap_or_default();
+            for pod in pods["items"].as_array().into_iter().flatten() {
+                let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+                let (_, logs, err) = standin.kubectl_status(&["logs", "--tail=40", name], None);
+                report += &format!("--- {name}: {}\n{logs}{err}\n", pod["status"]);
+            }
+            panic!("the group's node pods are not ready after 120 s:\n{report}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let psql = |pod: &str, sql: &str| {
+        let (ok, stdout, stderr) = standin.kubectl_status(
+            &[
+                "exec",
+                pod,
+                "--",
+                "/usr/lib/postgresql/15/bin/psql",
+                "-h",
+                "/shardform/run",
+                "-X",
+                "-A",
+                "-t",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ],
+            None,
+        );
+        assert!(ok, "psql in {pod}: {stderr}");
+        stdout.trim().to_string()
+    };
+    crate::harness::wait_until(
+        "two streaming standbys",
+        std::time::Duration::from_secs(60),
+        || {
+            psql(
+                "g1-nodes-0",
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+            ) == "2"
+        },
+    );
+    assert_eq!(psql("g1-nodes-0", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(psql("g1-nodes-1", "SELECT pg_is_in_recovery()"), "t");
+    assert_eq!(psql("g1-nodes-2", "SELECT pg_is_in_recovery()"), "t");
 }

@@ -19,6 +19,8 @@ config=/shardform/config
 secrets=/shardform/secrets
 run=/shardform/run
 export PGDATA=/var/lib/postgresql/data/pgdata
+# PostgreSQL's socket is in $run (unix_socket_directories): local clients look there.
+export PGHOST="$run"
 
 ordinal="${POD_NAME##*-}"
 case "$ordinal" in
@@ -58,6 +60,22 @@ start_postgres() {
   "$bin/pg_ctl" -D "$PGDATA" -l "$run/postgres.log" -w -t 300 start
 }
 
+# The group's first primary (errexit does not hold inside a function run
+# as a condition, hence every step's `|| return`).
+init_primary() {
+  "$bin/initdb" -D "$PGDATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null || return
+  echo "include '$config/postgresql.node.conf'  # shardform pgpool_ha: every setting lives there" \
+    >>"$PGDATA/postgresql.conf" || return
+  start_postgres || return
+  if [ -s "$secrets/superuser-password" ]; then
+    # psql reads the password from the file itself: it is on no command line.
+    printf '%s\n' "\\set password \`cat $secrets/superuser-password\`" "ALTER ROLE postgres PASSWORD :'password';" |
+      "$bin/psql" -X -q -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null || return
+  fi
+  "$bin/psql" -X -q -U postgres -d postgres -v ON_ERROR_STOP=1 -c 'CREATE DATABASE repmgr' >/dev/null || return
+  $repmgr primary register --force || return
+}
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   if primary="$(find_primary)"; then
     say "cloning $primary"
@@ -67,16 +85,13 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     $repmgr standby register --force
   elif [ "$ordinal" = 0 ]; then
     say "no primary found: initdb as the group's first primary"
-    "$bin/initdb" -D "$PGDATA" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
-    echo "include '$config/postgresql.node.conf'  # shardform pgpool_ha: every setting lives there" >>"$PGDATA/postgresql.conf"
-    start_postgres
-    if [ -s "$secrets/superuser-password" ]; then
-      "$bin/psql" -X -q -U postgres -d postgres -v ON_ERROR_STOP=1 \
-        -v password="$(cat "$secrets/superuser-password")" \
-        -c "ALTER ROLE postgres PASSWORD :'password'" >/dev/null
+    if ! init_primary; then
+      # Half made is never left behind: the next start begins again.
+      say "making the first primary failed: its data directory is removed"
+      "$bin/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+      rm -rf "$PGDATA"
+      exit 1
     fi
-    "$bin/psql" -X -q -U postgres -d postgres -v ON_ERROR_STOP=1 -c 'CREATE DATABASE repmgr' >/dev/null
-    $repmgr primary register --force
   else
     say "no primary to clone from yet; exiting so the kubelet tries again"
     exit 1
