@@ -106,6 +106,10 @@ fn exec_through_the_api_server_gives_output_exit_codes_and_clear_errors() {
     // stdin is fed and closed (v5.channel.k8s.io), so a reader of all its input ends.
     let out = run(&["tr", "a-z", "A-Z"], Some(b"through the api server")).unwrap();
     assert_eq!(out.stdout, "THROUGH THE API SERVER");
+    // Much input and output at once (many WebSocket frames each way, neither side waiting).
+    let big: Vec<u8> = (0..400_000u32).map(|i| b"abcdefghij\n"[(i % 11) as usize]).collect();
+    let out = run(&["cat"], Some(&big)).unwrap();
+    assert_eq!(out.stdout.as_bytes(), &big[..]);
     // The same pod through kubectl, the second real client.
     let (ok, stdout, _) =
         standin.kubectl_status(&["exec", "shell", "--", "cat", "/etc/hostname"], None);

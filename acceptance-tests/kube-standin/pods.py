@@ -160,6 +160,7 @@ class Container:
         self.sandbox, self.spec, self.init = sandbox, spec, init
         self.name = spec["name"]
         self.proc = None
+        self.env = None
         self.pid1 = None  # the container's init as this machine sees it
         self.restarts = 0
         self.state = {"waiting": {"reason": "ContainerCreating"}}
@@ -197,7 +198,7 @@ class Container:
 
     def user_command(self, argv):
         uid, gid = self.ids()
-        env = self.environment()
+        env = self.env if self.env is not None else self.environment()
         wd = self.spec.get("workingDir") or "/"
         inner = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid,
                  "--init-groups" if uid else "--clear-groups", "--", "env", "-i"] + \
@@ -249,6 +250,7 @@ class Container:
         if not (self.spec.get("command") or []):
             raise RuntimeError("the stand-in's node agent runs only containers that name their command "
                                "(the image's entrypoint is unknown here)")
+        self.env = self.environment()  # what exec sees too: the environment the container started with
         script = self.setup_script()
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -423,7 +425,11 @@ class Sandbox:
         with open(self.hostname_path, "w") as f:
             f.write(self.hostname + "\n")
         self.hosts = None
-        self.netns, self.ip, self.host_index = agent.net.add_pod(self.key)
+        try:
+            self.netns, self.ip, self.host_index = agent.net.add_pod(self.key)
+        except Exception:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         self.started_at = wl.now_ts()
         self.volume_versions = {}
         self.init_containers = [Container(self, c, init=True) for c in pod["spec"].get("initContainers") or []]
@@ -637,6 +643,7 @@ class NodeAgent(threading.Thread):
         os.makedirs(os.path.join(self.root, "volumes"), exist_ok=True)
         self.pods = {}  # uid -> Sandbox
         self.stopping_pods = {}  # uid -> thread
+        self.terminating = {}  # uid -> Sandbox being stopped
         self.lock = threading.Lock()
         self.stop = False
 
@@ -660,12 +667,15 @@ class NodeAgent(threading.Thread):
         return path
 
     def running(self, pod):
+        """Started and not yet stopped (a terminating pod counts: its object stays until then)."""
         with self.lock:
-            return pod["metadata"]["uid"] in self.pods
+            return pod["metadata"]["uid"] in self.pods or pod["metadata"]["uid"] in self.stopping_pods
 
     def sandbox(self, ns, name):
+        """The pod's sandbox while its containers may run (exec works during the grace period)."""
         with self.lock:
-            return next((s for s in self.pods.values() if s.ns == ns and s.name == name), None)
+            return next((s for s in list(self.pods.values()) + list(self.terminating.values())
+                         if s.ns == ns and s.name == name), None)
 
     # ---- the loop
     def run(self):
@@ -692,6 +702,8 @@ class NodeAgent(threading.Thread):
                 known = uid in self.pods or uid in self.stopping_pods
             if known:
                 continue
+            if self.stop:
+                return
             try:
                 sb = Sandbox(self, p, nodes[node])
             except Exception as e:
@@ -712,6 +724,7 @@ class NodeAgent(threading.Thread):
                     self.pods.pop(uid, None)
                     t = threading.Thread(target=self.finish, args=(sb, grace, p is not None), daemon=True)
                     self.stopping_pods[uid] = t
+                    self.terminating[uid] = sb
                 t.start()
                 continue
             sb.pod = p
@@ -745,6 +758,7 @@ class NodeAgent(threading.Thread):
             self.api.finish_pod_deletion(sb.ns, sb.name, sb.uid)
         with self.lock:
             self.stopping_pods.pop(sb.uid, None)
+            self.terminating.pop(sb.uid, None)
 
     def hosts_for(self, sb, pods, services):
         """/etc/hosts as the cluster DNS would answer: pods of headless Services by
@@ -786,6 +800,8 @@ class NodeAgent(threading.Thread):
 
     def shutdown(self):
         self.stop = True
+        if self.is_alive():
+            self.join(10)  # no tick starts a pod after this
         with self.lock:
             current = list(self.pods.values())
             self.pods.clear()
@@ -803,6 +819,9 @@ class NodeAgent(threading.Thread):
         sb = self.sandbox(ns, name)
         if sb is None:
             return None, 'pod "%s" is not running' % name
+        if not container and len(sb.containers) > 1:
+            return None, "a container name must be specified for pod %s, choose one of: [%s]" % (
+                name, " ".join(c.name for c in sb.containers))
         cs = [c for c in sb.containers if c.name == container] if container else sb.containers[:1]
         if not cs:
             return None, 'container %s is not valid for pod %s' % (container, name)

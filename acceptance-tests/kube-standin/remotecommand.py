@@ -125,7 +125,15 @@ def serve_exec(handler, argv, command, want):
 
     def reader():
         while True:
-            opcode, msg = ws.recv()
+            try:
+                opcode, msg = ws.recv()
+            except (OSError, ValueError, struct.error):
+                opcode, msg = None, b""
+            if opcode == 8:
+                try:
+                    ws.send(msg[:2], 8)  # the closing handshake's answer
+                except OSError:
+                    pass
             if opcode in (None, 8):
                 break
             if not msg:
@@ -149,8 +157,10 @@ def serve_exec(handler, argv, command, want):
                 pass
     threading.Thread(target=reader, daemon=True).start()
     code = proc.wait()
+    # Until every holder of the output pipes is gone (a background child keeps them open, and a
+    # real exec waits for it as well).
     for t in pumps:
-        t.join(5)
+        t.join()
     try:
         ws.send(bytes([ERROR]) + json.dumps(exit_status(code if code >= 0 else 128 - code, command)).encode())
         ws.send(struct.pack(">H", 1000), 8)

@@ -1339,13 +1339,14 @@ class Controllers(threading.Thread):
                 time.sleep(0.2)
 
     def tick(self):
-        self.pv_controller()
+        controllers = [self.pv_controller, self.protection, self.namespaces, self.workloads.tick]
         if self.longhorn_enabled:
-            self.longhorn_manager()
-            self.resizer()
-        self.protection()
-        self.namespaces()
-        self.workloads.tick()
+            controllers[1:1] = [self.longhorn_manager, self.resizer]
+        for controller in controllers:  # one failing must not stop the others
+            try:
+                controller()
+            except Exception:
+                log.error("controller %s: %s", controller.__name__, traceback.format_exc())
 
     # ---- PV binder
     def pv_controller(self):

@@ -754,7 +754,7 @@ spec:
       containers:
       - name: main
         image: example.org/rp:1
-        command: [/bin/sh, -c, 'trap "echo bye; exit 0" TERM; echo "$(id -un) $(hostname) $POD $PASSWORD"; touch /data/ready; while :; do sleep 0.2; done']
+        command: [/bin/sh, -c, 'trap "echo bye; sleep 2; exit 0" TERM; echo "$(id -un) $(hostname) $POD $PASSWORD"; touch /data/ready; while :; do sleep 0.2; done']
         env:
         - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
         - {name: PASSWORD, valueFrom: {secretKeyRef: {name: rp-secret, key: password}}}
@@ -853,10 +853,16 @@ class RunPodsTest(unittest.TestCase):
         uids = [p["metadata"]["uid"] for p in cls.s.req("GET", "/api/v1/namespaces/default/pods")[1]["items"]]
         rc = cls.s.stop()
         assert rc == 0, "stand-in exit code %s on SIGTERM" % rc
-        # What the agent made is gone: the pods' network namespaces and container processes.
-        left = [u for u in uids if os.path.exists("/run/netns/sf" + u.replace("-", "")[:10])]
-        assert uids and not left, "network namespaces left for pods %s" % left
-        procs = subprocess.run(["pgrep", "-f", "echo bye; exit 0"], capture_output=True, text=True).stdout.split()
+        # What the agent made is gone: network namespaces (of every pod it ran, deleted ones
+        # too), its bridge, pod directories and container processes (this self-test runs alone).
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
+        bridges = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
+        assert uids and not [l for l in netns if l.startswith("sf")], "network namespaces left: %s" % netns
+        assert ": sfb" not in bridges, "a bridge left: %s" % bridges
+        left_dirs = os.listdir("/var/lib/shardform-standin") if os.path.isdir("/var/lib/shardform-standin") else []
+        assert not left_dirs, "pod directories left: %s" % left_dirs
+        procs = subprocess.run(["pgrep", "-f", "echo bye|/shardform/scripts/node.sh|postgres -D /var/lib/postgresql/data"],
+                               capture_output=True, text=True).stdout.split()
         assert not procs, "container processes left after the stand-in stopped: %s" % procs
 
     def pods(self):
@@ -908,8 +914,13 @@ class RunPodsTest(unittest.TestCase):
         s.kubectl("exec", "rp-0", "--", "sh", "-c", "echo kept > /data/file")
         uid = self.pods()["rp-0"]["metadata"]["uid"]
         t0 = time.time()
-        s.kubectl("delete", "pod", "rp-0")
-        self.assertLess(time.time() - t0, 10)
+        s.kubectl("delete", "pod", "rp-0", "--wait=false")
+        # The object stays, marked, while its containers stop; a second delete changes nothing.
+        code, doc, _ = s.req("GET", "/api/v1/namespaces/default/pods/rp-0")
+        self.assertEqual((code, doc["metadata"]["uid"], doc["metadata"]["deletionGracePeriodSeconds"]), (200, uid, 20))
+        s.kubectl("delete", "pod", "rp-0", "--wait=false")
+        s.wait("/api/v1/namespaces/default/pods/rp-0", lambda c, d: c == 404 or d["metadata"]["uid"] != uid, 10)
+        self.assertLess(time.time() - t0, 10)  # the TERM trap ended it well inside its grace period
         self.wait_ready(["rp-0"])
         self.assertNotEqual(self.pods()["rp-0"]["metadata"]["uid"], uid)
         self.assertEqual(s.kubectl("exec", "rp-0", "--", "cat", "/data/file").stdout, "kept\n")

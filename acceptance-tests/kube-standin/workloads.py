@@ -105,6 +105,11 @@ def pod_terminated(pod):
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
+def _descending(text):
+    """A sort key ordering strings from the greatest (the youngest timestamp) down."""
+    return [-ord(ch) for ch in text]
+
+
 def pod_from_template(template, namespace, owner_ref, labels, name=None, generate_name=None):
     tmd = template.get("metadata") or {}
     md = {"namespace": namespace, "labels": {**(tmd.get("labels") or {}), **labels},
@@ -129,13 +134,14 @@ class Workloads:
         self.provisioned = set()  # Longhorn volumes made for a PV by the provisioner
 
     def tick(self):
-        self.provisioner()
-        self.statefulsets()
-        self.deployments()
-        self.replicasets()
-        self.garbage_collector()
-        self.scheduler()
-        self.disruption_budgets()
+        # One controller failing (a bad object) must not stop the others, as on a real cluster.
+        for controller in (self.provisioner, self.statefulsets, self.deployments, self.replicasets,
+                           self.garbage_collector, self.scheduler, self.disruption_budgets):
+            try:
+                controller()
+            except Exception:
+                import traceback
+                log.error("controller %s: %s", controller.__name__, traceback.format_exc())
 
     # ---- helpers
     def create(self, res, ns, body, manager=MANAGER_KCM):
@@ -367,8 +373,8 @@ class Workloads:
                 self.create(PODS, ns, pod_from_template(spec.get("template") or {}, ns, controller_ref(RS, rs), {},
                                                         generate_name=md["name"] + "-"))
             # Surplus: the not-ready and the youngest go first, as the real controller ranks them.
-            surplus = sorted(live, key=lambda p: (pod_ready(p), p["metadata"].get("creationTimestamp", "")),
-                             reverse=False)[:max(0, len(live) - replicas)]
+            surplus = sorted(live, key=lambda p: (pod_ready(p), _descending(p["metadata"].get("creationTimestamp", ""))),
+                             )[:max(0, len(live) - replicas)]
             for p in surplus:
                 self.delete(PODS, p)
             ready = len([p for p in pods if pod_ready(p)])

@@ -15,7 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::api::explain;
 
 /// One command to run: `argv` is executed directly (no shell), in
-/// `container` (the pod's first when `None`), with `stdin` fed and closed.
+/// `container` (which a pod of several containers requires), with `stdin`
+/// fed and closed. A command cut off by `timeout` may go on running in the
+/// pod: what callers run must be safe to run again.
 #[derive(Debug, Clone)]
 pub struct PodCommand<'a> {
     pub namespace: &'a str,
@@ -86,14 +88,17 @@ async fn run(client: &Client, command: &PodCommand<'_>) -> Result<ExecOutput, Ex
     let status = attached
         .take_status()
         .ok_or_else(|| ExecError::Stream("the exec stream has no status channel".into()))?;
-    if let (Some(input), Some(mut writer)) = (command.stdin, attached.stdin()) {
-        writer
-            .write_all(input)
-            .await
-            .map_err(|e| ExecError::Stream(format!("writing the command's input: {e}")))?;
-        // v5.channel.k8s.io closes the command's stdin on shutdown.
-        let _ = writer.shutdown().await;
-    }
+    // Input is written while the output is read: kube's channels are small, so a
+    // command that prints before it has read all its input would otherwise stall.
+    let mut writer = attached.stdin();
+    let write_in = async {
+        if let (Some(input), Some(writer)) = (command.stdin, writer.as_mut()) {
+            writer.write_all(input).await?;
+            // v5.channel.k8s.io closes the command's stdin on shutdown.
+            writer.shutdown().await?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut stdout = attached.stdout();
     let mut stderr = attached.stderr();
@@ -109,17 +114,22 @@ async fn run(client: &Client, command: &PodCommand<'_>) -> Result<ExecOutput, Ex
             None => Ok(()),
         }
     };
-    let (a, b) = tokio::join!(read_out, read_err);
+    let (written, a, b) = tokio::join!(write_in, read_out, read_err);
+    written.map_err(|e| ExecError::Stream(format!("writing the command's input: {e}")))?;
     a.and(b)
         .map_err(|e| ExecError::Stream(format!("reading the command's output: {e}")))?;
+    drop(writer);
     let status = status.await;
-    let _ = attached.join().await;
-    let exit_code = status
-        .as_ref()
-        .ok_or_else(|| {
-            ExecError::Stream("the exec stream ended without the command's exit status".into())
-        })
-        .and_then(exit_code)?;
+    let joined = attached.join().await;
+    let exit_code = match status.as_ref() {
+        Some(status) => exit_code(status)?,
+        None => {
+            let cause = joined.err().map(|e| format!(": {e}")).unwrap_or_default();
+            return Err(ExecError::Stream(format!(
+                "the exec stream ended without the command's exit status{cause}"
+            )));
+        }
+    };
     Ok(ExecOutput {
         exit_code,
         stdout: String::from_utf8_lossy(&out).into_owned(),
