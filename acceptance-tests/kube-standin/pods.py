@@ -432,6 +432,8 @@ class Sandbox:
             raise
         self.started_at = wl.now_ts()
         self.volume_versions = {}
+        self.volumes_lock = threading.Lock()
+        self.volumes_ready = False
         self.init_containers = [Container(self, c, init=True) for c in pod["spec"].get("initContainers") or []]
         self.containers = [Container(self, c) for c in pod["spec"].get("containers") or []]
         self.phase_done = None
@@ -501,14 +503,20 @@ class Sandbox:
 
     def write_volumes(self, first=False):
         """ConfigMap and Secret volumes as files (rewritten when the object changes, as the
-        kubelet does a while after), emptyDir as a directory."""
+        kubelet does a while after), emptyDir as a directory. Returns whether every object a
+        volume needs exists: until then the kubelet starts no container (ContainerCreating)."""
+        with self.volumes_lock:
+            return self._write_volumes(first)
+
+    def _write_volumes(self, first):
+        complete = True
         fs_group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
         gid = host_ids(None, fs_group)[1] if fs_group is not None else 0
         for v in self.pod["spec"].get("volumes") or []:
             path = os.path.join(self.dir, "volumes", v["name"])
             if "emptyDir" in v:
-                if first:
-                    os.makedirs(path, exist_ok=True)
+                if not os.path.isdir(path):
+                    os.makedirs(path)
                     os.chown(path, 0, gid)
                     os.chmod(path, 0o777 if not fs_group else 0o2777)
                 continue
@@ -518,6 +526,9 @@ class Sandbox:
                 src = v[key]
                 obj_name = src.get("name") or src.get("secretName")
                 obj = self.agent.get(plural, self.ns, obj_name)
+                if obj is None and not src.get("optional"):
+                    complete = False
+                    continue
                 version = obj["metadata"]["resourceVersion"] if obj else None
                 if not first and self.volume_versions.get(v["name"]) == version:
                     continue
@@ -546,6 +557,7 @@ class Sandbox:
                 for fn in os.listdir(path):
                     if fn not in wanted and os.path.isfile(os.path.join(path, fn)):
                         os.unlink(os.path.join(path, fn))
+        return complete
 
     def set_hosts(self, text):
         if text == self.hosts:
@@ -560,10 +572,14 @@ class Sandbox:
 
     # ---- lifecycle
     def run(self):
-        try:
-            self.write_volumes(first=True)
-        except Exception as e:
-            log.warning("pod %s: volumes: %s", self.name, e)
+        while not self.terminating:
+            try:
+                if self.write_volumes(first=True):
+                    break
+            except Exception as e:
+                log.warning("pod %s: volumes: %s", self.name, e)
+            time.sleep(0.2)
+        self.volumes_ready = True
         for c in self.init_containers:
             c.thread.start()
             c.thread.join()
@@ -729,10 +745,11 @@ class NodeAgent(threading.Thread):
                 continue
             sb.pod = p
             sb.set_hosts(self.hosts_for(sb, pods, services))
-            try:
-                sb.write_volumes()
-            except Exception as e:
-                log.warning("pod %s: volumes: %s", sb.name, e)
+            if sb.volumes_ready:
+                try:
+                    sb.write_volumes()
+                except Exception as e:
+                    log.warning("pod %s: volumes: %s", sb.name, e)
             st = sb.status(p.get("status"))
             with self.store.lock:
                 live = self.store.get(self.R["pods"], sb.ns, sb.name)
