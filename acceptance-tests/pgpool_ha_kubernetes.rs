@@ -261,7 +261,9 @@ fn pgpool_ha_kubernetes_objects_are_valid_and_apply_to_the_api() {
 /// runs each pod's containers as local processes (Debian's PostgreSQL,
 /// repmgr and pgpool, the rendered entrypoint scripts and configuration
 /// files), a primary and two standbys come up replicating and pgpool
-/// answers, all read through `kubectl exec` (pods/exec via the API server).
+/// answers; then the primary's PostgreSQL stopped hard: a standby is
+/// promoted and the old primary is fenced and rejoins. All read through
+/// `kubectl exec` (pods/exec via the API server).
 #[test]
 fn pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods() {
     use shardform::cty::Value;
@@ -461,4 +463,90 @@ fn pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods() {
             })
         },
     );
+
+    // Failover in pods, with no Terraform run (what the provider will converge is not
+    // involved): the primary's PostgreSQL stopped hard in its pod;
+    // repmgrd on the standbys promotes one; the old primary's container ends (PostgreSQL stays
+    // down), the kubelet starts it again and the entrypoint fences it and rejoins it as a standby.
+    let (ok, _, stderr) = standin.kubectl_status(
+        &[
+            "exec",
+            "g1-nodes-0",
+            "--",
+            "/usr/lib/postgresql/15/bin/pg_ctl",
+            "-D",
+            "/var/lib/postgresql/data/pgdata",
+            "-m",
+            "immediate",
+            "stop",
+        ],
+        None,
+    );
+    assert!(ok, "stopping the primary: {stderr}");
+    let role = |pod: &str| {
+        let (ok, stdout, _) = standin.kubectl_status(
+            &[
+                "exec",
+                pod,
+                "--",
+                "/usr/lib/postgresql/15/bin/psql",
+                "-h",
+                "/shardform/run",
+                "-X",
+                "-A",
+                "-t",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                "SELECT pg_is_in_recovery()",
+            ],
+            None,
+        );
+        if ok {
+            stdout.trim().to_string()
+        } else {
+            String::new()
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut promoted = None;
+    while promoted.is_none() && started.elapsed() < std::time::Duration::from_secs(120) {
+        promoted = ["g1-nodes-1", "g1-nodes-2"]
+            .into_iter()
+            .find(|p| role(p) == "f");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let promoted = promoted.unwrap_or_else(|| panic!("no standby was promoted within 120 s"));
+    let mut rejoined = false;
+    while !rejoined && started.elapsed() < std::time::Duration::from_secs(240) {
+        rejoined = role("g1-nodes-0") == "t";
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let (_, logs, _) = standin.kubectl_status(&["logs", "g1-nodes-0"], None);
+    assert!(
+        rejoined,
+        "the old primary did not come back as a standby:\n{logs}"
+    );
+    assert!(
+        logs.contains("fenced, rejoining it"),
+        "the old primary was not fenced first:\n{logs}"
+    );
+    // One primary only, the promoted node, with the data written before.
+    let roles: Vec<String> = nodes.iter().map(|n| role(n)).collect();
+    assert_eq!(
+        roles.iter().filter(|r| r.as_str() == "f").count(),
+        1,
+        "roles {roles:?}"
+    );
+    assert_eq!(
+        psql(promoted, "SELECT sum(id) FROM written_through_pgpool"),
+        "7"
+    );
+    // Not asserted of the objects alone: that every node streams from the new primary soon
+    // (in 1 of 4 runs here one had not within 60 s) and that writes through pgpool resume (a
+    // session can wait on the old primary's address). Both are the provider's to converge:
+    // repairing a node that does not follow, and pgpool agreeing with repmgr, as the local
+    // target's converge and `settle` do.
 }

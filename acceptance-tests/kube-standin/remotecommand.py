@@ -150,12 +150,17 @@ def serve_exec(handler, argv, command, want):
                     proc.stdin.close()
                 except OSError:
                     pass
+                break  # nothing more to read: the socket is then only written
         if proc.poll() is None and proc.stdin is not None:
             try:
                 proc.stdin.close()
             except OSError:
                 pass
-    threading.Thread(target=reader, daemon=True).start()
+    # One TLS connection must not be read and written at once from two threads (an OpenSSL
+    # object is not thread-safe: output was seen lost). So the client is read only while it
+    # sends stdin, until it closes it; a command without stdin never reads the socket.
+    if want["stdin"]:
+        threading.Thread(target=reader, daemon=True).start()
     code = proc.wait()
     # Until every holder of the output pipes is gone (a background child keeps them open, and a
     # real exec waits for it as well).
