@@ -70,15 +70,7 @@ fn exec_through_the_api_server_gives_output_exit_codes_and_clear_errors() {
     let (ok, _, stderr) = standin.kubectl_status(&["apply", "--server-side"], Some(&manifest));
     assert!(ok, "{stderr}");
     wait_until("the pod to become ready", Duration::from_secs(20), || {
-        standin
-            .get("/api/v1/namespaces/default/pods/shell")
-            .is_some_and(|p| {
-                p["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
+        standin.pod_ready("default", "shell")
     });
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -107,7 +99,9 @@ fn exec_through_the_api_server_gives_output_exit_codes_and_clear_errors() {
     let out = run(&["tr", "a-z", "A-Z"], Some(b"through the api server")).unwrap();
     assert_eq!(out.stdout, "THROUGH THE API SERVER");
     // Much input and output at once (many WebSocket frames each way, neither side waiting).
-    let big: Vec<u8> = (0..400_000u32).map(|i| b"abcdefghij\n"[(i % 11) as usize]).collect();
+    let big: Vec<u8> = (0..400_000u32)
+        .map(|i| b"abcdefghij\n"[(i % 11) as usize])
+        .collect();
     let out = run(&["cat"], Some(&big)).unwrap();
     assert_eq!(out.stdout.as_bytes(), &big[..]);
     // The same pod through kubectl, the second real client.

@@ -257,6 +257,42 @@ fn pgpool_ha_kubernetes_objects_are_valid_and_apply_to_the_api() {
     );
 }
 
+/// psql as postgres in `pod` through `kubectl exec` (pods/exec via the API
+/// server), with `env` set; its output trimmed, or its stderr when it failed.
+fn psql_in(
+    standin: &crate::harness::kube::Standin,
+    pod: &str,
+    env: &[&str],
+    host: &str,
+    port: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let mut args = vec!["exec", pod, "--", "env"];
+    args.extend_from_slice(env);
+    args.extend_from_slice(&[
+        "/usr/lib/postgresql/15/bin/psql",
+        "-X",
+        "-A",
+        "-t",
+        "-h",
+        host,
+        "-p",
+        port,
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-c",
+        sql,
+    ]);
+    let (ok, stdout, stderr) = standin.kubectl_status(&args, None);
+    if ok {
+        Ok(stdout.trim().to_string())
+    } else {
+        Err(stderr)
+    }
+}
+
 /// The rendered objects run for real: applied to a stand-in whose node agent
 /// runs each pod's containers as local processes (Debian's PostgreSQL,
 /// repmgr and pgpool, the rendered entrypoint scripts and configuration
@@ -318,17 +354,7 @@ fn pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods() {
         Some(&file),
     );
     assert!(ok, "{stdout}{stderr}");
-    let ready = |pod: &str| {
-        standin
-            .get(&format!("/api/v1/namespaces/default/pods/{pod}"))
-            .is_some_and(|p| {
-                p["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-    };
+    let ready = |pod: &str| standin.pod_ready("default", pod);
     let nodes = ["g1-nodes-0", "g1-nodes-1", "g1-nodes-2"];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !nodes.iter().all(|n| ready(n)) {
@@ -348,28 +374,8 @@ fn pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     let psql = |pod: &str, sql: &str| {
-        let (ok, stdout, stderr) = standin.kubectl_status(
-            &[
-                "exec",
-                pod,
-                "--",
-                "/usr/lib/postgresql/15/bin/psql",
-                "-h",
-                "/shardform/run",
-                "-X",
-                "-A",
-                "-t",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ],
-            None,
-        );
-        assert!(ok, "psql in {pod}: {stderr}");
-        stdout.trim().to_string()
+        psql_in(&standin, pod, &[], "/shardform/run", "5432", sql)
+            .unwrap_or_else(|stderr| panic!("psql in {pod}: {stderr}"))
     };
     crate::harness::wait_until(
         "two streaming standbys",
@@ -401,32 +407,15 @@ fn pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods() {
         || ready(&pgpool),
     );
     let through_pgpool = |sql: &str| {
-        let (ok, stdout, stderr) = standin.kubectl_status(
-            &[
-                "exec",
-                &pgpool,
-                "--",
-                "env",
-                "PGPASSWORD=s3cret",
-                "/usr/lib/postgresql/15/bin/psql",
-                "-X",
-                "-A",
-                "-t",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                "9999",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ],
-            None,
-        );
-        assert!(ok, "psql through pgpool: {stderr}");
-        stdout.trim().to_string()
+        psql_in(
+            &standin,
+            &pgpool,
+            &["PGPASSWORD=s3cret"],
+            "127.0.0.1",
+            "9999",
+            sql,
+        )
+        .unwrap_or_else(|stderr| panic!("psql through pgpool: {stderr}"))
     };
     // pgpool reaches every node (`pg_status`, the fifth column) and takes node 0 for the
     // primary. Whether a standby that started after pgpool is attached (`status`) is the
@@ -484,31 +473,15 @@ fn pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods() {
     );
     assert!(ok, "stopping the primary: {stderr}");
     let role = |pod: &str| {
-        let (ok, stdout, _) = standin.kubectl_status(
-            &[
-                "exec",
-                pod,
-                "--",
-                "/usr/lib/postgresql/15/bin/psql",
-                "-h",
-                "/shardform/run",
-                "-X",
-                "-A",
-                "-t",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                "SELECT pg_is_in_recovery()",
-            ],
-            None,
-        );
-        if ok {
-            stdout.trim().to_string()
-        } else {
-            String::new()
-        }
+        psql_in(
+            &standin,
+            pod,
+            &[],
+            "/shardform/run",
+            "5432",
+            "SELECT pg_is_in_recovery()",
+        )
+        .unwrap_or_default()
     };
     let started = std::time::Instant::now();
     let mut promoted = None;

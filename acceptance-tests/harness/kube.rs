@@ -209,7 +209,19 @@ impl Standin {
         None
     }
 
-    pub fn volume(&self, name: &str) -> Option<Value> {
+    /// Whether the pod exists with its `Ready` condition true.
+    pub fn pod_ready(&self, namespace: &str, pod: &str) -> bool {
+        self.get(&format!("/api/v1/namespaces/{namespace}/pods/{pod}"))
+            .is_some_and(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+    }
+
+        pub fn volume(&self, name: &str) -> Option<Value> {
         self.get(&format!(
             "/apis/longhorn.io/v1beta2/namespaces/longhorn-system/volumes/{name}"
         ))
