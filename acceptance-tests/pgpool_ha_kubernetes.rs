@@ -117,6 +117,16 @@ fn pgpool_ha_kubernetes_target_validates_at_plan_and_says_it_cannot_apply() {
     assert!(out.contains("Missing base_dir"), "{out}");
 }
 
+/// An object value of a resource's attributes, as Terraform sends it.
+fn object(fields: Vec<(&str, shardform::cty::Value)>) -> shardform::cty::Value {
+    shardform::cty::Value::Object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
 /// The objects of a sample group, applied to the stand-in by server-side
 /// apply (`kubectl apply --server-side`, a real client), which validates
 /// every one against the Kubernetes v1.32 JSON schemas; a second apply of
@@ -124,14 +134,6 @@ fn pgpool_ha_kubernetes_target_validates_at_plan_and_says_it_cannot_apply() {
 #[test]
 fn pgpool_ha_kubernetes_objects_are_valid_and_apply_to_the_api() {
     use shardform::cty::Value;
-    let object = |fields: Vec<(&str, Value)>| {
-        Value::Object(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        )
-    };
     let value = object(vec![
         ("name", Value::string("w1")),
         ("target", Value::string("kubernetes")),
@@ -308,14 +310,6 @@ fn pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods() {
         eprintln!("SKIPPED pgpool_ha_kubernetes_objects_run_a_replicating_group_in_pods: the node agent needs root");
         return;
     }
-    let object = |fields: Vec<(&str, Value)>| {
-        Value::Object(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        )
-    };
     let value = object(vec![
         ("name", Value::string("g1")),
         ("target", Value::string("kubernetes")),
